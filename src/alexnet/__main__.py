@@ -1,0 +1,3 @@
+from alexnet.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Command-line interface: ``alexnet <command>``, a thin layer over the Python API."""

@@ -1,0 +1,52 @@
+"""``alexnet`` console script: dispatches to one module per subcommand (``alexnet.cli.<name>``).
+
+Each module defines ``register(subparsers)`` which adds its parser and sets ``func(args) -> int``.
+User mistakes raise :class:`alexnet.errors.UserError` and are printed here as one line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from alexnet import __version__
+from alexnet.cli.common import ArgumentParser, fail
+from alexnet.errors import UserError
+
+# Subcommands, in the order `alexnet --help` lists them.
+COMMANDS = ["models", "info"]
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="alexnet",
+        description="AlexNet (Krizhevsky, Sutskever & Hinton, 2012): the paper's network, data, training, "
+                    "evaluation and tools.")
+    parser.add_argument("--version", action="version", version=f"alexnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name in COMMANDS:
+        importlib.import_module(f"alexnet.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    prog = f"alexnet {args.command}"
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        return fail(prog, str(e))
+    except FileNotFoundError as e:
+        return fail(prog, f"no such file: {e.filename or e}")
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

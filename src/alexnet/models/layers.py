@@ -1,0 +1,77 @@
+"""Building blocks the paper needs and torch does not ship in the paper's exact form."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LocalResponseNorm(nn.Module):
+    """Local response normalisation across channels (paper section 3.3).
+
+    b[c] = a[c] / (k + alpha' * sum_{j=c-n/2}^{c+n/2} a[j]^2) ^ beta
+
+    Interpretation of alpha (PAPER.md, "LRN"): cuda-convnet2 (the authors' code), Caffe and
+    ``torch.nn.LocalResponseNorm`` all use alpha' = alpha / n, i.e. the *mean* of the squares; the
+    paper's formula read literally uses alpha' = alpha, the *sum*. We follow the authors' code by default
+    (``alpha_over_n=True``); ``alpha_over_n=False`` gives the literal formula. With alpha = 1e-4 the two
+    differ only in how strongly large activations are damped.
+    """
+
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0,
+                 alpha_over_n: bool = True) -> None:
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+        self.alpha_over_n = alpha_over_n
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # F.local_response_norm averages the window (divides alpha by n); undo that for the literal form.
+        alpha = self.alpha if self.alpha_over_n else self.alpha * self.size
+        return F.local_response_norm(x, self.size, alpha=alpha, beta=self.beta, k=self.k)
+
+    def extra_repr(self) -> str:
+        return (f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, "
+                f"alpha_over_n={self.alpha_over_n}")
+
+
+class CeilPad2d(nn.Module):
+    """Zero-pad the right and bottom edges so that a following conv uses cuda-convnet's size rule.
+
+    cuda-convnet computes a conv's output size as ``1 + ceil((W + 2p - F) / s)``: for conv1 (F=11, s=4,
+    p=0) a 224x224 crop gives 55x55, exactly as if the image were zero-padded on the right and bottom to
+    227x227 (which is what Caffe feeds instead). PyTorch floors (224 -> 54), so we add that padding here.
+    A 227x227 input gets no padding and gives 55x55 too.
+    """
+
+    def __init__(self, kernel_size: int, stride: int) -> None:
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride
+
+    def extra_pad(self, size: int) -> int:
+        out = 1 + math.ceil(max(size - self.kernel_size, 0) / self.stride)
+        return max((out - 1) * self.stride + self.kernel_size - size, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ph, pw = self.extra_pad(x.shape[-2]), self.extra_pad(x.shape[-1])
+        if ph == 0 and pw == 0:
+            return x
+        return F.pad(x, (0, pw, 0, ph))
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def make_activation(name: str) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "tanh":
+        return nn.Tanh()
+    from alexnet.errors import BadOptionError
+
+    raise BadOptionError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")

@@ -1,0 +1,77 @@
+"""Model registry: name -> builder, in the style of timm's ``create_model`` / ``list_models``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from alexnet.errors import BadOptionError, UnknownModelError
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about a model without building it."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    description: str
+    input_size: int  # square crop the model is meant for (224 or 227 for ImageNet models, 32 for CIFAR)
+    default_num_classes: int = 1000
+    # Pixel normalisation the model expects, in 0..255 units. ``None`` std = the paper's: subtract the
+    # mean only (cuda-convnet and Caffe feed raw 0..255 minus mean; the paper's N(0, 0.01) init assumes it).
+    pixel_std: tuple[float, float, float] | None = None
+    paper_notes: str = ""
+    options: tuple[str, ...] = field(default=())
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(*, description: str, input_size: int, default_num_classes: int = 1000,
+                   pixel_std: tuple[float, float, float] | None = None, paper_notes: str = ""):
+    """Decorator registering a builder ``fn(*, num_classes, **options) -> nn.Module`` under its name."""
+
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        params = inspect.signature(fn).parameters
+        options = tuple(p for p in params if p != "num_classes")
+        _REGISTRY[fn.__name__] = ModelInfo(fn.__name__, fn, description, input_size, default_num_classes,
+                                           pixel_std, paper_notes, options)
+        return fn
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    """Names of every registered model, sorted."""
+    return sorted(_REGISTRY)
+
+
+def model_info(name: str) -> ModelInfo:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(list_models())}") from None
+
+
+def create_model(name: str, num_classes: int | None = None, **options) -> nn.Module:
+    """Build a registered model, e.g. ``create_model("alexnet", num_classes=10, lrn=False)``.
+
+    Unknown names and options raise :class:`UnknownModelError` / :class:`BadOptionError` (both
+    :class:`~alexnet.errors.UserError`), so that the CLI can report them in one line.
+    """
+    info = model_info(name)
+    unknown = sorted(set(options) - set(info.options))
+    if unknown:
+        raise BadOptionError(
+            f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
+            f"its options: {', '.join(info.options) or 'none'}")
+    if num_classes is None:
+        num_classes = info.default_num_classes
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise BadOptionError(f"num_classes must be a positive integer, got {num_classes!r}")
+    model = info.builder(num_classes=num_classes, **options)
+    model.model_name = name  # so that checkpoints and weights files can record what they hold
+    return model
