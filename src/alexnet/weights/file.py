@@ -1,0 +1,115 @@
+"""The released weights file: ``.safetensors`` holding the state dict and what is needed to use it.
+
+Metadata (all strings, as safetensors requires) under the key ``alexnet``, one JSON object:
+
+    {"format_version": 1, "arch": "alexnet", "model_options": {...}, "num_classes": 1000,
+     "classes": [{"index": 0, "wnid": "n01440764", "name": "tench"}, ...],
+     "preprocess": {"resize": 256, "crop_size": 224, "mean_rgb": [r, g, b], "std_rgb": null | [..],
+                    "mean": "image" | "channel", "warp": false},
+     "extra": {...}}
+
+The mean image (size x size x 3, float32, 0..255), when the weights were trained with one, is stored as
+the tensor ``preprocess.mean_image`` beside the model's tensors; it is not part of the model state dict.
+Loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from alexnet.errors import UserError
+
+META_KEY = "alexnet"
+MEAN_IMAGE_KEY = "preprocess.mean_image"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class WeightsFile:
+    """What a weights file holds, model excepted."""
+
+    arch: str
+    state_dict: dict[str, torch.Tensor]
+    num_classes: int
+    model_options: dict = field(default_factory=dict)
+    classes: list[dict] = field(default_factory=list)
+    preprocess: dict = field(default_factory=dict)
+    mean_image: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    def build_model(self) -> nn.Module:
+        """The model with these weights loaded, in eval mode."""
+        from alexnet.models import create_model
+
+        model = create_model(self.arch, num_classes=self.num_classes, **self.model_options)
+        model.load_state_dict(self.state_dict)
+        model.eval()
+        return model
+
+
+def save_weights(path: str | os.PathLike, model: nn.Module, *, arch: str | None = None,
+                 model_options: dict | None = None, classes: list[dict] | None = None,
+                 preprocess: dict | None = None, mean_image: np.ndarray | None = None,
+                 extra: dict | None = None) -> Path:
+    """Write ``model``'s weights and metadata to ``path`` (atomically: temp file + rename)."""
+    path = Path(path)
+    arch = arch or getattr(model, "model_name", None)
+    if arch is None:
+        raise ValueError("save_weights needs arch= for a model not built by create_model")
+    module = getattr(model, "_orig_mod", model)  # torch.compile wrapper
+    module = getattr(module, "module", module)  # DistributedDataParallel wrapper
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    if mean_image is not None:
+        tensors[MEAN_IMAGE_KEY] = torch.as_tensor(np.asarray(mean_image, dtype=np.float32))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "arch": arch,
+        "model_options": model_options or {},
+        "num_classes": int(getattr(module, "num_classes", 0) or _infer_num_classes(tensors)),
+        "classes": classes or [],
+        "preprocess": preprocess or {},
+        "extra": extra or {},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
+    os.replace(tmp, path)
+    return path
+
+
+def _infer_num_classes(tensors: dict[str, torch.Tensor]) -> int:
+    last_bias = [v for k, v in tensors.items() if k.endswith("bias") and v.ndim == 1][-1]
+    return int(last_bias.shape[0])
+
+
+def read_weights(path: str | os.PathLike) -> WeightsFile:
+    """Read one of our ``.safetensors`` weights files; a bad or foreign file is a UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(META_KEY)
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable safetensors file ({e})") from None
+    if raw is None:
+        raise UserError(f"{path}: safetensors file without alexnet metadata; use 'alexnet convert' first")
+    meta = json.loads(raw)
+    mean = tensors.pop(MEAN_IMAGE_KEY, None)
+    return WeightsFile(
+        arch=meta["arch"], state_dict=tensors, num_classes=int(meta["num_classes"]),
+        model_options=meta.get("model_options", {}), classes=meta.get("classes", []),
+        preprocess=meta.get("preprocess", {}), mean_image=None if mean is None else mean.numpy(),
+        extra=meta.get("extra", {}))
