@@ -1,0 +1,54 @@
+"""`alexnet models` and `alexnet info`: output and one-line errors, in a real subprocess."""
+
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "alexnet", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_info_prints_paper_counts_and_shapes():
+    r = run("info", "--arch", "alexnet")
+    assert r.returncode == 0, r.stderr
+    assert "60,965,224" in r.stdout
+    for shape in ("96x55x55", "256x27x27", "384x13x13", "256x13x13", "256x6x6"):
+        assert shape in r.stdout
+    assert "724,406,816" in r.stdout  # total MACs per image
+
+
+def test_info_with_option_and_input_size():
+    r = run("info", "--arch", "alexnet", "--opt", "towers=1", "--input-size", "227")
+    assert r.returncode == 0, r.stderr
+    assert "59,798,312" in r.stdout and "48x55x55" in r.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("info", "--arch", "nope"), "unknown model 'nope'"),
+    (("info", "--opt", "towers=5"), "towers must be 1 or 2"),
+    (("info", "--opt", "towers"), "NAME=VALUE"),
+    (("info", "--input-size", "abc"), "invalid int value"),
+    (("info", "--input-size", "20"), "does not fit"),
+    (("nosuchcommand",), "invalid choice"),
+])
+def test_user_mistakes_are_one_line(args, needle):
+    r = run(*args)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert needle in lines[0] and "Traceback" not in r.stderr
+
+
+def test_models_lists_registry():
+    r = run("models")
+    assert r.returncode == 0, r.stderr
+    for name, params in [("alexnet", "60,965,224"), ("alexnet_owt", "61,100,840"), ("cifar_4layer", "89,578")]:
+        line = next(line for line in r.stdout.splitlines() if line.startswith(name + " "))
+        assert params in line
+
+
+def test_help_lists_subcommands():
+    r = run("--help")
+    assert r.returncode == 0 and "models" in r.stdout and "info" in r.stdout
