@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from alexnet.cli.common import format_table
 from alexnet.models import count_parameters, create_model, list_models, model_info
 
@@ -16,7 +18,8 @@ def run(args) -> int:
     rows = []
     for name in list_models():
         info = model_info(name)
-        params = count_parameters(create_model(name))
+        with torch.device("meta"):  # shapes only: no memory, no init cost
+            params = count_parameters(create_model(name))
         rows.append([name, f"{params:,}", f"{info.input_size}x{info.input_size}", info.default_num_classes,
                      info.description])
     print(format_table(["model", "params", "input", "classes", "what it is"], rows, align="lrrrl"))
