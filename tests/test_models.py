@@ -8,7 +8,14 @@ from torch import nn
 
 import alexnet
 from alexnet.errors import BadOptionError, UnknownModelError, UserError
-from alexnet.models import LocalResponseNorm, count_parameters, create_model, list_models, model_info, summarize
+from alexnet.models import (
+    LocalResponseNorm,
+    count_parameters,
+    create_model,
+    list_models,
+    model_info,
+    summarize,
+)
 
 ALL = list_models()
 

@@ -55,7 +55,7 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align
         align = "".join("r" if rows and isinstance(rows[0][i], (int, float)) else "l"
                         for i in range(len(headers)))
     def fmt(row: Sequence[str]) -> str:
-        return "  ".join(c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(row, widths, align)).rstrip()
+        return "  ".join(c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(row, widths, align, strict=True)).rstrip()
     lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)]
     lines += [fmt(r) for r in cells[1:]]
     return "\n".join(lines)
