@@ -9,9 +9,11 @@ Quick use::
 """
 
 from alexnet.errors import UserError
+from alexnet.evaluation.predict import predict
 from alexnet.models import count_parameters, create_model, list_models, model_info, summarize
+from alexnet.weights.load import load
 
 __version__ = "0.1.0"
 
-__all__ = ["UserError", "__version__", "count_parameters", "create_model", "list_models", "model_info",
-           "summarize"]
+__all__ = ["UserError", "__version__", "count_parameters", "create_model", "list_models", "load", "model_info",
+           "predict", "summarize"]

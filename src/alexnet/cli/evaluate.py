@@ -1,0 +1,98 @@
+"""``alexnet evaluate``: top-1 / top-5 error of weights on a prepared dataset (1 or 10 crops).
+
+Under ``torchrun --nproc_per_node N -m alexnet.cli.main evaluate ...`` (or ``torchrun $(which alexnet)``)
+each process evaluates a contiguous shard; rank 0 prints and writes the totals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+from alexnet.cli.weights_args import add_weights_args, load_from_args, pick_device
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="top-1/top-5 error on a prepared dataset (1 or 10 crops)",
+                       description="Top-1 and top-5 error (and accuracy) of weights on a prepared dataset, with "
+                                   "the centre crop or the paper's 10 crops (softmax averaged). A dataset whose "
+                                   "classes are a subset of the model's (Imagenette against ImageNet weights) "
+                                   "is mapped by WNID. Works under torchrun (each image counted once).")
+    add_weights_args(p)
+    p.add_argument("--data", required=True, metavar="PREPARED", help="a dataset made by 'alexnet prepare'")
+    p.add_argument("--crops", type=int, choices=(1, 10), default=1,
+                   help="1 = centre crop (default), 10 = the paper's four corners + centre and mirrors")
+    p.add_argument("--batch-size", type=int, default=64, help="images per batch (x10 crops with --crops 10)")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="evaluate N images evenly spread over the dataset (a quick estimate)")
+    p.add_argument("--threads", type=int, default=2, help="threads decoding images (default 2)")
+    p.add_argument("--per-class", default=None, metavar="FILE.csv", help="write per-class accuracy to a CSV")
+    p.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
+    p.set_defaults(func=run)
+
+
+def _init_distributed(device_arg):
+    """(rank, world_size, device, started) from torchrun's environment; a process group if needed."""
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, pick_device(device_arg), False
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_arg)
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    started = False
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        started = True
+    return dist.get_rank(), dist.get_world_size(), device, started
+
+
+def run(args) -> int:
+    import torch.distributed as dist
+
+    from alexnet.errors import UserError
+    from alexnet.evaluation.data import open_prepared
+    from alexnet.evaluation.evaluate import evaluate
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    dataset = open_prepared(args.data)
+    rank, world, device, started = _init_distributed(args.device)
+    try:
+        model = load_from_args(args, device=device)
+        indices = None
+        if args.limit is not None:
+            if args.limit < 1:
+                raise UserError(f"--limit must be at least 1, got {args.limit}")
+            n = min(args.limit, len(dataset))
+            indices = np.unique(np.linspace(0, len(dataset) - 1, n).round().astype(np.int64))
+        result = evaluate(model, dataset, crops=args.crops, batch_size=args.batch_size, indices=indices,
+                          threads=args.threads, rank=rank, world_size=world)
+    finally:
+        if started:
+            dist.destroy_process_group()
+    if rank != 0:
+        return 0
+    if args.per_class:
+        result.write_per_class_csv(args.per_class)
+    summary = {"weights": str(args.weights), "arch": model.model_name, "data": str(args.data), **result.summary()}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        s = summary
+        print(f"{model.model_name} on {args.data}: {s['images']} images, {args.crops} crop{'s' if args.crops > 1 else ''}"
+              + (f", {world} processes" if world > 1 else ""))
+        print(f"top-1 error {s['top1_error']:.2f}%  (accuracy {s['top1_accuracy']:.2f}%)")
+        print(f"top-{result.topk} error {s['top5_error']:.2f}%  (accuracy {s['top5_accuracy']:.2f}%)")
+        if s["images_per_second"]:
+            print(f"{s['images_per_second']:.1f} images/s", file=sys.stderr)
+    if args.per_class:
+        print(f"wrote {args.per_class}", file=sys.stderr)
+    return 0

@@ -1,0 +1,30 @@
+"""``alexnet export``: weights to ONNX with a dynamic batch dimension."""
+
+from __future__ import annotations
+
+import sys
+
+from alexnet.cli.weights_args import add_weights_args, load_from_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export weights to ONNX (dynamic batch)",
+                       description="Export a model to ONNX. The graph takes normalised crops 'image' "
+                                   "(batch, 3, C, C) and returns 'logits'; preprocessing and class names are "
+                                   "in the model's metadata. Needs: pip install 'alexnet[onnx]'.")
+    add_weights_args(p, device=False)
+    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--out", required=True, metavar="M.onnx")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from alexnet.weights.onnx import export_onnx
+
+    model = load_from_args(args, device="cpu")
+    out = export_onnx(model, args.out, opset=args.opset)
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): {model.model_name}, input "
+          f"(batch, 3, {model.preprocess.crop_size}, {model.preprocess.crop_size}), {model.num_classes} classes",
+          file=sys.stderr)
+    return 0

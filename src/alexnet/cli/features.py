@@ -1,0 +1,37 @@
+"""``alexnet features``: the 4096-d fc7 activations of every image of a prepared dataset."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from alexnet.cli.weights_args import add_weights_args, load_from_args, pick_device
+
+
+def register(sub) -> None:
+    p = sub.add_parser("features", help="fc7 activations (4096-d) of every image of a prepared dataset",
+                       description="Write the fc7 activations (after ReLU; 4096 per image for the ImageNet "
+                                   "models) of every image, centre crop, the weights' preprocessing. "
+                                   ".npy: the (N, D) matrix; .npz: features, labels, indices.")
+    add_weights_args(p)
+    p.add_argument("--data", required=True, metavar="PREPARED")
+    p.add_argument("--out", required=True, metavar="FILE.npz|FILE.npy")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from alexnet.errors import UserError
+    from alexnet.evaluation.data import open_prepared
+    from alexnet.inspect.features import extract_features, save_features
+
+    if not str(args.out).lower().endswith((".npy", ".npz")):
+        raise UserError(f"--out must end in .npy or .npz, got {args.out!r}")
+    dataset = open_prepared(args.data)
+    model = load_from_args(args, device=pick_device(args.device))
+    feats = extract_features(model, dataset, batch_size=args.batch_size, threads=args.threads)
+    out = save_features(args.out, feats, labels=np.asarray(dataset.labels), indices=np.arange(len(dataset)))
+    print(f"wrote {out}: {feats.shape[0]} x {feats.shape[1]} float32", file=sys.stderr)
+    return 0

@@ -1,0 +1,46 @@
+"""The ``--weights`` options shared by predict, evaluate, kernels, features, neighbors and export."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from alexnet.cli.common import add_model_options_arg, parse_options
+
+WEIGHTS_HELP = ("weights: a run directory, a checkpoint, a .safetensors file, a torchvision .pth, a Caffe "
+                ".caffemodel, or 'torchvision' (downloads torchvision's pretrained alexnet_owt)")
+
+
+def add_weights_args(p: argparse.ArgumentParser, *, device: bool = True) -> None:
+    p.add_argument("--weights", required=True, metavar="W", help=WEIGHTS_HELP)
+    p.add_argument("--arch", default=None, help="the model, for weights that do not record it")
+    p.add_argument("--classes", default=None, metavar="FILE",
+                   help="class names for the model's outputs (synset_words.txt format, WNIDs or names)")
+    p.add_argument("--mean", default=None, metavar="BINARYPROTO",
+                   help="Caffe's mean image (imagenet_mean.binaryproto) for a .caffemodel")
+    add_model_options_arg(p)
+    if device:
+        p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if available)")
+
+
+def pick_device(name: str | None) -> torch.device:
+    from alexnet.errors import UserError
+
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is available")
+    return device
+
+
+def load_from_args(args, *, device: torch.device | str | None = "cpu"):
+    """The model ``--weights`` names, with its classes and preprocessing (see :func:`alexnet.load`)."""
+    from alexnet.weights.load import load
+
+    return load(args.weights, arch=args.arch, classes=args.classes, mean=args.mean,
+                device=device or "cpu", progress=True, **parse_options(getattr(args, "model_options", None)))

@@ -1,0 +1,207 @@
+"""``alexnet.load(W)``: any kind of weights to a ready model that knows its classes and preprocessing.
+
+``W`` may be:
+
+- ``"torchvision"`` (or another name in :data:`~alexnet.weights.records.RECORDS`): published weights,
+  downloaded once through torch.hub;
+- a ``.safetensors`` file: ours (``save_weights``, with metadata), or a bare state dict (e.g. torchvision's
+  re-saved) whose model is guessed from its tensor names or given with ``arch=``;
+- a ``.pth``/``.pt`` file: a torchvision-style state dict, or a training checkpoint (a dict holding the
+  state dict under ``"model"`` and its config beside it), read with ``weights_only=True``;
+- a ``.caffemodel``: Caffe's bvlc_alexnet / bvlc_reference_caffenet (optionally ``mean=`` its
+  ``.binaryproto`` mean image);
+- a run directory of ``alexnet train``: its final weights (``*.safetensors``), else its best or last
+  checkpoint.
+
+The model comes back in eval mode with three attributes beside the usual ones:
+
+- ``model.classes``: ``[{"index", "wnid", "name"}, ...]`` (ImageNet's for a 1000-class model without names);
+- ``model.preprocess``: a :class:`~alexnet.weights.preprocess.Preprocess` (``model.preprocess(image)``
+  gives the normalised (3, C, C) centre crop);
+- ``model.weights_source``: where the weights came from (a string).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from alexnet.errors import UserError
+from alexnet.models import model_info
+from alexnet.weights.classes import read_class_file
+from alexnet.weights.file import WeightsFile, read_weights
+from alexnet.weights.preprocess import Preprocess
+
+# Names ``alexnet train`` may give its final weights / checkpoints, most preferred first.
+_RUN_WEIGHTS = ("weights.safetensors", "final.safetensors", "model.safetensors", "best.safetensors",
+                "last.safetensors")
+_RUN_CHECKPOINTS = ("best.pt", "best.pth", "last.pt", "last.pth", "checkpoint.pt")
+_TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".tar")
+
+
+def _resolve_run_dir(path: Path) -> Path:
+    for name in _RUN_WEIGHTS:
+        if (path / name).is_file():
+            return path / name
+    found = sorted(path.glob("*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
+    if found:
+        return found[0]
+    for name in _RUN_CHECKPOINTS:
+        if (path / name).is_file():
+            return path / name
+    for sub in ("checkpoints", "ckpt"):
+        if (path / sub).is_dir():
+            return _resolve_run_dir(path / sub)
+    raise UserError(f"{path}: a directory without weights (*.safetensors) or checkpoints (best.pt, last.pt)")
+
+
+def _read_safetensors(path: Path, arch: str | None, model_options: dict | None) -> WeightsFile:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            has_meta = "alexnet" in (f.metadata() or {})
+    except Exception as e:  # safetensors raises its own error types for foreign files
+        raise UserError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
+    if has_meta:
+        return read_weights(path)
+    # A bare state dict in safetensors (e.g. torchvision's weights re-saved): like a .pth file.
+    from safetensors.torch import load_file
+
+    from alexnet.weights.torchfile import state_dict_to_weights
+
+    return state_dict_to_weights(load_file(str(path)), arch=arch, model_options=model_options, source=str(path))
+
+
+def resolve_weights(source: str | os.PathLike | WeightsFile, *, arch: str | None = None,
+                    classes: list[dict] | str | os.PathLike | None = None, mean: str | os.PathLike | None = None,
+                    model_options: dict | None = None, progress: bool = True) -> WeightsFile:
+    """Read weights of any supported kind (see the module docstring) as a :class:`WeightsFile`.
+
+    ``arch`` / ``model_options``: the model, for files that do not record it (or to check that they do);
+    ``classes``: a class list (or a class file: synset_words format, WNIDs or names) overriding the file's;
+    ``mean``: Caffe's ``.binaryproto`` mean image for a ``.caffemodel``.
+    """
+    if isinstance(classes, (str, os.PathLike)):
+        classes = read_class_file(classes)
+    if isinstance(source, WeightsFile):
+        wf = source
+    else:
+        text = os.fspath(source)
+        path = Path(text)
+        from alexnet.weights.records import RECORDS
+
+        if text in RECORDS and not path.exists():
+            record = RECORDS[text]
+            if arch is not None and arch != record.arch:
+                raise UserError(f"the {text} weights are for {record.arch}, not {arch}")
+            wf = record.to_weights(progress=progress)
+        else:
+            if path.is_dir():
+                path = _resolve_run_dir(path)
+            if not path.is_file():
+                raise UserError(f"weights not found: {path} (a file, a run directory, or one of: "
+                                f"{', '.join(sorted(RECORDS))})")
+            suffix = path.suffix.lower()
+            if suffix == ".safetensors":
+                wf = _read_safetensors(path, arch, model_options)
+            elif suffix == ".caffemodel":
+                from alexnet.weights.caffe import caffe_to_weights, read_caffemodel, read_mean_binaryproto
+
+                mean_image = read_mean_binaryproto(mean) if mean is not None else None
+                wf = caffe_to_weights(read_caffemodel(path), arch=arch, mean_image=mean_image, source=str(path))
+            elif suffix in _TORCH_SUFFIXES or suffix == "":
+                from alexnet.weights.torchfile import state_dict_to_weights, torch_load_safe
+
+                wf = state_dict_to_weights(torch_load_safe(path), arch=arch, model_options=model_options,
+                                           source=str(path))
+            else:
+                raise UserError(f"{path}: unknown weights format {suffix!r} (expected .safetensors, .pth/.pt, "
+                                ".caffemodel or a run directory)")
+    if mean is not None and not str(source).lower().endswith(".caffemodel"):
+        raise UserError("--mean (a Caffe .binaryproto) only applies to .caffemodel weights")
+    if arch is not None and wf.arch != arch:
+        raise UserError(f"the weights are for {wf.arch}, not {arch}")
+    if model_options:
+        wf.model_options = {**wf.model_options, **model_options}
+    if classes is not None:
+        if len(classes) != wf.num_classes:
+            raise UserError(f"{len(classes)} class names given for a model with {wf.num_classes} outputs")
+        wf.classes = [{**c, "index": i} for i, c in enumerate(classes)]
+    return wf
+
+
+def preprocess_of(wf: WeightsFile) -> Preprocess:
+    """The weights' preprocessing, with the model's defaults for whatever the metadata leaves out."""
+    info = model_info(wf.arch)
+    return Preprocess.from_metadata(wf.preprocess, wf.mean_image, crop_size=info.input_size,
+                                    pixel_std=info.pixel_std)
+
+
+def attach(model: nn.Module, wf: WeightsFile, source: str) -> nn.Module:
+    """Give a model built from ``wf`` the ``classes`` / ``preprocess`` / ``weights_source`` attributes."""
+    model.classes = list(wf.classes)
+    model.model_options = dict(wf.model_options)
+    model.preprocess = preprocess_of(wf)
+    model.weights_source = source
+    return model
+
+
+def build(wf: WeightsFile) -> nn.Module:
+    try:
+        return wf.build_model()
+    except RuntimeError as e:  # load_state_dict: missing/unexpected keys or shapes
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        raise UserError(f"the weights do not fit {wf.arch} {wf.model_options or ''}: "
+                        f"{lines[1] if len(lines) > 1 else lines[0]}") from None
+
+
+def load(source: str | os.PathLike, *, arch: str | None = None,
+         classes: list[dict] | str | os.PathLike | None = None, mean: str | os.PathLike | None = None,
+         device: str | torch.device = "cpu", progress: bool = True, **model_options) -> nn.Module:
+    """A ready model from weights of any supported kind (see :mod:`alexnet.weights.load`), in eval mode
+    on ``device``, with ``model.classes``, ``model.preprocess`` and ``model.weights_source`` set."""
+    wf = resolve_weights(source, arch=arch, classes=classes, mean=mean, model_options=model_options or None,
+                         progress=progress)
+    model = build(wf).to(device)
+    return attach(model, wf, os.fspath(source) if not isinstance(source, WeightsFile) else "<WeightsFile>")
+
+
+def model_classes(model: nn.Module) -> list[dict]:
+    """A model's class list: its ``classes`` attribute, else placeholders for its outputs."""
+    from alexnet.weights.classes import default_classes
+
+    classes = getattr(model, "classes", None)
+    if classes:
+        return classes
+    return default_classes(int(getattr(model, "num_classes", 0) or 1000))
+
+
+def model_preprocess(model: nn.Module) -> Preprocess:
+    """A model's ``preprocess`` attribute, else the defaults of its registered name (ImageNet's mean)."""
+    pre = getattr(model, "preprocess", None)
+    if isinstance(pre, Preprocess):
+        return pre
+    name = getattr(model, "model_name", None)
+    if name is None:
+        return Preprocess()
+    info = model_info(name)
+    return Preprocess(crop_size=info.input_size, std_rgb=info.pixel_std)
+
+
+def save_loaded(model: nn.Module, path: str | os.PathLike, *, extra: dict | None = None) -> Path:
+    """Write a model from :func:`load` as our ``.safetensors`` (classes, preprocessing and mean kept)."""
+    from alexnet.weights.file import save_weights
+
+    pre = model_preprocess(model)
+    return save_weights(path, model, arch=getattr(model, "model_name", None),
+                        model_options=getattr(model, "model_options", None) or {},
+                        classes=model_classes(model), preprocess=pre.to_metadata(),
+                        mean_image=pre.mean_image if pre.uses_mean_image else None, extra=extra)
+
+
+__all__ = ["attach", "build", "load", "model_classes", "model_preprocess", "preprocess_of", "resolve_weights",
+           "save_loaded"]

@@ -1,0 +1,214 @@
+"""Reading any image and turning it into the crops a set of weights expects.
+
+The pipeline is the paper's test-time one (section 2 and 4.1), shared by ``predict``, ``neighbors`` and
+every weights record's ``transforms()``:
+
+    any image Pillow reads -> RGB uint8 -> shorter side to ``resize`` (256), central ``resize`` square
+    (the form ``prepare_dataset`` stores) -> centre crop (or the paper's 10 crops) of ``crop_size``
+    -> minus the weights' mean (the mean image's pixels under the crop, or a per-channel mean)
+    -> divided by the std for weights trained that way (torchvision's) -> float32 (3, C, C).
+
+Pixels stay in 0..255 units: the paper's models take raw pixels minus the mean; torchvision's
+normalisation ``(x/255 - m) / s`` equals ``(x - 255 m) / (255 s)``, which is what we store for it.
+Caffe's weights were trained on images *warped* to 256x256 (``warp=True``) instead of shorter-side resized.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from alexnet.errors import UserError
+
+# ImageNet's mean and std in 0..255 units (torchvision's 0.485/0.456/0.406 and 0.229/0.224/0.225 x 255).
+IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
+IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
+
+@contextlib.contextmanager
+def _no_pixel_limit():
+    # Pillow refuses images over ~178 MP as "decompression bombs". A user asking us to predict their own
+    # huge photo is not an attack; JPEGs are decoded downscaled (draft) so memory stays small.
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB: grayscale replicated, CMYK converted, alpha composited on white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if a.max(initial=0) > 255 else 255.0
+        return Image.fromarray(np.clip(a * (255.0 / top), 0, 255).astype(np.uint8)).convert("RGB")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(source, *, min_size: int | None = None) -> Image.Image:
+    """Open an image as 8-bit RGB, EXIF orientation applied.
+
+    ``source``: a path, a PIL image, or a uint8 array (H, W, 3) / (H, W). With ``min_size``, large JPEGs
+    are decoded at a reduced scale (libjpeg's DCT scaling) that keeps the shorter side >= ``min_size``.
+    Unreadable files raise :class:`UserError` with the reason in one line.
+    """
+    if isinstance(source, Image.Image):
+        return _to_rgb(source)
+    if isinstance(source, np.ndarray):
+        if source.dtype != np.uint8 or source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (1, 3, 4)):
+            raise UserError(f"an image array must be uint8 (H, W), (H, W, 3) or (H, W, 4), got {source.dtype} {source.shape}")
+        return _to_rgb(Image.fromarray(source.squeeze(2) if source.ndim == 3 and source.shape[2] == 1 else source))
+    path = Path(source)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    try:
+        with _no_pixel_limit():
+            with Image.open(path) as img:
+                if min_size and img.format == "JPEG":
+                    w, h = img.size
+                    scale = min_size / min(w, h)
+                    if scale < 0.5:
+                        img.draft(None, (math.ceil(w * scale), math.ceil(h * scale)))
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb(img)
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise UserError(f"{path}: unreadable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
+def resize_shorter(img: Image.Image, size: int) -> Image.Image:
+    """Shorter side to ``size`` (bilinear, antialiased), the longer one as torchvision's Resize(int)."""
+    w, h = img.size
+    if min(w, h) == size:
+        return img
+    if w <= h:
+        new = (size, int(size * h / w))
+    else:
+        new = (int(size * w / h), size)
+    return img.resize(new, Image.BILINEAR)
+
+
+def center_square(img: Image.Image, size: int) -> Image.Image:
+    w, h = img.size
+    left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
+
+
+def crop_offsets(size: int, crop: int, ten_crop: bool) -> list[tuple[int, int]]:
+    """(top, left) of the centre crop, or of the paper's five: centre and the four corners."""
+    if crop > size:
+        raise UserError(f"crop {crop} is larger than the {size}x{size} image")
+    c = (size - crop) // 2  # floor, as Caffe and torchvision (for these sizes) do
+    if not ten_crop:
+        return [(c, c)]
+    e = size - crop
+    return [(c, c), (0, 0), (0, e), (e, 0), (e, e)]
+
+
+@dataclass
+class Preprocess:
+    """How images must be prepared for a set of weights (stored in the weights file's metadata).
+
+    Calling it on an image (path, PIL image or uint8 array) gives the float32 (3, C, C) centre crop, so
+    ``model(preprocess(img)[None])`` classifies one image, like torchvision's ``weights.transforms()``.
+    """
+
+    resize: int = 256
+    crop_size: int = 224
+    mean_rgb: tuple[float, float, float] = IMAGENET_MEAN_RGB
+    std_rgb: tuple[float, float, float] | None = None
+    mean_image: np.ndarray | None = field(default=None, repr=False)  # (S, S, 3) float32 RGB, 0..255
+    use_mean_image: bool = True  # the metadata's "mean": "image" (else "channel")
+    warp: bool = False
+
+    # --- metadata round trip -------------------------------------------------------------------------
+    @classmethod
+    def from_metadata(cls, meta: dict | None, mean_image: np.ndarray | None = None, *,
+                      crop_size: int | None = None, pixel_std=None) -> Preprocess:
+        meta = dict(meta or {})
+        std = meta.get("std_rgb", pixel_std)
+        mean_rgb = meta.get("mean_rgb")
+        if mean_rgb is None:
+            mean_rgb = (np.asarray(mean_image, np.float64).reshape(-1, 3).mean(0).tolist()
+                        if mean_image is not None else IMAGENET_MEAN_RGB)
+        return cls(resize=int(meta.get("resize", 256)), crop_size=int(meta.get("crop_size") or crop_size or 224),
+                   mean_rgb=tuple(float(v) for v in mean_rgb),
+                   std_rgb=None if std is None else tuple(float(v) for v in std),
+                   mean_image=None if mean_image is None else np.asarray(mean_image, dtype=np.float32),
+                   use_mean_image=meta.get("mean", "image" if mean_image is not None else "channel") == "image",
+                   warp=bool(meta.get("warp", False)))
+
+    def to_metadata(self) -> dict:
+        return {"resize": self.resize, "crop_size": self.crop_size, "mean_rgb": list(self.mean_rgb),
+                "std_rgb": None if self.std_rgb is None else list(self.std_rgb),
+                "mean": "image" if self.uses_mean_image else "channel", "warp": self.warp}
+
+    @property
+    def uses_mean_image(self) -> bool:
+        return self.use_mean_image and self.mean_image is not None
+
+    # --- images -> squares -> crops --------------------------------------------------------------------
+    def square(self, image) -> np.ndarray:
+        """The ``resize`` x ``resize`` uint8 RGB square of an image, as ``prepare_dataset`` stores it."""
+        img = load_image(image, min_size=self.resize)
+        img = img.resize((self.resize, self.resize), Image.BILINEAR) if self.warp else \
+            center_square(resize_shorter(img, self.resize), self.resize)
+        return np.array(img, dtype=np.uint8)  # a writable copy (torch.from_numpy warns on read-only)
+
+    def _mean_for(self, size: int, device) -> torch.Tensor:
+        """The mean to subtract, as (3, size, size) or (3, 1, 1), float32 on ``device``."""
+        if not self.uses_mean_image:
+            return torch.tensor(self.mean_rgb, dtype=torch.float32, device=device).view(3, 1, 1)
+        m = torch.from_numpy(np.ascontiguousarray(self.mean_image)).to(device).permute(2, 0, 1).float()
+        if m.shape[-1] != size or m.shape[-2] != size:  # a mean image of another size: resample it
+            m = torch.nn.functional.interpolate(m[None], size=(size, size), mode="bilinear",
+                                                align_corners=False, antialias=True)[0]
+        return m
+
+    def crops(self, squares: torch.Tensor, *, ten_crop: bool = False) -> torch.Tensor:
+        """Normalised crops of a batch of squares.
+
+        ``squares``: uint8 (B, S, S, 3) (HWC, as stored) or (B, 3, S, S). Returns float32 (B, 3, C, C), or
+        with ``ten_crop`` (B, 10, 3, C, C): the centre and four corners, then their mirror images.
+        """
+        if squares.ndim != 4:
+            raise ValueError(f"expected a batch (B, S, S, 3), got shape {tuple(squares.shape)}")
+        x = squares.permute(0, 3, 1, 2) if squares.shape[-1] == 3 and squares.shape[1] != 3 else squares
+        x = x.float()  # (B, 3, S, S)
+        size, c = x.shape[-1], self.crop_size
+        if x.shape[-2] != size:
+            raise ValueError(f"expected square images, got {tuple(x.shape[-2:])}")
+        mean = self._mean_for(size, x.device)
+        std = None if self.std_rgb is None else torch.tensor(self.std_rgb, device=x.device).view(3, 1, 1)
+        out = []
+        for top, left in crop_offsets(size, c, ten_crop):
+            m = mean if mean.shape[-1] == 1 else mean[:, top:top + c, left:left + c]
+            p = x[:, :, top:top + c, left:left + c] - m  # Caffe subtracts the mean under the crop, then mirrors
+            out.append(p if std is None else p / std)
+        if not ten_crop:
+            return out[0].contiguous()  # (B, 3, C, C)
+        out += [p.flip(-1) for p in out]
+        return torch.stack(out, dim=1).contiguous()  # (B, 10, 3, C, C)
+
+    def __call__(self, image) -> torch.Tensor:
+        sq = torch.from_numpy(self.square(image))[None]
+        return self.crops(sq)[0]  # (3, C, C)

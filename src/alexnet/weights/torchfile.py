@@ -1,0 +1,136 @@
+"""PyTorch files (``.pth``/``.pt``): torchvision state dicts and our training checkpoints, read safely.
+
+Never unpickles code: ``torch.load(..., weights_only=True)`` only accepts tensors and plain containers
+and primitives; a file that holds anything else (a pickled class, a ``__reduce__`` that runs a command)
+is refused with a :class:`UserError` before any of it runs.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import torch
+
+from alexnet.errors import UserError
+from alexnet.models import create_model, model_info
+from alexnet.weights.classes import default_classes
+from alexnet.weights.file import WeightsFile
+from alexnet.weights.preprocess import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB
+
+
+class UnsafeFileError(UserError):
+    """A PyTorch file holding Python objects that would have to be unpickled (and could run code)."""
+
+
+def torch_load_safe(path: str | os.PathLike):
+    """``torch.load(path, weights_only=True)`` on the CPU with one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()
+        detail = next((line.strip() for line in first if "Unsupported" in line or "global" in line.lower()), "")
+        raise UnsafeFileError(
+            f"{path}: refusing to load: it holds Python objects, not only tensors, and unpickling them could "
+            f"run code; only plain state dicts are accepted{' (' + detail + ')' if detail else ''}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: not a readable PyTorch file ({msg})") from None
+
+
+def _strip_prefixes(sd: dict) -> dict:
+    out = {}
+    for k, v in sd.items():
+        for prefix in ("module.", "_orig_mod."):  # DDP and torch.compile wrappers
+            while k.startswith(prefix):
+                k = k[len(prefix):]
+        out[k] = v
+    return out
+
+
+def _is_state_dict(obj) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def guess_arch(state_dict: dict[str, torch.Tensor]) -> tuple[str, dict]:
+    """(arch, model options) from a state dict's names and shapes."""
+    keys = set(state_dict)
+    if "features.0.weight" in keys and "classifier.6.weight" in keys:
+        return "alexnet_owt", {}
+    if "fc10.weight" in keys:
+        return "cifar_4layer", {}
+    if "features.conv1.weight" in keys and "fc8.weight" in keys:
+        if state_dict["features.conv1.weight"].shape[0] == 48:
+            return "alexnet", {"towers": 1}
+        return "alexnet", {}
+    raise UserError("cannot tell which model these weights are for (names like "
+                    f"{', '.join(sorted(keys)[:3])}); give --arch")
+
+
+def _num_classes(arch: str, state_dict: dict) -> int:
+    with torch.device("meta"):
+        names = list(create_model(arch).state_dict())
+    last = next(k for k in reversed(names) if k.endswith(".bias"))
+    if last not in state_dict:
+        raise UserError(f"the weights have no {last!r}: not a state dict of {arch}")
+    return int(state_dict[last].shape[0])
+
+
+def default_preprocess(arch: str) -> dict:
+    """Preprocessing for weights that do not record theirs: torchvision's for the OWT net, ImageNet's
+    per-channel mean without std for the paper's nets (their training subtracted a mean only)."""
+    info = model_info(arch)
+    std = IMAGENET_STD_RGB if info.pixel_std is not None else None
+    return {"resize": 256, "crop_size": info.input_size, "mean_rgb": list(IMAGENET_MEAN_RGB),
+            "std_rgb": None if std is None else list(std), "mean": "channel", "warp": False}
+
+
+def _find(d: dict, *keys):
+    for k in keys:
+        if isinstance(d, dict) and d.get(k) is not None:
+            return d[k]
+    return None
+
+
+def state_dict_to_weights(obj, *, arch: str | None = None, model_options: dict | None = None,
+                          classes: list[dict] | None = None, source: str = "") -> WeightsFile:
+    """A loaded PyTorch object (a plain state dict, or a checkpoint dict holding one under "model" /
+    "state_dict" with "arch"/"config"/"classes"/"preprocess" beside it) as a :class:`WeightsFile`."""
+    meta: dict = {}
+    sd = obj
+    if isinstance(obj, dict) and not _is_state_dict(obj):
+        meta = obj
+        sd = _find(obj, "model", "state_dict", "model_state", "model_state_dict", "ema")
+    if not _is_state_dict(sd):
+        raise UserError(f"{source or 'the file'}: no model state dict in it (expected a dict of tensors, "
+                        "or a checkpoint with one under 'model')")
+    sd = _strip_prefixes(sd)
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    model_cfg = config.get("model") if isinstance(config.get("model"), dict) else {}
+    file_arch = (_find(meta, "arch", "model_name") or _find(model_cfg, "arch", "name")
+                 or _find(config, "arch", "model_name"))
+    file_arch = file_arch if isinstance(file_arch, str) else None
+    file_options = _find(meta, "model_options") or _find(model_cfg, "options", "model_options") \
+        or _find(config, "model_options") or {}
+    if arch is None and file_arch is None:
+        guessed, guessed_options = guess_arch(sd)
+        file_arch, file_options = guessed, {**guessed_options, **file_options}
+    arch = arch or file_arch
+    model_info(arch)  # unknown name -> UnknownModelError
+    options = {**(file_options if arch == file_arch else {}), **(model_options or {})}
+    num_classes = _num_classes(arch, sd)
+    file_classes = meta.get("classes") if isinstance(meta.get("classes"), list) else None
+    preprocess = meta.get("preprocess") if isinstance(meta.get("preprocess"), dict) else default_preprocess(arch)
+    mean_image = meta.get("mean_image")
+    if isinstance(mean_image, torch.Tensor):
+        mean_image = mean_image.float().numpy()
+    else:
+        mean_image = None
+    return WeightsFile(arch=arch, state_dict=sd, num_classes=num_classes, model_options=dict(options),
+                       classes=classes or file_classes or default_classes(num_classes),
+                       preprocess=dict(preprocess), mean_image=mean_image,
+                       extra={"converted_from": "pytorch", "source": source})
