@@ -1,0 +1,148 @@
+"""The paper's augmentation on batches: random crops + mirror images, "fancy PCA" lighting, the mean.
+
+All of it is a function of a per-epoch *plan* drawn up front from ``(seed, epoch)`` (the order and, for
+every position of the epoch, crop offset, mirror flag and lighting alphas), so any batch can be rebuilt
+exactly, on any device, by any worker, in any order: that is what makes the loader reproducible,
+shardable across DDP ranks and resumable mid-epoch without decoding the skipped batches.
+
+Two implementations of the same arithmetic, ``x = crop(pixels) + shift - crop(mean)`` (then mirrored,
+then ``/ std`` if given):
+- :func:`normalize_one` / :func:`ten_crop_one`: per image on CPU, writing straight into the batch, so
+  a 224x224 crop is converted to float once while it is still in cache (what the CPU loader runs);
+- :func:`normalize_batch` / :func:`ten_crop_batch`: the whole batch at once with gathers, for the
+  GPU (one kernel per step, no Python loop over images). Tests check that both agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+# The paper's sigma for the lighting alphas: "alpha_i ~ N(0, 0.1)".
+PAPER_LIGHTING_STD = 0.1
+
+
+def center_offset(size: int, crop: int) -> int:
+    """Offset of the centre crop, rounded as torchvision's ``CenterCrop`` (256 -> 224: 16; -> 227: 14)."""
+    return int(round((size - crop) / 2.0))
+
+
+def ten_crop_offsets(size: int, crop: int) -> list[tuple[int, int]]:
+    """(y, x) of the paper's five test patches: the four corners and the centre.
+
+    Order: top-left, top-right, bottom-left, bottom-right, centre (torchvision's ``FiveCrop`` order).
+    The ten-crop output holds these five and then the mirror image of each, in the same order.
+    """
+    e, c = size - crop, center_offset(size, crop)
+    return [(0, 0), (0, e), (e, 0), (e, e), (c, c)]
+
+
+def epoch_plan(n: int, *, seed: int, epoch: int, size: int, crop: int, lighting: float) -> dict:
+    """The random choices of one training epoch over ``n`` items, all drawn from ``(seed, epoch)``.
+
+    ``order`` is a permutation of ``range(n)``; ``ys``, ``xs``, ``flip``, ``alpha`` belong to the epoch's
+    positions (position ``p`` shows item ``order[p]``), so they do not depend on how the epoch is later
+    split across ranks or workers.
+    """
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(epoch)])))
+    order = rng.permutation(n)
+    span = size - crop + 1
+    ys = rng.integers(0, span, n, dtype=np.int64)
+    xs = rng.integers(0, span, n, dtype=np.int64)
+    flip = rng.random(n) < 0.5
+    alpha = (rng.standard_normal((n, 3)) * lighting).astype(np.float32)
+    return {"order": order, "ys": ys, "xs": xs, "flip": flip, "alpha": alpha}
+
+
+def lighting_shift(alpha: np.ndarray, eigval: np.ndarray, eigvec: np.ndarray) -> np.ndarray:
+    """Per-image RGB shift in 0..255 units: ``255 * eigvec @ (alpha * eigval)`` for each row of ``alpha``.
+
+    The paper: add ``[p1 p2 p3][a1 l1, a2 l2, a3 l3]^T`` to every pixel, ``p_i``/``l_i`` the eigenvectors
+    and eigenvalues of the RGB covariance. Ours are of pixels in 0..1 (as the published values), hence
+    the factor 255. Nothing is clipped (neither the paper nor cuda-convnet clip).
+    """
+    return (255.0 * (np.asarray(alpha, np.float64) * np.asarray(eigval)) @ np.asarray(eigvec).T).astype(
+        np.float32)
+
+
+# --------------------------------------------------------------------------- per image (CPU)
+
+def normalize_one(src: torch.Tensor, mean: torch.Tensor, mean_mirror: torch.Tensor, y: int, x: int,
+                  flip: bool, shift: torch.Tensor | None, inv_std: torch.Tensor | None,
+                  out: torch.Tensor) -> None:
+    """One crop into ``out`` (3, C, C) float32: ``(src - mean)[crop] (+ shift) (mirrored) (* inv_std)``.
+
+    ``src``: uint8 (3, S, S) (any strides, e.g. a permuted HWC view); ``mean``: float32 (3, S, S) and
+    ``mean_mirror`` the same mirrored left-right, so that a mirrored crop reads both at ``S - C - x``
+    instead of flipping a float copy. ``shift``: (3, 1, 1) or None; ``inv_std``: (3, 1, 1) or None.
+    """
+    c = out.shape[-1]
+    s = src.shape[-1]
+    if flip:
+        img = src[:, y:y + c, x:x + c].flip(2)  # a uint8 copy, 4x smaller than a float one
+        m = mean_mirror[:, y:y + c, s - c - x:s - x]
+    else:
+        img = src[:, y:y + c, x:x + c]
+        m = mean[:, y:y + c, x:x + c]
+    torch.sub(img, m, out=out)
+    if shift is not None:
+        out.add_(shift)
+    if inv_std is not None:
+        out.mul_(inv_std)
+
+
+def ten_crop_one(src: torch.Tensor, mean: torch.Tensor, mean_mirror: torch.Tensor,
+                 inv_std: torch.Tensor | None, out: torch.Tensor) -> None:
+    """The ten test patches of one image into ``out`` (10, 3, C, C): five crops, then their mirrors."""
+    c, s = out.shape[-1], src.shape[-1]
+    mirrored = src.flip(2)
+    for k, (y, x) in enumerate(ten_crop_offsets(s, c)):
+        normalize_one(src, mean, mean_mirror, y, x, False, None, inv_std, out[k])
+        # mirror of the crop at x == crop of the mirrored image at S - C - x
+        normalize_one(mirrored, mean_mirror, mean, y, s - c - x, False, None, inv_std, out[k + 5])
+
+
+# --------------------------------------------------------------------------- whole batch (GPU)
+
+def _gather(images_hwc: torch.Tensor, mean_hwc: torch.Tensor, batch: torch.Tensor, ys: torch.Tensor,
+            xs: torch.Tensor, flip: torch.Tensor, crop: int, shift, inv_std) -> torch.Tensor:
+    dev = images_hwc.device
+    ar = torch.arange(crop, device=dev)
+    rows = (ys[:, None] + ar)[:, :, None]  # (N, C, 1)
+    cols = (xs[:, None] + torch.where(flip[:, None], crop - 1 - ar, ar))[:, None, :]  # (N, 1, C), mirrored
+    x = images_hwc[batch[:, None, None], rows, cols].float()  # (N, C, C, 3)
+    x -= mean_hwc[rows, cols]
+    if shift is not None:
+        x += shift[:, None, None, :]
+    if inv_std is not None:
+        x *= inv_std.view(1, 1, 1, 3)
+    return x.permute(0, 3, 1, 2)  # (N, 3, C, C), channels-last strides
+
+
+def normalize_batch(images: torch.Tensor, mean_hwc: torch.Tensor, ys, xs, flip, crop: int,
+                    shift: torch.Tensor | None = None, inv_std: torch.Tensor | None = None,
+                    layout: str = "hwc") -> torch.Tensor:
+    """Batched crop + mirror + lighting + mean (+ std) on ``images``' device.
+
+    ``images``: uint8 (B, S, S, 3) (``layout="hwc"``) or (B, 3, S, S) (``"chw"``, e.g. from decode_jpeg);
+    ``mean_hwc``: float32 (S, S, 3) on the same device; ``ys``, ``xs`` (B,) int64, ``flip`` (B,) bool;
+    ``shift`` (B, 3) or None; ``inv_std`` (3,) or None. Returns float32 (B, 3, C, C) (channels-last
+    strides; call ``.contiguous()`` for NCHW memory).
+    """
+    hwc = images if layout == "hwc" else images.permute(0, 2, 3, 1)
+    b = torch.arange(hwc.shape[0], device=hwc.device)
+    return _gather(hwc, mean_hwc, b, ys, xs, flip, crop, shift, inv_std)
+
+
+def ten_crop_batch(images: torch.Tensor, mean_hwc: torch.Tensor, crop: int,
+                   inv_std: torch.Tensor | None = None, layout: str = "hwc") -> torch.Tensor:
+    """The ten test patches of every image: float32 (B, 10, 3, C, C) (five crops, then their mirrors)."""
+    hwc = images if layout == "hwc" else images.permute(0, 2, 3, 1)
+    n, s, dev = hwc.shape[0], hwc.shape[1], hwc.device
+    offs = torch.tensor(ten_crop_offsets(s, crop), device=dev)  # (5, 2)
+    ys = offs[:, 0].repeat(2).repeat(n)
+    xs = offs[:, 1].repeat(2).repeat(n)
+    flip = torch.arange(10, device=dev).ge(5).repeat(n)
+    b = torch.arange(n, device=dev).repeat_interleave(10)
+    x = _gather(hwc, mean_hwc, b, ys, xs, flip, crop, None, inv_std)
+    return x.reshape(n, 10, 3, crop, crop)

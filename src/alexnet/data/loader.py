@@ -1,0 +1,410 @@
+"""``Loader``: batches of a prepared (or in-memory) dataset, augmented, on the target device.
+
+How it is fast on a CPU: there is no per-sample Python object, collate or inter-process copy. Each
+batch is built by worker *threads* straight into its output tensor, image by image: the crop of the
+stored 256x256 uint8 image (a view of the memory-mapped shard, or the output of libjpeg-turbo's
+decoder) is converted to float once, with mean, lighting and mirror applied in the same pass while it
+is in cache. The heavy calls (JPEG decoding, tensor arithmetic) release the GIL, so threads scale.
+Output buffers are recycled once the consumer has dropped every reference to them (checked with the
+storage's reference count), which saves the page faults of a fresh 77 MB tensor per batch.
+
+On CUDA the worker threads only gather uint8 images into pinned memory (or, for JPEG datasets, hand the
+compressed bytes to ``torchvision.io.decode_jpeg(device="cuda")``); the copy, crop, mirror, lighting and
+mean run batched on the GPU on a side stream, overlapping the training step.
+
+Order and augmentation come from a per-epoch plan (see :mod:`alexnet.data.augment`); sharding across
+DDP ranks takes a strided share of the epoch's positions:
+- train: every rank gets ``len // world_size`` positions (the remainder is dropped for this epoch,
+  different images each epoch); the shares are disjoint and equal-sized, so ranks step in lockstep.
+- eval: rank r gets positions ``r, r + world_size, ...``: every image exactly once over all ranks; the
+  first ``len % world_size`` ranks get one image more (reduce sums of correct counts, not means).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from alexnet.data.augment import (
+    PAPER_LIGHTING_STD,
+    center_offset,
+    epoch_plan,
+    lighting_shift,
+    normalize_batch,
+    normalize_one,
+    ten_crop_batch,
+    ten_crop_one,
+)
+from alexnet.errors import BadOptionError
+
+try:  # the storage reference count tells when the consumer has let go of a batch (see _BufferPool)
+    _storage_use_count = torch._C._storage_Use_Count
+except AttributeError:  # pragma: no cover
+    _storage_use_count = None
+
+
+def _default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        return os.cpu_count() or 1
+
+
+class _BufferPool:
+    """Reuses big CPU output tensors once nothing outside the pool refers to their storage."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.bufs: list[tuple[torch.Tensor, int]] = []
+
+    def get(self, shape: tuple[int, ...]) -> torch.Tensor:
+        if _storage_use_count is not None:
+            for buf, idle in self.bufs:
+                if buf.shape == shape and _storage_use_count(buf.untyped_storage()._cdata) == idle:
+                    return buf.view(shape)  # a new tensor: the count goes up until it is dropped
+        t = torch.empty(shape, dtype=torch.float32)
+        if _storage_use_count is not None and len(self.bufs) < self.limit:
+            self.bufs.append((t, _storage_use_count(t.untyped_storage()._cdata)))
+            return t.view(shape)
+        return t
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class Loader:
+    """Batches ``(x, y)`` of ``dataset`` on ``device``: ``x`` float32 (B, 3, C, C), ``y`` int64 (B,).
+
+    ``x = (pixel + lighting - mean) [/ std]`` in 0..255 units. Training (``train=True``): a random
+    ``crop_size`` crop and a random mirror per image, PCA lighting with alphas ~ N(0, ``lighting``)
+    (0 = off) from the dataset's own PCA, reshuffled every epoch. Evaluation: the centre crop, or with
+    ``ten_crop=True`` the paper's ten patches, ``x`` (B, 10, 3, C, C). ``mean``: "image" (the mean image,
+    cropped and mirrored with the image) or "channel" (per-channel mean). ``std``: optional per-channel
+    std in 0..255 units. ``indices``: a subset (e.g. from :func:`split_indices`). ``rank`` /
+    ``world_size``: default from ``torch.distributed`` if initialised (see the module docstring for how
+    epochs are sharded). ``workers``: threads (default: the CPUs this process may use).
+
+    Reproducible: the same ``seed`` gives the same batches, whatever the number of workers. The epoch
+    is set with :meth:`set_epoch` (call it every epoch, as with ``DistributedSampler``); if it is not
+    called, each new full pass advances to the next epoch by itself.
+    """
+
+    def __init__(self, dataset, batch_size: int, *, train: bool, crop_size: int = 224,
+                 device: str | torch.device = "cpu", seed: int = 0, lighting: float = PAPER_LIGHTING_STD,
+                 mean: str = "image", std: Sequence[float] | None = None, ten_crop: bool = False,
+                 indices: Sequence[int] | np.ndarray | None = None, rank: int | None = None,
+                 world_size: int | None = None, drop_last: bool | None = None, workers: int | None = None,
+                 gpu_decode: bool | None = None, channels_last: bool = False, prefetch: int = 2):
+        size = int(dataset.size)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise BadOptionError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not 1 <= crop_size <= size:
+            raise BadOptionError(f"crop_size {crop_size} does not fit the dataset's {size}x{size} images")
+        if mean not in ("image", "channel"):
+            raise BadOptionError(f"mean must be 'image' or 'channel', got {mean!r}")
+        if lighting < 0:
+            raise BadOptionError(f"lighting (std of the PCA alphas) must be >= 0, got {lighting}")
+        if ten_crop and train:
+            raise BadOptionError("ten_crop is for evaluation (train=False)")
+        if seed < 0:
+            raise BadOptionError(f"seed must be >= 0, got {seed}")
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.train = bool(train)
+        self.crop_size = int(crop_size)
+        self.size = size
+        self.device = torch.device(device)
+        self.seed = int(seed)
+        self.lighting = float(lighting) if self.train else 0.0
+        self.ten_crop = bool(ten_crop)
+        self.channels_last = channels_last
+        self.prefetch = max(1, int(prefetch))
+        self.drop_last = self.train if drop_last is None else bool(drop_last)
+        self.workers = _default_workers() if workers is None else max(1, int(workers))
+        n_all = len(dataset)
+        if indices is None:
+            self.indices = np.arange(n_all, dtype=np.int64)
+        else:
+            self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+            if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= n_all):
+                raise BadOptionError(f"indices must lie in 0..{n_all - 1}")
+        r, w = _dist_rank_world()
+        self.rank = r if rank is None else int(rank)
+        self.world_size = w if world_size is None else int(world_size)
+        if not 0 <= self.rank < self.world_size:
+            raise BadOptionError(f"rank {self.rank} is not in 0..{self.world_size - 1}")
+        self.labels = np.asarray(dataset.labels, dtype=np.int64)
+        self.storage = getattr(dataset, "storage", "pixels")
+        self.gpu_decode = (self.device.type == "cuda" and self.storage == "jpeg") if gpu_decode is None \
+            else bool(gpu_decode)
+        if self.gpu_decode and self.device.type != "cuda":
+            raise BadOptionError("gpu_decode needs a CUDA device")
+
+        # Mean (image or per-channel, broadcast to an image view) and std, in 0..255 units.
+        if mean == "image":
+            m = torch.as_tensor(np.asarray(dataset.mean_image, np.float32))  # (S, S, 3)
+        else:
+            m = torch.as_tensor(np.asarray(dataset.mean_rgb, np.float32)).view(1, 1, 3).expand(size, size, 3)
+        self.mean_mode = mean
+        self._mean_chw = m.permute(2, 0, 1).contiguous()  # (3, S, S)
+        self._mean_chw_mirror = self._mean_chw.flip(2).contiguous()
+        self._mean_hwc = m.contiguous()
+        if std is not None:
+            std_t = torch.as_tensor(np.asarray(std, np.float32)).reshape(-1)
+            if std_t.numel() != 3 or bool((std_t <= 0).any()):
+                raise BadOptionError(f"std must be 3 positive numbers, got {std!r}")
+            self._inv_std = (1.0 / std_t)
+        else:
+            self._inv_std = None
+        self.std = None if std is None else [float(s) for s in np.asarray(std).reshape(-1)]
+        self._eigval = np.asarray(dataset.pca_eigval, np.float64)
+        self._eigvec = np.asarray(dataset.pca_eigvec, np.float64)
+        if self.device.type == "cuda":
+            self._mean_hwc_dev = self._mean_hwc.to(self.device)
+            self._inv_std_dev = None if self._inv_std is None else self._inv_std.to(self.device)
+        self.epoch = 0
+        self._advance = False  # a full pass finished and set_epoch was not called since
+        self._plan_cache: tuple[int, dict] | None = None
+        self._pool: cf.ThreadPoolExecutor | None = None
+        self._buffers = _BufferPool(limit=self.prefetch + 3)
+        self._local = threading.local()
+
+    # ------------------------------------------------------------------------------ epochs, sharding
+    def set_epoch(self, epoch: int) -> None:
+        """Use epoch ``epoch``'s order and augmentation (deterministic in ``(seed, epoch)``)."""
+        self.epoch = int(epoch)
+        self._advance = False
+
+    def _per_rank(self) -> int:
+        n, w = len(self.indices), self.world_size
+        if self.train:
+            return n // w
+        return n // w + (1 if self.rank < n % w else 0)
+
+    def __len__(self) -> int:
+        """Batches per epoch on this rank."""
+        n = self._per_rank()
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _plan(self) -> dict:
+        """This rank's items for the current epoch, in order, with their augmentation."""
+        if self._plan_cache is not None and self._plan_cache[0] == self.epoch:
+            return self._plan_cache[1]
+        n, w, r = len(self.indices), self.world_size, self.rank
+        c = center_offset(self.size, self.crop_size)
+        if self.train:
+            p = epoch_plan(n, seed=self.seed, epoch=self.epoch, size=self.size, crop=self.crop_size,
+                           lighting=self.lighting)
+            pos = np.arange(r, (n // w) * w, w)  # equal, disjoint, strided shares of the epoch
+            plan = {"items": self.indices[p["order"][pos]], "ys": p["ys"][pos], "xs": p["xs"][pos],
+                    "flip": p["flip"][pos],
+                    "shift": lighting_shift(p["alpha"][pos], self._eigval, self._eigvec)
+                    if self.lighting > 0 else None}
+        else:
+            pos = np.arange(r, n, w)
+            k = len(pos)
+            plan = {"items": self.indices[pos], "ys": np.full(k, c, np.int64), "xs": np.full(k, c, np.int64),
+                    "flip": np.zeros(k, bool), "shift": None}
+        self._plan_cache = (self.epoch, plan)
+        return plan
+
+    def epoch_indices(self) -> np.ndarray:
+        """Dataset indices this rank visits in the current epoch, in order (before dropping a last
+        partial batch)."""
+        return self._plan()["items"].copy()
+
+    # ------------------------------------------------------------------------------ iteration
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.iter_from(0)
+
+    def iter_from(self, start_batch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Like ``iter(loader)`` but starting at batch ``start_batch`` of this epoch: the skipped
+        batches are not read, and the rest are identical to an uninterrupted epoch (exact resume)."""
+        if self._advance:
+            self.epoch += 1
+            self._advance = False
+        if not 0 <= start_batch <= len(self):
+            raise BadOptionError(f"start_batch must be in 0..{len(self)}, got {start_batch}")
+        return self._run(start_batch)
+
+    def _batches(self, start: int) -> Iterator[dict]:
+        plan = self._plan()
+        n, b = len(plan["items"]), self.batch_size
+        for k in range(start, len(self)):
+            sl = slice(k * b, min((k + 1) * b, n))
+            yield {key: (v[sl] if v is not None else None) for key, v in plan.items()}
+
+    def _executor(self) -> cf.ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = cf.ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="alexnet-loader")
+        return self._pool
+
+    def _run(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        pool = self._executor()
+        cuda = self.device.type == "cuda"
+        depth = max(self.prefetch, self.workers) if cuda else self.prefetch
+        batches = self._batches(start)
+        queue: deque = deque()
+
+        def schedule() -> bool:
+            batch = next(batches, None)
+            if batch is None:
+                return False
+            queue.append(self._schedule_cuda(pool, batch) if cuda else self._schedule_cpu(pool, batch))
+            return True
+
+        try:
+            for _ in range(depth):
+                if not schedule():
+                    break
+            while queue:
+                futures, finish = queue.popleft()
+                for f in futures:
+                    f.result()  # re-raises a worker's exception here
+                schedule()
+                yield finish()
+        finally:
+            for futures, _ in queue:  # the consumer stopped early (break / exception / close)
+                for f in futures:
+                    f.cancel()
+            for futures, _ in queue:
+                cf.wait(futures)
+        self._advance = True
+
+    # ------------------------------------------------------------------------------ CPU
+    def _source_chw(self, i: int) -> torch.Tensor:
+        """Stored image ``i`` as uint8 (3, S, S): a view of the shard, or freshly decoded."""
+        ds = self.dataset
+        if self.storage == "jpeg":
+            from torchvision.io import ImageReadMode, decode_jpeg
+            return decode_jpeg(ds.jpeg(i), mode=ImageReadMode.RGB)
+        if hasattr(ds, "pixels"):
+            return ds.pixels(i).permute(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(ds.get_uint8(i))).permute(2, 0, 1)
+
+    def _schedule_cpu(self, pool, batch: dict):
+        n, c = len(batch["items"]), self.crop_size
+        shape = (n, 10, 3, c, c) if self.ten_crop else (n, 3, c, c)
+        out = self._buffers.get(shape)
+        y = torch.from_numpy(self.labels[batch["items"]])
+        # split the batch between the threads: each writes its own images of ``out``
+        parts = min(self.workers, n)
+        bounds = np.linspace(0, n, parts + 1).astype(int)
+        futures = [pool.submit(self._fill_cpu, out, batch, int(lo), int(hi))
+                   for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+
+        def finish():
+            x = out
+            if self.channels_last and not self.ten_crop:
+                x = x.contiguous(memory_format=torch.channels_last)
+            return x, y
+
+        return futures, finish
+
+    def _fill_cpu(self, out: torch.Tensor, batch: dict, lo: int, hi: int) -> None:
+        items, shift = batch["items"], batch["shift"]
+        shift_t = None if shift is None else torch.from_numpy(shift).view(-1, 3, 1, 1)
+        for j in range(lo, hi):
+            src = self._source_chw(int(items[j]))
+            if self.ten_crop:
+                ten_crop_one(src, self._mean_chw, self._mean_chw_mirror, self._inv_std_chw, out[j])
+            else:
+                normalize_one(src, self._mean_chw, self._mean_chw_mirror, int(batch["ys"][j]),
+                              int(batch["xs"][j]), bool(batch["flip"][j]),
+                              None if shift_t is None else shift_t[j], self._inv_std_chw, out[j])
+
+    @property
+    def _inv_std_chw(self) -> torch.Tensor | None:
+        return None if self._inv_std is None else self._inv_std.view(3, 1, 1)
+
+    # ------------------------------------------------------------------------------ CUDA
+    def _thread_state(self):
+        st = self._local
+        if not hasattr(st, "stream"):
+            st.stream = torch.cuda.Stream(device=self.device)
+            st.pinned = {}
+        return st
+
+    def _pinned(self, st, shape) -> torch.Tensor:
+        buf = st.pinned.get(shape)
+        if buf is None:
+            buf = st.pinned[shape] = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+        return buf
+
+    def _schedule_cuda(self, pool, batch: dict):
+        fut = pool.submit(self._build_cuda, batch)
+
+        def finish():
+            x, y, event = fut.result()
+            cur = torch.cuda.current_stream(self.device)
+            cur.wait_event(event)  # the batch's kernels ran on the worker's side stream
+            x.record_stream(cur)
+            y.record_stream(cur)
+            return x, y
+
+        return [fut], finish
+
+    def _build_cuda(self, batch: dict):
+        """Worker thread: host gather (or GPU decode), copy, then the batched augmentation on the GPU."""
+        from torchvision.io import ImageReadMode, decode_jpeg
+        st = self._thread_state()
+        items = batch["items"]
+        n, s, dev = len(items), self.size, self.device
+        with torch.cuda.stream(st.stream):
+            if self.storage == "jpeg" and self.gpu_decode:
+                decoded = decode_jpeg([self.dataset.jpeg(int(i)) for i in items], mode=ImageReadMode.RGB,
+                                      device=dev)
+                images, layout = torch.stack(decoded), "chw"
+            elif self.storage == "jpeg":
+                host = self._pinned(st, (n, 3, s, s))
+                for j, i in enumerate(items):
+                    host[j].copy_(decode_jpeg(self.dataset.jpeg(int(i)), mode=ImageReadMode.RGB))
+                images, layout = host.to(dev, non_blocking=True), "chw"
+            else:
+                host = self._pinned(st, (n, s, s, 3))
+                for j, i in enumerate(items):
+                    host[j].copy_(self._source_chw(int(i)).permute(1, 2, 0))
+                images, layout = host.to(dev, non_blocking=True), "hwc"
+            if self.ten_crop:
+                x = ten_crop_batch(images, self._mean_hwc_dev, self.crop_size, self._inv_std_dev, layout)
+            else:
+                t = lambda a: torch.from_numpy(a).to(dev, non_blocking=True)  # noqa: E731
+                shift = None if batch["shift"] is None else t(batch["shift"])
+                x = normalize_batch(images, self._mean_hwc_dev, t(batch["ys"]), t(batch["xs"]),
+                                    t(batch["flip"]), self.crop_size, shift, self._inv_std_dev, layout)
+            x = x.contiguous(memory_format=torch.channels_last) if self.channels_last and not self.ten_crop \
+                else x.contiguous()
+            y = torch.from_numpy(self.labels[items]).to(dev, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record(st.stream)
+        # The pinned buffer is refilled by this thread's next batch: wait until the copy has used it.
+        event.synchronize()
+        return x, y, event
+
+    # ------------------------------------------------------------------------------ cleanup
+    def close(self) -> None:
+        """Stop the worker threads (also done when the loader is garbage-collected)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __del__(self):
+        try:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        kind = "ten-crop" if self.ten_crop else ("train" if self.train else "centre crop")
+        return (f"Loader({kind}, {len(self.indices)} images, batch {self.batch_size}, crop {self.crop_size}, "
+                f"device {self.device}, rank {self.rank}/{self.world_size}, {self.workers} workers)")

@@ -1,0 +1,413 @@
+"""``prepare_dataset``: list a source, preprocess every image once, write packed shards and statistics.
+
+Parallel and resumable:
+- The found files are cut into shards of consecutive files; worker processes each write whole shards
+  (decode -> RGB -> rescale/crop -> raw pixels or JPEG) with per-shard statistics.
+- A shard's data file is written under a temporary name and renamed when complete; then its record
+  (``.partial/NNNNN.json``, written the same way) marks it done. ``meta.json`` is written last, after
+  everything else, so a folder that has it is complete and one that does not is not a dataset.
+- Running the same command again after an interruption keeps the done shards (checked against a
+  fingerprint of the settings and of the listed files) and does the rest.
+
+Bad files never stop a prepare: each one that cannot be read or decoded is skipped and recorded with its
+reason in ``meta.json["skipped"]``; always ``count + len(skipped) == found``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from alexnet.data.format import (
+    FILES,
+    FORMAT_VERSION,
+    FORMATS,
+    INDEX,
+    LABELS,
+    MEAN,
+    META,
+    PARTIAL,
+    SHARDS,
+    PreparedDataset,
+    atomic_save_npy,
+    atomic_save_npz,
+    atomic_write,
+    npy_header,
+    shard_name,
+)
+from alexnet.data.preprocess import BadImage, encode_jpeg, preprocess
+from alexnet.data.sources import Source, open_source, read_items
+from alexnet.data.stats import PCA_UNITS, PixelStats
+from alexnet.errors import BadOptionError, UserError
+
+MAX_SHARD = 1024  # images per shard at most: 200 MB raw / ~25 MB JPEG at 256x256
+
+
+def default_workers() -> int:
+    """The CPUs this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def prepare_dataset(src: str | Path, out: str | Path, *, classes_file: str | Path | None = None,
+                    labels_file: str | Path | None = None, size: int = 256, warp: bool = False,
+                    format: str = "jpeg", quality: int = 90, workers: int | None = None,
+                    progress: bool = True, subdir: str | None = None, split: str | None = None,
+                    shard_size: int | None = None, overwrite: bool = False,
+                    log: Callable[[str], None] | None = None) -> PreparedDataset:
+    """Turn a labelled image collection ``src`` into a prepared dataset in ``out``; return it opened.
+
+    ``src``: a folder of class folders, a ``.tar``/``.tar.gz`` of one, the official ILSVRC-2012 files
+    (a folder holding them, or the train/val tar; ``split`` picks one) or, with ``labels_file``, a flat
+    folder of images. ``classes_file`` (synset list) fixes class order and names. Each image is decoded,
+    converted to RGB, rescaled so its shorter side is ``size`` and centre-cropped to ``size x size``
+    (``warp=True``: squashed to ``size x size``), then stored as JPEG (``quality``) or raw uint8.
+    ``workers`` processes (default: all CPUs; 1 = in this process). ``progress``: a tqdm bar on a
+    terminal, else a log line now and then. ``overwrite``: replace a dataset made with other settings.
+    Re-running after an interruption finishes the job. Raises :class:`UserError` for a missing or
+    unreadable ``src``, an unknown layout, bad options or an unwritable ``out``.
+    """
+    if format not in FORMATS:
+        raise BadOptionError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if not isinstance(size, int) or size < 8:
+        raise BadOptionError(f"size must be an integer >= 8, got {size!r}")
+    if not 1 <= int(quality) <= 100:
+        raise BadOptionError(f"JPEG quality must be 1..100, got {quality!r}")
+    if shard_size is not None and shard_size < 1:
+        raise BadOptionError(f"shard_size must be >= 1, got {shard_size!r}")
+    workers = default_workers() if workers is None else max(1, int(workers))
+    say = log or (lambda msg: None)
+    src, out = Path(src), Path(out)
+    if not src.exists():
+        raise UserError(f"SRC not found: {src}")
+    _check_writable(out)
+
+    t0 = time.monotonic()
+    source = open_source(src, classes_file=classes_file, labels_file=labels_file, subdir=subdir, split=split)
+    settings = _settings(source, size=size, warp=warp, fmt=format, quality=int(quality))
+    settings_id = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
+    say(f"found {len(source)} files in {len(set(source.labels.tolist()))} classes "
+        f"({source.layout}: {source.description}) in {time.monotonic() - t0:.1f}s")
+
+    meta_path = out / META
+    if meta_path.is_file():
+        try:
+            old_id = json.loads(meta_path.read_text()).get("settings_id")
+        except (OSError, ValueError):
+            old_id = None
+        if old_id == settings_id and not overwrite:
+            say(f"{out} already holds this dataset; nothing to do")
+            return PreparedDataset(out)
+        if not overwrite:
+            raise UserError(f"{out} already holds a prepared dataset made from other files or with other "
+                            "settings; choose another OUT or pass --overwrite")
+        _remove_outputs(out, everything=True)
+
+    partial = out / PARTIAL
+    plan_path = partial / "plan.json"
+    plan = None
+    if plan_path.is_file():
+        try:
+            plan = json.loads(plan_path.read_text())
+        except (OSError, ValueError):
+            plan = None
+        if not plan or plan.get("settings_id") != settings_id:
+            say(f"{out} holds an unfinished prepare with other settings or files; starting over")
+            _remove_outputs(out, everything=True)
+            plan = None
+    if plan is None:
+        n = len(source)
+        ss = shard_size or int(min(MAX_SHARD, max(16, -(-n // (4 * workers)))))
+        plan = {"settings_id": settings_id, "shard_size": ss, "found": n}
+        (out / SHARDS).mkdir(parents=True, exist_ok=True)
+        partial.mkdir(exist_ok=True)
+        atomic_write(plan_path, json.dumps(plan).encode())
+    (out / SHARDS).mkdir(exist_ok=True)
+    ss = int(plan["shard_size"])
+    chunks = [(s, min(s + ss, len(source))) for s in range(0, len(source), ss)]
+
+    done = {c for c in range(len(chunks)) if _shard_done(out, c, format, settings_id)}
+    todo = [c for c in range(len(chunks)) if c not in done]
+    if done:
+        say(f"resuming: {len(done)} of {len(chunks)} shards already written")
+    bar = _Progress(len(source), sum(chunks[c][1] - chunks[c][0] for c in done), progress, say)
+    t1 = time.monotonic()
+    try:
+        _write_shards(source, out, chunks, todo, settings_id, size=size, warp=warp, fmt=format,
+                      quality=int(quality), workers=workers, bar=bar)
+    finally:
+        bar.close()
+    dataset = _finalize(source, out, chunks, settings, settings_id, size=size, warp=warp, fmt=format,
+                        quality=int(quality))
+    elapsed = time.monotonic() - t1
+    say(f"wrote {len(dataset)} images in {elapsed:.1f}s ({len(todo)} shards, {workers} workers)")
+    return dataset
+
+
+# --------------------------------------------------------------------------- planning helpers
+
+def _check_writable(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"OUT {out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"OUT {out} is not writable: {e.strerror or e}") from None
+
+
+def _settings(source: Source, *, size, warp, fmt, quality) -> dict:
+    """Everything that determines the output: a re-run with equal settings may reuse finished shards."""
+    h = hashlib.sha256()
+    for k in source.keys:
+        h.update(k.encode("utf-8", "surrogateescape") + b"\0")
+    h.update(source.labels.tobytes())
+    return {"format_version": FORMAT_VERSION, "source": source.description, "layout": source.layout,
+            "listing": source.settings, "files": h.hexdigest(), "found": len(source),
+            "classes": hashlib.sha256(json.dumps(source.classes).encode()).hexdigest(),
+            "size": size, "warp": bool(warp), "format": fmt, "quality": quality if fmt == "jpeg" else None}
+
+
+def _remove_outputs(out: Path, everything: bool) -> None:
+    """Delete what a prepare writes in ``out`` (only our own file names; meta.json first)."""
+    for name in (META, MEAN, LABELS, INDEX, FILES):
+        with contextlib.suppress(FileNotFoundError):
+            (out / name).unlink()
+    if everything:
+        shutil.rmtree(out / SHARDS, ignore_errors=True)
+        shutil.rmtree(out / PARTIAL, ignore_errors=True)
+
+
+def _record_path(out: Path, chunk: int) -> Path:
+    return out / PARTIAL / f"{chunk:05d}.json"
+
+
+def _shard_done(out: Path, chunk: int, fmt: str, settings_id: str) -> bool:
+    try:
+        rec = json.loads(_record_path(out, chunk).read_text())
+    except (OSError, ValueError):
+        return False
+    if rec.get("settings_id") != settings_id:
+        return False
+    if not (out / PARTIAL / f"{chunk:05d}.stats.npz").is_file():
+        return False
+    return rec["written"] == [] or (out / shard_name(chunk, fmt)).is_file()
+
+
+class _Progress:
+    """tqdm on a terminal (stderr); otherwise a plain log line at most every 30 s."""
+
+    def __init__(self, total: int, initial: int, enabled: bool, say: Callable[[str], None]):
+        self.total, self.n, self.say = total, initial, say
+        self.bar = None
+        self.last = time.monotonic()
+        self.enabled = enabled
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=initial, unit="img", desc="prepare", file=sys.stderr,
+                            dynamic_ncols=True, smoothing=0.1)
+
+    def update(self, n: int) -> None:
+        self.n += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.enabled and (time.monotonic() - self.last > 30 or self.n == self.total):
+            self.last = time.monotonic()
+            self.say(f"prepared {self.n}/{self.total} images")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# --------------------------------------------------------------------------- writing shards
+
+def _write_shards(source: Source, out: Path, chunks, todo, settings_id, *, size, warp, fmt, quality,
+                  workers, bar: _Progress) -> None:
+    if not todo:
+        return
+    common = {"out": str(out), "settings_id": settings_id, "size": size, "warp": warp, "fmt": fmt,
+              "quality": quality}
+
+    def tasks():
+        if source.sequential:  # one front-to-back read of the compressed archive feeds every worker
+            for c, items in source.stream_chunks([chunks[c] for c in todo]):
+                c = todo[c]
+                yield {**common, "chunk": c, "start": chunks[c][0],
+                       "keys": source.keys[chunks[c][0]:chunks[c][1]], "reader": ("bytes", items)}
+        else:
+            for c in todo:
+                start, stop = chunks[c]
+                yield {**common, "chunk": c, "start": start, "keys": source.keys[start:stop],
+                       "reader": source.reader(start, stop)}
+
+    if workers <= 1 or len(todo) == 1:
+        with _no_pixel_limit():
+            for task in tasks():
+                bar.update(_write_shard(task)["found"])
+        return
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
+                                      else "spawn")
+    with cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
+                                initializer=_init_worker) as pool:
+        pending: set[cf.Future] = set()
+        try:
+            for task in tasks():
+                pending.add(pool.submit(_write_shard, task))
+                while len(pending) >= 2 * workers:  # bounded: a streamed archive is not read ahead far
+                    finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                    for f in finished:
+                        bar.update(f.result()["found"])
+            for f in cf.as_completed(pending):
+                bar.update(f.result()["found"])
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+
+
+def _init_worker() -> None:
+    # These are the user's own files: ImageNet has very large images, which PIL would refuse as
+    # "decompression bombs". JPEGs are decoded at a reduced scale anyway (preprocess.py).
+    Image.MAX_IMAGE_PIXELS = None
+
+
+@contextlib.contextmanager
+def _no_pixel_limit():
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def _write_shard(task: dict) -> dict:
+    """Worker: preprocess one shard's files, write its data file, statistics and record."""
+    out, c, start, keys = Path(task["out"]), task["chunk"], task["start"], task["keys"]
+    size, fmt = task["size"], task["fmt"]
+    data_path = out / shard_name(c, fmt)
+    tmp = data_path.with_name(data_path.name + ".tmp")
+    stats = PixelStats(size)
+    written, skipped, offsets, lengths = [], [], [], []
+    with open(tmp, "wb") as f:
+        if fmt == "raw":
+            f.write(npy_header((len(keys), size, size, 3)))
+        for pos, data in enumerate(read_items(task["reader"])):
+            if isinstance(data, OSError):
+                skipped.append({"path": keys[pos], "reason": str(data)})
+                continue
+            try:
+                arr = preprocess(data, size, task["warp"])
+            except BadImage as e:
+                skipped.append({"path": keys[pos], "reason": str(e)})
+                continue
+            stats.add(arr)
+            if fmt == "raw":
+                f.write(memoryview(np.ascontiguousarray(arr)))
+            else:
+                b = encode_jpeg(arr, task["quality"])
+                offsets.append(f.tell())
+                lengths.append(len(b))
+                f.write(b)
+            written.append(start + pos)
+        if fmt == "raw" and len(written) != len(keys):
+            f.seek(0)
+            f.write(npy_header((len(written), size, size, 3)))
+        f.flush()
+        os.fsync(f.fileno())
+    if len(written) + len(skipped) != len(keys):  # pragma: no cover (a bug, not bad input)
+        raise RuntimeError(f"shard {c}: {len(written)} written + {len(skipped)} skipped != {len(keys)}")
+    os.replace(tmp, data_path)
+    atomic_save_npz(out / PARTIAL / f"{c:05d}.stats.npz", **stats.state())
+    record = {"settings_id": task["settings_id"], "chunk": c, "written": written, "skipped": skipped,
+              "offsets": offsets, "lengths": lengths, "bytes": data_path.stat().st_size}
+    atomic_write(_record_path(out, c), json.dumps(record).encode())
+    return {"chunk": c, "found": len(keys), "written": len(written)}
+
+
+# --------------------------------------------------------------------------- the end: index + meta.json
+
+def _finalize(source: Source, out: Path, chunks, settings, settings_id, *, size, warp, fmt,
+              quality) -> PreparedDataset:
+    stats = PixelStats(size)
+    written, skipped, shard_of, local, offsets, lengths, shards = [], [], [], [], [], [], []
+    for c in range(len(chunks)):
+        rec = json.loads(_record_path(out, c).read_text())
+        with np.load(out / PARTIAL / f"{c:05d}.stats.npz") as st:
+            stats.merge(PixelStats.from_state(st))
+        n = len(rec["written"])
+        written += rec["written"]
+        skipped += rec["skipped"]
+        shard_of.append(np.full(n, c, np.int32))
+        local.append(np.arange(n, dtype=np.int32))
+        offsets += rec["offsets"]
+        lengths += rec["lengths"]
+        shards.append({"file": shard_name(c, fmt), "count": n, "bytes": rec["bytes"]})
+    if len(written) + len(skipped) != len(source):  # pragma: no cover
+        raise RuntimeError(f"{len(written)} written + {len(skipped)} skipped != {len(source)} found")
+    if not written:
+        raise UserError(f"none of the {len(source)} files found could be decoded "
+                        f"(first: {skipped[0]['path']}: {skipped[0]['reason']})")
+    written_idx = np.asarray(written, np.int64)
+    labels = source.labels[written_idx]
+    index = {"shard": np.concatenate(shard_of), "local": np.concatenate(local)}
+    if fmt == "jpeg":
+        index["offset"] = np.asarray(offsets, np.int64)
+        index["length"] = np.asarray(lengths, np.int64)
+    res = stats.result()
+    atomic_save_npy(out / MEAN, res["mean_image"])
+    atomic_save_npy(out / LABELS, labels.astype(np.int64))
+    atomic_save_npz(out / INDEX, **index)
+    atomic_write(out / FILES, "\n".join(source.keys[i].replace("\n", "?") for i in written).encode(
+        "utf-8", "surrogateescape"))
+    counts = np.bincount(labels, minlength=len(source.classes))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "count": len(written),
+        "found": len(source),
+        "classes": source.classes,
+        "num_classes": len(source.classes),
+        "class_counts": counts.tolist(),
+        "source": source.description,
+        "layout": source.layout,
+        "size": size,
+        "warp": bool(warp),
+        "preprocessing": (f"squash to {size}x{size}" if warp else
+                          f"shorter side to {size}, centre crop {size}x{size}") + " (bilinear, antialiased)",
+        "format": fmt,
+        "quality": quality if fmt == "jpeg" else None,
+        "mean_rgb": res["mean_rgb"].tolist(),
+        "std_rgb": res["std_rgb"].tolist(),
+        "pca_eigval": res["pca_eigval"].tolist(),
+        "pca_eigvec": res["pca_eigvec"].tolist(),
+        "pca_units": PCA_UNITS,
+        "mean_image": MEAN,
+        "skipped": skipped,
+        "shards": shards,
+        "settings_id": settings_id,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write(out / META, json.dumps(meta, indent=1).encode())  # last: now the dataset is complete
+    shutil.rmtree(out / PARTIAL, ignore_errors=True)
+    for tmp in (out / SHARDS).glob("*.tmp*"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return PreparedDataset(out)

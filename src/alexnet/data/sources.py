@@ -1,0 +1,430 @@
+"""Where labelled images come from: the four layouts ``alexnet prepare`` reads.
+
+1. ``folder``: one sub-folder per class (ImageNet's train layout, ImageFolder, Imagenette);
+2. ``ilsvrc2012``: the official ``ILSVRC2012_img_{train,val}.tar`` + ``ILSVRC2012_devkit_t12.tar.gz``,
+   labelled and ordered as ``torchvision.datasets.ImageNet`` does (its devkit parser is used);
+3. ``labels``: a flat folder of images with a Caffe-style list ``<file> <class index>``;
+4. ``tar``: a ``.tar`` / ``.tar.gz`` holding layout 1, read in place (never unpacked to disk).
+
+:func:`open_source` lists a source: it fixes the classes, the order of the files ("found" files, each
+with its label) and how to read each file's bytes. Decoding happens later, in the prepare workers.
+Reading: files on disk and members of an uncompressed tar are random-access (a worker reads its own
+byte ranges, so the ILSVRC train tar of tars is read in parallel without unpacking); a compressed tar
+can only be read front to back, so one reader streams it and hands the bytes to the workers.
+"""
+
+from __future__ import annotations
+
+import os
+import tarfile
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from alexnet.data.classes import make_classes, read_label_list, read_synsets
+from alexnet.errors import UserError
+
+ILSVRC_TRAIN = "ILSVRC2012_img_train.tar"
+ILSVRC_VAL = "ILSVRC2012_img_val.tar"
+ILSVRC_DEVKIT = "ILSVRC2012_devkit_t12.tar.gz"
+
+# Compressed-archive signatures: gzip, bzip2, xz. Anything else opened by tarfile is a plain tar.
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+
+
+def _ignored(name: str) -> bool:
+    """Hidden files, macOS resource forks (``._x.JPEG``) and ``__MACOSX`` folders are not images."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in name.split("/") if part)
+
+
+@dataclass
+class Source:
+    """A listed source: classes, the found files in order, their labels and how to read them."""
+
+    layout: str  # "folder" | "labels" | "tar" | "ilsvrc2012"
+    description: str  # recorded as meta.json "source"
+    classes: list[dict]
+    keys: list[str]  # one per found file, relative to the source (shown in "skipped" and files.txt)
+    labels: np.ndarray  # int64, one per found file
+    root: Path | None = None  # files on disk: root / keys[i]
+    archive: Path | None = None  # uncompressed tar: bytes offsets[i] : offsets[i] + lengths[i]
+    offsets: np.ndarray | None = None
+    lengths: np.ndarray | None = None
+    stream: Path | None = None  # compressed tar: regular-file member number member_index[i], in order
+    member_index: np.ndarray | None = None
+    settings: dict = field(default_factory=dict)  # what else defines the listing (for resume checks)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def sequential(self) -> bool:
+        """True when the bytes can only be read front to back (a compressed tar)."""
+        return self.stream is not None
+
+    def reader(self, start: int, stop: int) -> tuple:
+        """A picklable recipe for a worker to read files ``start:stop`` itself (random-access sources)."""
+        if self.root is not None:
+            return ("files", [str(self.root / k) for k in self.keys[start:stop]])
+        if self.archive is not None:
+            return ("ranges", str(self.archive), self.offsets[start:stop].tolist(),
+                    self.lengths[start:stop].tolist())
+        raise RuntimeError("a compressed tar is read with stream_chunks()")
+
+    def stream_chunks(self, chunks: Sequence[tuple[int, int]]) -> Iterator[tuple[int, list]]:
+        """Read a compressed tar once, front to back; yield ``(chunk number, [bytes or OSError, ...])``
+        for each ``(start, stop)`` range of found files, in the order the chunks complete."""
+        assert self.stream is not None and self.member_index is not None
+        wanted: dict[int, tuple[int, int]] = {}  # member number -> (chunk, position in chunk)
+        pending: dict[int, list] = {}
+        for c, (start, stop) in enumerate(chunks):
+            pending[c] = [None] * (stop - start)
+            for pos, i in enumerate(range(start, stop)):
+                wanted[int(self.member_index[i])] = (c, pos)
+        remaining = {c: len(v) for c, v in pending.items()}
+        for c in [c for c, n in remaining.items() if n == 0]:
+            yield c, pending.pop(c)
+        if not wanted:
+            return
+        number = -1
+        try:
+            with tarfile.open(self.stream, "r|*") as tf:
+                for m in tf:
+                    if not m.isreg():
+                        continue
+                    number += 1
+                    if number not in wanted:
+                        continue
+                    c, pos = wanted.pop(number)
+                    try:
+                        f = tf.extractfile(m)
+                        pending[c][pos] = f.read() if f is not None else OSError("not a regular file")
+                    except (OSError, tarfile.TarError) as e:
+                        pending[c][pos] = OSError(f"cannot read from archive: {e}")
+                    remaining[c] -= 1
+                    if remaining[c] == 0:
+                        yield c, pending.pop(c)
+                    if not wanted:
+                        break
+        except (OSError, tarfile.TarError, EOFError) as e:
+            raise UserError(f"{self.stream}: archive is damaged or truncated ({e})") from None
+        if wanted:  # the archive changed since it was listed
+            raise UserError(f"{self.stream}: {len(wanted)} listed files are missing on the second read; "
+                            "was the archive modified during prepare?")
+
+
+# --------------------------------------------------------------------------- reading (in workers)
+
+def read_items(reader: tuple) -> Iterator[bytes | OSError]:
+    """Yield the bytes of each file a :meth:`Source.reader` recipe names (an ``OSError`` if unreadable)."""
+    kind = reader[0]
+    if kind == "files":
+        for path in reader[1]:
+            try:
+                with open(path, "rb") as f:
+                    yield f.read()
+            except OSError as e:
+                yield OSError(f"cannot read: {e.strerror or e}")
+    elif kind == "ranges":
+        _, archive, offsets, lengths = reader
+        with open(archive, "rb") as f:
+            for off, n in zip(offsets, lengths, strict=True):
+                try:
+                    data = os.pread(f.fileno(), n, off)
+                    yield data if len(data) == n else OSError("archive ends inside this file (truncated)")
+                except OSError as e:
+                    yield OSError(f"cannot read from archive: {e.strerror or e}")
+    elif kind == "bytes":
+        yield from reader[1]
+    else:  # pragma: no cover
+        raise ValueError(kind)
+
+
+# --------------------------------------------------------------------------- listing
+
+def open_source(src: str | Path, *, classes_file: str | Path | None = None,
+                labels_file: str | Path | None = None, subdir: str | None = None,
+                split: str | None = None) -> Source:
+    """List ``src`` (any of the four layouts; see the module docstring).
+
+    ``classes_file`` fixes the class list and order (line i = class i); class folders are looked up in it
+    by name. Without it classes are the sorted folder names (ILSVRC: the devkit's sorted WNIDs).
+    ``subdir`` picks a folder inside ``src`` (e.g. ``imagenette/train`` in an archive holding train and
+    val). ``split`` picks ``train`` / ``val`` of the official ILSVRC-2012 files.
+    Raises :class:`UserError` for a missing ``src`` or a layout it cannot tell.
+    """
+    src = Path(src)
+    if not src.exists():
+        raise UserError(f"SRC not found: {src}")
+    synsets = read_synsets(classes_file) if classes_file else None
+    if labels_file is not None:
+        return _open_labels(src, labels_file, synsets, subdir)
+    if split not in (None, "train", "val"):
+        raise UserError(f"split must be 'train' or 'val', got {split!r}")
+    if src.is_file():
+        if src.name in (ILSVRC_TRAIN, ILSVRC_VAL):
+            return _open_ilsvrc(src.parent, src, synsets, "train" if src.name == ILSVRC_TRAIN else "val")
+        if not _is_tar(src):
+            raise UserError(f"SRC {src} is a file but not a tar archive; expected a folder of class "
+                            "folders, a .tar/.tar.gz of one, or the ILSVRC-2012 files")
+        return _open_tar(src, synsets, subdir)
+    if not src.is_dir():
+        raise UserError(f"SRC {src} is neither a file nor a folder")
+    if subdir is None and ((src / ILSVRC_TRAIN).exists() or (src / ILSVRC_VAL).exists()):
+        split = split or ("train" if (src / ILSVRC_TRAIN).exists() else "val")
+        tar = src / (ILSVRC_TRAIN if split == "train" else ILSVRC_VAL)
+        if not tar.exists():
+            raise UserError(f"{src} has no {tar.name} for split {split!r}")
+        return _open_ilsvrc(src, tar, synsets, split)
+    return _open_folder(src, synsets, subdir)
+
+
+def _is_tar(path: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def _class_index(names: Sequence[str], synsets: list[dict] | None, where: str) -> tuple[list[dict], dict]:
+    """Classes and a name -> index map: the synset list's order, or the sorted names."""
+    if synsets is None:
+        classes = make_classes(sorted(set(names)))
+    else:
+        classes = synsets
+        unknown = sorted(set(names) - {c["wnid"] for c in classes})
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            raise UserError(f"class folder(s) {shown} in {where} are not in the classes file")
+    return classes, {c["wnid"]: c["index"] for c in classes}
+
+
+def _open_folder(src: Path, synsets: list[dict] | None, subdir: str | None) -> Source:
+    root = src / subdir if subdir else src
+    if not root.is_dir():
+        raise UserError(f"no folder {subdir!r} in {src}")
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except OSError as e:
+        raise UserError(f"cannot list {root}: {e.strerror or e}") from None
+    class_dirs = [e.name for e in entries if e.is_dir() and not _ignored(e.name)]
+    loose = [e.name for e in entries if e.is_file() and not _ignored(e.name)]
+    if not class_dirs:
+        if loose:
+            raise UserError(f"{root} holds files but no class folders: give --labels FILE for a flat "
+                            "folder of images")
+        raise UserError(f"{root} is empty: expected one sub-folder per class")
+    per_class: dict[str, list[str]] = {}
+    direct_files = 0
+    second_level: list[set[str]] = []
+    for name in class_dirs:
+        files = []
+        for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
+            rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
+            files += [f"{rel}/{f}" for f in sorted(filenames) if not _ignored(f)]
+            if rel == name:
+                direct_files += sum(1 for f in filenames if not _ignored(f))
+                second_level.append(set(dirnames))
+        per_class[name] = files
+    if not any(per_class.values()):
+        raise UserError(f"no files found in the class folders of {root}")
+    looks_like_splits = len(class_dirs) == 1 or any(
+        a & b for i, a in enumerate(second_level) for b in second_level[i + 1:])
+    if direct_files == 0 and looks_like_splits:
+        # e.g. SRC=imagenette/ holding train/<wnid>/ and val/<wnid>/: those are splits, not classes.
+        raise UserError(f"the sub-folders of {root} ({', '.join(class_dirs)}) hold folders, not images: "
+                        f"point SRC at the folder whose sub-folders are the classes "
+                        f"(e.g. {root / class_dirs[0]}, or --subdir {class_dirs[0]})")
+    classes, index = _class_index(class_dirs, synsets, str(root))
+    keys, labels = [], []
+    for name in class_dirs:
+        keys += per_class[name]
+        labels += [index[name]] * len(per_class[name])
+    return Source("folder", str(root.resolve()), classes, keys, np.asarray(labels, np.int64), root=root,
+                  settings={"subdir": subdir})
+
+
+def _open_labels(src: Path, labels_file, synsets: list[dict] | None, subdir: str | None) -> Source:
+    entries = read_label_list(labels_file)
+    if synsets is None:
+        classes = make_classes([str(i) for i in range(max(i for _, i in entries) + 1)])
+    else:
+        classes = synsets
+        bad = [(f, i) for f, i in entries if i >= len(classes)]
+        if bad:
+            raise UserError(f"labels file gives class {bad[0][1]} for {bad[0][0]!r} but the classes file "
+                            f"has only {len(classes)} classes")
+    keys = [f for f, _ in entries]
+    labels = np.asarray([i for _, i in entries], np.int64)
+    if src.is_dir():
+        root = src / subdir if subdir else src
+        return Source("labels", str(root.resolve()), classes, keys, labels, root=root,
+                      settings={"subdir": subdir, "labels_file": str(Path(labels_file).resolve())})
+    if src.is_file() and _is_tar(src):
+        # A tar of a flat folder: files are matched by their path inside the archive, or by the name.
+        listing = _list_tar(src)
+        by_path = {}
+        for n, (name, _, _) in enumerate(listing):
+            rel = name[len(subdir) + 1:] if subdir and name.startswith(subdir.rstrip("/") + "/") else name
+            by_path.setdefault(rel, n)
+            by_path.setdefault(rel.rsplit("/", 1)[-1], n)
+        missing = [k for k in keys if k not in by_path]
+        if missing:
+            raise UserError(f"{len(missing)} files of the labels list are not in {src} (first: {missing[0]!r})")
+        order = np.asarray([by_path[k] for k in keys], np.int64)
+        return _tar_source("labels", src, classes, keys, labels, listing, order,
+                           {"subdir": subdir, "labels_file": str(Path(labels_file).resolve())})
+    raise UserError(f"with --labels, SRC must be a folder of images or a tar of one; got {src}")
+
+
+def _list_tar(path: Path) -> list[tuple[str, int, int]]:
+    """Regular files of a tar, in archive order: (name, data offset, size). One pass, nothing extracted."""
+    out = []
+    try:
+        with tarfile.open(path, "r:*") as tf:
+            for m in tf:
+                if m.isreg():
+                    name = m.name[2:] if m.name.startswith("./") else m.name
+                    out.append((name, m.offset_data, m.size))
+    except (OSError, tarfile.TarError, EOFError) as e:
+        raise UserError(f"{path}: archive is damaged or truncated ({e})") from None
+    return out
+
+
+def _tar_source(layout, path: Path, classes, keys, labels, listing, order, settings) -> Source:
+    """A Source over members ``order`` (member numbers) of ``path``, random-access if uncompressed."""
+    with open(path, "rb") as f:
+        compressed = f.read(6).startswith(_COMPRESSED_MAGIC)
+    desc = str(path.resolve())
+    if compressed:
+        return Source(layout, desc, classes, keys, labels, stream=path, member_index=order, settings=settings)
+    offsets = np.asarray([listing[n][1] for n in order], np.int64)
+    lengths = np.asarray([listing[n][2] for n in order], np.int64)
+    return Source(layout, desc, classes, keys, labels, archive=path, offsets=offsets, lengths=lengths,
+                  settings=settings)
+
+
+def _open_tar(path: Path, synsets: list[dict] | None, subdir: str | None) -> Source:
+    listing = _list_tar(path)
+    prefix = subdir.strip("/") + "/" if subdir else None
+    picked = []  # (member number, key, class name)
+    containers = set()
+    for n, (name, _, _) in enumerate(listing):
+        if _ignored(name):
+            continue
+        if prefix is not None:
+            if not name.startswith(prefix):
+                continue
+            parts = name[len(prefix):].split("/")
+            if len(parts) < 2:
+                continue  # a file directly in SUBDIR belongs to no class
+            picked.append((n, name[len(prefix):], parts[0]))
+        else:
+            parts = name.split("/")
+            if len(parts) < 2:
+                continue  # a file at the archive's top belongs to no class
+            containers.add("/".join(parts[:-2]))
+            picked.append((n, name, parts[-2]))
+    if not picked:
+        raise UserError(f"no class folders with files found in {path}" +
+                        (f" under {subdir!r}" if subdir else ""))
+    if prefix is None:
+        if len(containers) > 1:
+            shown = ", ".join(repr(c or ".") for c in sorted(containers)[:4])
+            raise UserError(f"{path} holds class folders in more than one place ({shown}); "
+                            "pick one with --subdir")
+        container = containers.pop()
+        if container:
+            picked = [(n, key[len(container) + 1:], cls) for n, key, cls in picked]
+    # Same order as a folder: classes sorted, then paths sorted (archive order may differ by writer).
+    picked.sort(key=lambda t: (t[2], t[1]))
+    classes, index = _class_index([cls for _, _, cls in picked], synsets, str(path))
+    keys = [key for _, key, _ in picked]
+    labels = np.asarray([index[cls] for _, _, cls in picked], np.int64)
+    order = np.asarray([n for n, _, _ in picked], np.int64)
+    return _tar_source("tar", path, classes, keys, labels, listing, order, {"subdir": subdir})
+
+
+# --------------------------------------------------------------------------- ILSVRC-2012
+
+def read_ilsvrc_devkit(devkit: Path) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """``(wnid_to_classes, val_wnids)`` parsed by torchvision's own ImageNet devkit parser.
+
+    A ``meta.bin`` beside the devkit (torchvision's cache, written by ``torchvision.datasets.ImageNet``)
+    is used if present. Otherwise the devkit is parsed in a temporary folder, so SRC may be read-only.
+    """
+    from torchvision.datasets import imagenet as tv_imagenet
+
+    if (devkit.parent / tv_imagenet.META_FILE).is_file():
+        try:
+            return tv_imagenet.load_meta_file(str(devkit.parent))
+        except Exception:  # a stale or foreign meta.bin: parse the devkit instead
+            pass
+    if not devkit.is_file():
+        raise UserError(f"{devkit.name} not found beside the ILSVRC-2012 images in {devkit.parent}")
+    try:
+        import scipy.io  # noqa: F401  (torchvision's parser reads meta.mat with it)
+    except ImportError:
+        raise UserError("reading the ILSVRC-2012 devkit needs scipy: pip install 'alexnet[imagenet]'") from None
+    with tempfile.TemporaryDirectory(prefix="alexnet-devkit-") as tmp:
+        os.symlink(devkit.resolve(), os.path.join(tmp, ILSVRC_DEVKIT))
+        try:
+            tv_imagenet.parse_devkit_archive(tmp, ILSVRC_DEVKIT)
+        except RuntimeError as e:  # torchvision's MD5 check of the official file
+            raise UserError(f"{devkit}: {str(e).splitlines()[0]}") from None
+        except (OSError, KeyError, ValueError, tarfile.TarError) as e:
+            raise UserError(f"{devkit}: not a readable ILSVRC-2012 devkit ({e})") from None
+        return tv_imagenet.load_meta_file(tmp)
+
+
+def _open_ilsvrc(folder: Path, tar: Path, synsets: list[dict] | None, split: str) -> Source:
+    wnid_to_classes, val_wnids = read_ilsvrc_devkit(folder / ILSVRC_DEVKIT)
+    # torchvision.datasets.ImageNet: classes are the sorted WNIDs (ImageFolder over wnid folders), and
+    # the i-th validation image in sorted file-name order has label val_wnids[i].
+    if synsets is None:
+        classes = [{"index": i, "wnid": w, "name": ", ".join(wnid_to_classes[w])}
+                   for i, w in enumerate(sorted(wnid_to_classes))]
+    else:
+        classes = synsets
+    index = {c["wnid"]: c["index"] for c in classes}
+    keys, labels, offsets, lengths = [], [], [], []
+    try:
+        with tarfile.open(tar, "r:") as outer:
+            if split == "train":  # a tar of 1000 per-class tars: n01440764.tar, ...
+                members = sorted((m for m in outer if m.isreg()), key=lambda m: m.name)
+                for m in members:
+                    wnid = Path(m.name).name.removesuffix(".tar")
+                    if wnid not in index:
+                        raise UserError(f"{tar}: class {wnid} is not in the class list")
+                    with tarfile.open(fileobj=outer.extractfile(m), mode="r:") as inner:
+                        files = sorted((im for im in inner if im.isreg() and not _ignored(im.name)),
+                                       key=lambda im: im.name)
+                    for im in files:
+                        keys.append(f"{wnid}/{im.name}")
+                        labels.append(index[wnid])
+                        offsets.append(m.offset_data + im.offset_data)
+                        lengths.append(im.size)
+            else:  # 50,000 flat JPEGs, labelled by sorted name
+                members = sorted((m for m in outer if m.isreg() and not _ignored(m.name)),
+                                 key=lambda m: m.name)
+                if len(members) != len(val_wnids):
+                    raise UserError(f"{tar} holds {len(members)} images but the devkit labels "
+                                    f"{len(val_wnids)}")
+                for m, wnid in zip(members, val_wnids, strict=True):
+                    if wnid not in index:
+                        raise UserError(f"devkit class {wnid} is not in the class list")
+                    keys.append(m.name)
+                    labels.append(index[wnid])
+                    offsets.append(m.offset_data)
+                    lengths.append(m.size)
+    except (OSError, tarfile.TarError, EOFError) as e:
+        raise UserError(f"{tar}: archive is damaged or truncated ({e})") from None
+    if not keys:
+        raise UserError(f"no images found in {tar}")
+    return Source("ilsvrc2012", f"{tar.resolve()} (ILSVRC-2012 {split})", classes, keys,
+                  np.asarray(labels, np.int64), archive=tar, offsets=np.asarray(offsets, np.int64),
+                  lengths=np.asarray(lengths, np.int64), settings={"split": split})
