@@ -1,0 +1,332 @@
+"""The paper's Figure 1: a four-layer CNN on CIFAR-10 reaches 25% training error about six times sooner
+(in epochs) with ReLUs than with tanh units.
+
+What the paper says (section 3.1): "the learning rates for each network were chosen independently to
+make training as fast as possible. No regularization of any kind was employed." It plots training error
+against epochs. What we do, and why:
+
+- Net: ``cifar_4layer`` (cuda-convnet's layers-18pct, PAPER.md) with ``activation="relu"`` or ``"tanh"``,
+  the same initial weights for both (same seed); LRN kept, since it is part of that net.
+- No regularisation: no weight decay, no dropout (the net has none), no augmentation: the plain 32x32
+  images minus the training set's mean image (cuda-convnet's preprocessing), no flips, no crops, no
+  lighting.
+- Optimiser: the paper's update (:class:`~alexnet.training.optim.PaperSGD`), momentum 0.9, weight decay
+  0, batch 128, a constant learning rate.
+- "Learning rates chosen independently": a small sweep per activation. Every learning rate in ``lrs``
+  trains ``sweep_epochs`` epochs from the same initial weights; the one with the lowest training error
+  after them wins and simply *continues* (its first epochs are the sweep's; running it again from the
+  same seed would repeat them), until the training error reaches ``target_error`` or ``max_epochs``.
+- Training error: the running error over each epoch (the fraction of the epoch's training images
+  misclassified by the network *as it was when it saw them*, in train mode), which is what a training
+  curve like the paper's plots and costs no extra pass. ``epochs_to_target`` is the first whole epoch
+  whose running error is at or below the target (how one reads the figure); ``crossing`` interpolates
+  linearly between epochs for a finer estimate.
+
+The loop here is deliberately lean (in-memory uint8 images, one mean subtraction per batch, no
+checkpoints): the full trainer (``alexnet.training``) brings a run directory, schedules and validation
+that this experiment does not use, and each epoch of the tanh net is already minutes on a small CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from alexnet.errors import BadOptionError
+from alexnet.models import create_model
+from alexnet.training.optim import PaperSGD
+
+ACTIVATIONS = ("relu", "tanh")
+
+
+@dataclass
+class ReluTanhConfig:
+    """Settings of the Figure 1 experiment (see the module docstring for the choices)."""
+
+    lrs: tuple[float, ...] = (0.003, 0.01, 0.03)
+    """learning rates tried for each activation."""
+    sweep_epochs: int = 2
+    """epochs each learning rate trains before the best is chosen."""
+    target_error: float = 0.25
+    """the training error to reach (the paper's 25%)."""
+    max_epochs: int = 40
+    """give up on an activation after this many epochs (its ratio is then a lower bound)."""
+    batch_size: int = 128
+    momentum: float = 0.9
+    lrn: bool = True
+    seed: int = 0
+    activations: tuple[str, ...] = ACTIVATIONS
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        if not self.lrs or any(not (lr > 0 and math.isfinite(lr)) for lr in self.lrs):
+            raise BadOptionError(f"learning rates must be positive numbers, got {list(self.lrs)}")
+        if self.sweep_epochs < 1:
+            raise BadOptionError(f"sweep_epochs must be at least 1, got {self.sweep_epochs}")
+        if self.max_epochs < self.sweep_epochs:
+            raise BadOptionError(f"max_epochs ({self.max_epochs}) must be at least sweep_epochs ({self.sweep_epochs})")
+        if not 0 < self.target_error < 1:
+            raise BadOptionError(f"target error must be between 0 and 1, got {self.target_error}")
+        if self.batch_size < 1:
+            raise BadOptionError(f"batch size must be at least 1, got {self.batch_size}")
+        bad = [a for a in self.activations if a not in ACTIVATIONS]
+        if bad or not self.activations:
+            raise BadOptionError(f"activations must be among {', '.join(ACTIVATIONS)}, got {list(self.activations)}")
+
+
+@dataclass
+class ActivationResult:
+    """One activation's sweep and its training curve (errors are fractions 0..1)."""
+
+    activation: str
+    lr: float
+    sweep: dict[str, list[float]] = field(default_factory=dict)  # str(lr) -> running error per epoch
+    curve: list[float] = field(default_factory=list)  # running training error per epoch (chosen lr)
+    loss: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)  # per epoch, chosen lr
+    epochs_to_target: int | None = None
+    crossing: float | None = None  # fractional epoch, interpolated
+
+    @property
+    def reached(self) -> bool:
+        return self.epochs_to_target is not None
+
+
+@dataclass
+class ReluTanhResult:
+    config: ReluTanhConfig
+    images: int
+    results: dict[str, ActivationResult]
+    wall_seconds: float = 0.0
+    data: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        """tanh's epochs to the target over ReLU's (None when either is missing or ReLU never got there)."""
+        r, t = self.results.get("relu"), self.results.get("tanh")
+        if r is None or t is None or not r.reached:
+            return None
+        return (t.epochs_to_target if t.reached else len(t.curve)) / r.epochs_to_target
+
+    @property
+    def ratio_is_lower_bound(self) -> bool:
+        t = self.results.get("tanh")
+        return t is not None and not t.reached
+
+    def to_dict(self) -> dict:
+        return {"config": asdict(self.config), "images": self.images, "data": self.data,
+                "wall_seconds": round(self.wall_seconds, 1), "ratio": self.ratio,
+                "ratio_is_lower_bound": self.ratio_is_lower_bound,
+                "results": {k: {**asdict(v)} for k, v in self.results.items()}}
+
+    def summary(self) -> str:
+        """A few lines for the terminal and the README."""
+        c = self.config
+        lines = [f"Figure 1 (ReLU vs tanh), cifar_4layer, {self.images} training images, batch {c.batch_size}, "
+                 f"target {100 * c.target_error:g}% running training error"]
+        for a, r in self.results.items():
+            sweep = ", ".join(f"{lr}: {100 * errs[-1]:.1f}%" for lr, errs in r.sweep.items())
+            got = (f"{r.epochs_to_target} epochs (interpolated {r.crossing:.2f})" if r.reached
+                   else f"not reached in {len(r.curve)} epochs (last {100 * r.curve[-1]:.1f}%)")
+            lines.append(f"  {a:4s}: lr {r.lr:g} (sweep after {c.sweep_epochs} epochs: {sweep}); "
+                         f"{100 * c.target_error:g}% reached: {got}")
+        ratio = self.ratio
+        if ratio is not None:
+            lines.append(f"  ratio tanh/relu: {'>= ' if self.ratio_is_lower_bound else ''}{ratio:.2f}x "
+                         f"(paper: about 6x)")
+        rows = self.threshold_table()
+        if rows:
+            lines.append("  epochs to reach each training error (first whole epoch at or below it):")
+            for t, e_r, e_t, q in rows:
+                fmt = lambda e: "-" if e is None else str(e)  # noqa: E731
+                lines.append(f"    {100 * t:4.0f}%: relu {fmt(e_r):>3s}, tanh {fmt(e_t):>3s}"
+                             + (f", ratio {q:.2f}" if q is not None else ""))
+        lines.append(f"  wall time {self.wall_seconds / 60:.1f} min")
+        return "\n".join(lines)
+
+    def threshold_table(self, thresholds: Sequence[float] = (0.5, 0.4, 0.3, 0.25)) -> list[tuple]:
+        """(threshold, relu epochs, tanh epochs, ratio) for several training errors, read off the same
+        curves: how the gap develops on the way down to the target."""
+        r, t = self.results.get("relu"), self.results.get("tanh")
+        if r is None or t is None:
+            return []
+        rows = []
+        for th in thresholds:
+            er, et = crossing_epoch(r.curve, th)[0], crossing_epoch(t.curve, th)[0]
+            rows.append((th, er, et, et / er if er and et else None))
+        return rows
+
+
+def crossing_epoch(curve: Sequence[float], target: float) -> tuple[int | None, float | None]:
+    """(first whole epoch with error <= target, the fractional epoch where the curve crosses it).
+
+    Epoch k (1-based) is the error measured over epoch k; the curve starts at (0, ``curve[0]``)'s left,
+    so a crossing during epoch 1 is reported as 1.0 for the fraction."""
+    for k, e in enumerate(curve, start=1):
+        if e <= target:
+            if k == 1:
+                return 1, 1.0
+            prev = curve[k - 2]
+            frac = (prev - target) / (prev - e) if prev != e else 1.0
+            return k, (k - 1) + frac
+    return None, None
+
+
+class _Batches:
+    """Shuffled batches of mean-subtracted float images from a uint8 (N, H, W, 3) array, on ``device``."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int, device: torch.device,
+                 seed: int) -> None:
+        self.x = torch.from_numpy(np.ascontiguousarray(images)).to(device)  # (N, H, W, 3) uint8
+        self.y = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
+        # cuda-convnet's preprocessing: minus the training set's mean image, pixels stay in 0..255 units.
+        self.mean = self.x.double().mean(0).float().permute(2, 0, 1).contiguous()  # (3, H, W)
+        self.batch_size, self.device = batch_size, device
+        self.gen = torch.Generator().manual_seed(seed)
+        self.channels_last = True  # faster convolutions on CPU (oneDNN) and on CUDA
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.y), generator=self.gen).to(self.device)
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i:i + self.batch_size]
+            x = self.x[idx].permute(0, 3, 1, 2).float() - self.mean  # (B, 3, H, W)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.y[idx]
+
+
+def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: _Batches) -> tuple[float, float]:
+    """One epoch; returns (running training error, mean loss). Counts stay on the device until the end."""
+    model.train()
+    wrong = torch.zeros((), dtype=torch.int64, device=batches.device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=batches.device)
+    n = 0
+    for x, y in batches:
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        wrong += (logits.detach().argmax(1) != y).sum()
+        loss_sum += loss.detach().double() * len(y)
+        n += len(y)
+    loss_mean = float(loss_sum) / n
+    if not math.isfinite(loss_mean):  # diverged: every later prediction is noise
+        return 1.0, loss_mean
+    return int(wrong) / n, loss_mean
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_relu_vs_tanh(images: np.ndarray, labels: np.ndarray, config: ReluTanhConfig | None = None, *,
+                     out_dir: str | os.PathLike | None = None, log: Callable[[str], None] | None = _log,
+                     data_name: str = "") -> ReluTanhResult:
+    """Run Figure 1 on uint8 images (N, 32, 32, 3) and integer labels; see the module docstring.
+
+    With ``out_dir`` it writes ``result.json``, ``curves.csv``, ``figure1.png`` and ``summary.txt`` there
+    (``result.json`` is rewritten after every epoch, so a long run can be watched).
+    """
+    config = config or ReluTanhConfig()
+    config.validate()
+    log = log or (lambda _msg: None)
+    device = torch.device(config.device)
+    num_classes = int(labels.max()) + 1
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    result = ReluTanhResult(config, len(labels), {}, data=data_name)
+
+    def save() -> None:
+        result.wall_seconds = time.perf_counter() - start
+        if out is not None:
+            (out / "result.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+
+    for act in config.activations:
+        candidates = {}
+        sweep: dict[str, list[float]] = {}
+        for lr in config.lrs:
+            torch.manual_seed(config.seed)  # same initial weights for every lr and both activations
+            model = create_model("cifar_4layer", num_classes=num_classes, activation=act, lrn=config.lrn)
+            model = model.to(device, memory_format=torch.channels_last)
+            opt = PaperSGD(model.parameters(), lr=lr, momentum=config.momentum, weight_decay=0.0)
+            batches = _Batches(images, labels, config.batch_size, device, config.seed)
+            errs, losses, secs = [], [], []
+            for epoch in range(1, config.sweep_epochs + 1):
+                t0 = time.perf_counter()
+                err, loss = train_epoch(model, opt, batches)
+                errs.append(err)
+                losses.append(loss)
+                secs.append(time.perf_counter() - t0)
+                log(f"{act} lr {lr:g} epoch {epoch}: running train error {100 * err:.2f}%, "
+                    f"loss {loss:.4f} ({secs[-1]:.0f} s)")
+                if not math.isfinite(loss):
+                    break
+            sweep[str(lr)] = errs
+            candidates[lr] = (errs[-1] if len(errs) == config.sweep_epochs else 1.0, model, opt, batches,
+                              errs, losses, secs)
+        # lowest error after the sweep wins; ties go to the smaller learning rate
+        best_lr = min(candidates, key=lambda lr: (candidates[lr][0], lr))
+        _, model, opt, batches, errs, losses, secs = candidates[best_lr]
+        candidates.clear()
+        res = ActivationResult(act, best_lr, sweep, list(errs), list(losses), list(secs))
+        result.results[act] = res
+        log(f"{act}: chose lr {best_lr:g}")
+        res.epochs_to_target, res.crossing = crossing_epoch(res.curve, config.target_error)
+        while not res.reached and len(res.curve) < config.max_epochs:
+            t0 = time.perf_counter()
+            err, loss = train_epoch(model, opt, batches)
+            res.curve.append(err)
+            res.loss.append(loss)
+            res.seconds.append(time.perf_counter() - t0)
+            log(f"{act} lr {best_lr:g} epoch {len(res.curve)}: running train error {100 * err:.2f}%, "
+                f"loss {loss:.4f} ({res.seconds[-1]:.0f} s)")
+            res.epochs_to_target, res.crossing = crossing_epoch(res.curve, config.target_error)
+            save()
+            if not math.isfinite(loss):
+                break
+        save()
+    save()
+    if out is not None:
+        write_outputs(result, out)
+    return result
+
+
+def write_outputs(result: ReluTanhResult, out: Path) -> None:
+    from alexnet.experiments.plots import plot_relu_vs_tanh
+
+    (out / "result.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    with (out / "curves.csv").open("w") as f:
+        f.write("activation,lr,chosen,epoch,train_error\n")
+        for a, r in result.results.items():
+            for lr, errs in r.sweep.items():
+                chosen = float(lr) == r.lr
+                curve = r.curve if chosen else errs
+                for k, e in enumerate(curve, start=1):
+                    f.write(f"{a},{lr},{int(chosen)},{k},{e:.6f}\n")
+    plot_relu_vs_tanh(result, out / "figure1.png")
+    (out / "summary.txt").write_text(result.summary() + "\n")
+
+
+def result_from_json(path: str | os.PathLike) -> ReluTanhResult:
+    """A :class:`ReluTanhResult` back from its ``result.json`` (e.g. to redraw the plot)."""
+    d = json.loads(Path(path).read_text())
+    cfg = d["config"]
+    config = ReluTanhConfig(**{**cfg, "lrs": tuple(cfg["lrs"]), "activations": tuple(cfg["activations"])})
+    results = {k: ActivationResult(**v) for k, v in d["results"].items()}
+    return ReluTanhResult(config, d["images"], results, d.get("wall_seconds", 0.0), d.get("data", ""))
