@@ -66,40 +66,37 @@ def lighting_shift(alpha: np.ndarray, eigval: np.ndarray, eigvec: np.ndarray) ->
 
 
 # --------------------------------------------------------------------------- per image (CPU)
+# numpy, not torch: a torch op on one 224x224x3 crop is big enough for torch's intra-op thread pool,
+# and OpenMP teams started from several loader threads at once (plus the training loop's) thrash the
+# CPU; numpy runs each call on the calling thread and releases the GIL. Mirroring is a free
+# negative-stride view.
 
-def normalize_one(src: torch.Tensor, mean: torch.Tensor, mean_mirror: torch.Tensor, y: int, x: int,
-                  flip: bool, shift: torch.Tensor | None, inv_std: torch.Tensor | None,
-                  out: torch.Tensor) -> None:
-    """One crop into ``out`` (3, C, C) float32: ``(src - mean)[crop] (+ shift) (mirrored) (* inv_std)``.
+def normalize_one(src: np.ndarray, mean: np.ndarray, y: int, x: int, flip: bool,
+                  shift: np.ndarray | None, inv_std: np.ndarray | None, out: np.ndarray) -> None:
+    """One crop into ``out`` (3, C, C) float32: ``(src + shift - mean)[crop]``, mirrored, ``* inv_std``.
 
-    ``src``: uint8 (3, S, S) (any strides, e.g. a permuted HWC view); ``mean``: float32 (3, S, S) and
-    ``mean_mirror`` the same mirrored left-right, so that a mirrored crop reads both at ``S - C - x``
-    instead of flipping a float copy. ``shift``: (3, 1, 1) or None; ``inv_std``: (3, 1, 1) or None.
+    ``src``: uint8 (3, S, S) with any strides (e.g. a transposed HWC view of a shard); ``mean``:
+    float32 (3, S, S); ``shift`` and ``inv_std``: (3,) float32 or None.
     """
     c = out.shape[-1]
-    s = src.shape[-1]
+    img = src[:, y:y + c, x:x + c]
+    m = mean[:, y:y + c, x:x + c]
     if flip:
-        img = src[:, y:y + c, x:x + c].flip(2)  # a uint8 copy, 4x smaller than a float one
-        m = mean_mirror[:, y:y + c, s - c - x:s - x]
-    else:
-        img = src[:, y:y + c, x:x + c]
-        m = mean[:, y:y + c, x:x + c]
-    torch.sub(img, m, out=out)
+        img, m = img[:, :, ::-1], m[:, :, ::-1]
+    out[...] = img  # the one uint8 -> float32 conversion
+    out -= m
     if shift is not None:
-        out.add_(shift)
+        out += shift[:, None, None]
     if inv_std is not None:
-        out.mul_(inv_std)
+        out *= inv_std[:, None, None]
 
 
-def ten_crop_one(src: torch.Tensor, mean: torch.Tensor, mean_mirror: torch.Tensor,
-                 inv_std: torch.Tensor | None, out: torch.Tensor) -> None:
+def ten_crop_one(src: np.ndarray, mean: np.ndarray, inv_std: np.ndarray | None, out: np.ndarray) -> None:
     """The ten test patches of one image into ``out`` (10, 3, C, C): five crops, then their mirrors."""
     c, s = out.shape[-1], src.shape[-1]
-    mirrored = src.flip(2)
     for k, (y, x) in enumerate(ten_crop_offsets(s, c)):
-        normalize_one(src, mean, mean_mirror, y, x, False, None, inv_std, out[k])
-        # mirror of the crop at x == crop of the mirrored image at S - C - x
-        normalize_one(mirrored, mean_mirror, mean, y, s - c - x, False, None, inv_std, out[k + 5])
+        normalize_one(src, mean, y, x, False, None, inv_std, out[k])
+        np.copyto(out[k + 5], out[k][:, :, ::-1])  # mirror image of the same patch
 
 
 # --------------------------------------------------------------------------- whole batch (GPU)

@@ -155,9 +155,8 @@ class Loader:
         else:
             m = torch.as_tensor(np.asarray(dataset.mean_rgb, np.float32)).view(1, 1, 3).expand(size, size, 3)
         self.mean_mode = mean
-        self._mean_chw = m.permute(2, 0, 1).contiguous()  # (3, S, S)
-        self._mean_chw_mirror = self._mean_chw.flip(2).contiguous()
-        self._mean_hwc = m.contiguous()
+        self._mean_np = m.permute(2, 0, 1).contiguous().numpy()  # (3, S, S) for the CPU path
+        self._mean_hwc = m.contiguous()  # (S, S, 3) for the batched (GPU) path
         if std is not None:
             std_t = torch.as_tensor(np.asarray(std, np.float32)).reshape(-1)
             if std_t.numel() != 3 or bool((std_t <= 0).any()):
@@ -165,6 +164,7 @@ class Loader:
             self._inv_std = (1.0 / std_t)
         else:
             self._inv_std = None
+        self._inv_std_np = None if self._inv_std is None else self._inv_std.numpy()
         self.std = None if std is None else [float(s) for s in np.asarray(std).reshape(-1)]
         self._eigval = np.asarray(dataset.pca_eigval, np.float64)
         self._eigvec = np.asarray(dataset.pca_eigvec, np.float64)
@@ -299,7 +299,7 @@ class Loader:
         # split the batch between the threads: each writes its own images of ``out``
         parts = min(self.workers, n)
         bounds = np.linspace(0, n, parts + 1).astype(int)
-        futures = [pool.submit(self._fill_cpu, out, batch, int(lo), int(hi))
+        futures = [pool.submit(self._fill_cpu, out.numpy(), batch, int(lo), int(hi))
                    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
 
         def finish():
@@ -310,21 +310,15 @@ class Loader:
 
         return futures, finish
 
-    def _fill_cpu(self, out: torch.Tensor, batch: dict, lo: int, hi: int) -> None:
-        items, shift = batch["items"], batch["shift"]
-        shift_t = None if shift is None else torch.from_numpy(shift).view(-1, 3, 1, 1)
+    def _fill_cpu(self, out: np.ndarray, batch: dict, lo: int, hi: int) -> None:
+        items, shift, mean, inv_std = batch["items"], batch["shift"], self._mean_np, self._inv_std_np
         for j in range(lo, hi):
-            src = self._source_chw(int(items[j]))
+            src = self._source_chw(int(items[j])).numpy()
             if self.ten_crop:
-                ten_crop_one(src, self._mean_chw, self._mean_chw_mirror, self._inv_std_chw, out[j])
+                ten_crop_one(src, mean, inv_std, out[j])
             else:
-                normalize_one(src, self._mean_chw, self._mean_chw_mirror, int(batch["ys"][j]),
-                              int(batch["xs"][j]), bool(batch["flip"][j]),
-                              None if shift_t is None else shift_t[j], self._inv_std_chw, out[j])
-
-    @property
-    def _inv_std_chw(self) -> torch.Tensor | None:
-        return None if self._inv_std is None else self._inv_std.view(3, 1, 1)
+                normalize_one(src, mean, int(batch["ys"][j]), int(batch["xs"][j]), bool(batch["flip"][j]),
+                              None if shift is None else shift[j], inv_std, out[j])
 
     # ------------------------------------------------------------------------------ CUDA
     def _thread_state(self):

@@ -24,6 +24,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -263,10 +264,15 @@ def _write_shards(source: Source, out: Path, chunks, todo, settings_id, *, size,
             for task in tasks():
                 bar.update(_write_shard(task)["found"])
         return
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods()
-                                      else "spawn")
-    with cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)), mp_context=ctx,
-                                initializer=_init_worker) as pool:
+    # fork where there is one: the workers need nothing but this module (PIL, numpy, files), and
+    # spawn/forkserver would re-run a user's script without a __main__ guard in every worker.
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with warnings.catch_warnings(), cf.ProcessPoolExecutor(
+            max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_init_worker) as pool:
+        # Python >= 3.12 warns about fork() in a process with threads (torch's, tqdm's): the workers
+        # take no lock those threads could hold, so the warning does not apply.
+        warnings.simplefilter("ignore", DeprecationWarning)
         pending: set[cf.Future] = set()
         try:
             for task in tasks():
