@@ -173,8 +173,8 @@ class PreparedDataset:
         index %= len(self)
         if self.format == "raw":
             return self.pixels(index).numpy().copy()
-        from torchvision.io import ImageReadMode, decode_jpeg
-        return decode_jpeg(self.jpeg(index), mode=ImageReadMode.RGB).permute(1, 2, 0).numpy().copy()
+        from alexnet.data.jpeg import decode_rgb
+        return decode_rgb(self.jpeg(index)).permute(1, 2, 0).numpy().copy()
 
     def path_of(self, index: int) -> str:
         """The source path (relative to SRC) that image ``index`` was made from."""

@@ -41,6 +41,7 @@ from alexnet.data.augment import (
     ten_crop_batch,
     ten_crop_one,
 )
+from alexnet.data.jpeg import decode_rgb
 from alexnet.errors import BadOptionError
 
 try:  # the storage reference count tells when the consumer has let go of a batch (see _BufferPool)
@@ -285,8 +286,7 @@ class Loader:
         """Stored image ``i`` as uint8 (3, S, S): a view of the shard, or freshly decoded."""
         ds = self.dataset
         if self.storage == "jpeg":
-            from torchvision.io import ImageReadMode, decode_jpeg
-            return decode_jpeg(ds.jpeg(i), mode=ImageReadMode.RGB)
+            return decode_rgb(ds.jpeg(i))
         if hasattr(ds, "pixels"):
             return ds.pixels(i).permute(2, 0, 1)
         return torch.from_numpy(np.ascontiguousarray(ds.get_uint8(i))).permute(2, 0, 1)
@@ -349,19 +349,17 @@ class Loader:
 
     def _build_cuda(self, batch: dict):
         """Worker thread: host gather (or GPU decode), copy, then the batched augmentation on the GPU."""
-        from torchvision.io import ImageReadMode, decode_jpeg
         st = self._thread_state()
         items = batch["items"]
         n, s, dev = len(items), self.size, self.device
         with torch.cuda.stream(st.stream):
             if self.storage == "jpeg" and self.gpu_decode:
-                decoded = decode_jpeg([self.dataset.jpeg(int(i)) for i in items], mode=ImageReadMode.RGB,
-                                      device=dev)
+                decoded = decode_rgb([self.dataset.jpeg(int(i)) for i in items], device=dev)
                 images, layout = torch.stack(decoded), "chw"
             elif self.storage == "jpeg":
                 host = self._pinned(st, (n, 3, s, s))
                 for j, i in enumerate(items):
-                    host[j].copy_(decode_jpeg(self.dataset.jpeg(int(i)), mode=ImageReadMode.RGB))
+                    host[j].copy_(decode_rgb(self.dataset.jpeg(int(i))))
                 images, layout = host.to(dev, non_blocking=True), "chw"
             else:
                 host = self._pinned(st, (n, s, s, 3))
