@@ -41,13 +41,19 @@ from alexnet.data.augment import (
     ten_crop_batch,
     ten_crop_one,
 )
-from alexnet.data.jpeg import decode_rgb
 from alexnet.errors import BadOptionError
 
 try:  # the storage reference count tells when the consumer has let go of a batch (see _BufferPool)
     _storage_use_count = torch._C._storage_Use_Count
 except AttributeError:  # pragma: no cover
     _storage_use_count = None
+
+
+def decode_rgb(data, device="cpu"):
+    """torchvision's JPEG decoder, imported on first use (importing torchvision takes seconds)."""
+    from alexnet.data.jpeg import decode_rgb as decode
+
+    return decode(data, device)
 
 
 def _default_workers() -> int:
