@@ -77,6 +77,8 @@ def register(sub) -> None:
     a.add_argument("--lr", type=float, default=0.01, help="initial learning rate (default 0.01, the paper's)")
     a.add_argument("--train-subset", type=int, default=None, metavar="N",
                    help="train on a stratified subset of N images of --data (a small-scale run)")
+    a.add_argument("--val-subset", type=int, default=None, metavar="N",
+                   help="evaluate on a stratified subset of N validation images (a small-scale run)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     a.add_argument("--workers", type=int, default=None, help="data loading threads")
@@ -125,7 +127,8 @@ def run_ablations(args) -> int:
     config = AblationConfig(epochs=args.epochs, arch=args.arch, batch_size=args.batch_size, lr=args.lr,
                             seed=args.seed, device=args.device, workers=args.workers,
                             ten_crop=not args.no_ten_crop, val_fraction=args.val_fraction,
-                            train_subset=args.train_subset, only=only)
+                            train_subset=args.train_subset,
+                            val_subset=args.val_subset, only=only)
     _check_device(args.device)
     table = run_ablations(args.data, config, val=args.val, out_dir=args.out, resume=args.resume)
     print(table.markdown())

@@ -1,0 +1,370 @@
+"""``alexnet report``: one self-contained HTML page about a training run.
+
+The page holds the run's config, its learning curves (from ``metrics.csv``), the final top-1/top-5 error
+with the centre crop and with the paper's 10 crops, conv1's kernels (Figure 3), sample validation images
+with their top-5 bars (Figure 4, left) and the most confused class pairs. Every image is a PNG embedded
+as a ``data:`` URI and the CSS is inline; nothing is fetched from a network and the page has no script.
+
+The validation set is ``val`` when given, else the one the run trained against (read from its config:
+a separate prepared dataset, or the held-out split of its training data).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from alexnet.errors import UserError
+from alexnet.experiments import html as H
+
+CONFIG_NAMES = ("config.json", "config.yaml", "config.yml", "config.toml", "train_config.json")
+
+
+# --------------------------------------------------------------------------------------------- run files
+def read_run_config(run_dir: Path) -> tuple[dict, str | None]:
+    """The run's config as a dict, and the file it came from (None when the run has none)."""
+    for name in CONFIG_NAMES:
+        p = run_dir / name
+        if not p.is_file():
+            continue
+        text = p.read_text(encoding="utf-8")
+        try:
+            if p.suffix == ".json":
+                data = json.loads(text)
+            elif p.suffix in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                try:
+                    import tomllib
+                except ImportError:  # Python 3.10
+                    import tomli as tomllib
+                data = tomllib.loads(text)
+        except Exception as e:  # a broken config file is the user's to fix, not a crash
+            raise UserError(f"{p}: cannot parse ({str(e).splitlines()[0]})") from None
+        return (data if isinstance(data, dict) else {"config": data}), name
+    return {}, None
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """Rows of ``metrics.csv`` with numbers parsed (empty cells -> None)."""
+    p = run_dir / "metrics.csv"
+    if not p.is_file():
+        return []
+    rows = []
+    with p.open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            parsed = {}
+            for k, v in row.items():
+                if k is None:
+                    continue
+                try:
+                    parsed[k] = float(v) if v not in ("", None) else None
+                except ValueError:
+                    parsed[k] = v
+            rows.append(parsed)
+    return rows
+
+
+def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
+    out = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out += _flatten(v, key + ".")
+        else:
+            out.append((key, json.dumps(v) if isinstance(v, (list, tuple, dict)) else v))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- figures
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    from alexnet.experiments.plots import png_bytes
+
+    return png_bytes(fig)
+
+
+def _as_percent(values: list) -> list:
+    """metrics.csv holds errors as fractions or percents; draw percents."""
+    finite = [v for v in values if isinstance(v, float) and np.isfinite(v)]
+    scale = 100.0 if finite and max(finite) <= 1.0 else 1.0
+    return [v * scale if isinstance(v, float) else np.nan for v in values]
+
+
+def curves_png(metrics: list[dict]) -> bytes:
+    """Error (top-1 solid, top-5 dashed; train and val) and loss/learning rate against epochs."""
+    plt = _pyplot()
+    epochs = [r.get("epoch") for r in metrics]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key, label, style in (("train_top1_err", "train top-1", dict(color="C0")),
+                              ("train_top5_err", "train top-5", dict(color="C0", ls="--")),
+                              ("val_top1_err", "val top-1", dict(color="C3")),
+                              ("val_top5_err", "val top-5", dict(color="C3", ls="--"))):
+        vals = [r.get(key) for r in metrics]
+        if any(isinstance(v, float) for v in vals):
+            ax1.plot(epochs, _as_percent(vals), marker="o", ms=3, label=label, **style)
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("error (%)")
+    ax1.set_ylim(bottom=0)
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=8)
+    ax1.set_title("error", fontsize=10)
+    loss = [r.get("train_loss") for r in metrics]
+    if any(isinstance(v, float) for v in loss):
+        ax2.plot(epochs, [v if isinstance(v, float) else np.nan for v in loss], color="C2", marker="o", ms=3,
+                 label="train loss")
+        ax2.set_ylabel("train loss")
+    lr = [r.get("lr") for r in metrics]
+    if any(isinstance(v, float) for v in lr):
+        ax3 = ax2.twinx()
+        ax3.step(epochs, [v if isinstance(v, float) else np.nan for v in lr], where="post", color="0.4", lw=1)
+        ax3.set_yscale("log")
+        ax3.set_ylabel("learning rate", color="0.4")
+    ax2.set_xlabel("epoch")
+    ax2.grid(alpha=0.3)
+    ax2.set_title("loss and learning rate", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def confusion_png(conf: np.ndarray, names: list[str]) -> bytes:
+    """Row-normalised confusion matrix (rows: true class, columns: predicted)."""
+    plt = _pyplot()
+    k = len(names)
+    rates = conf / np.maximum(conf.sum(1, keepdims=True), 1)
+    size = min(10.0, 2.5 + 0.38 * k)
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    short = [n[:18] for n in names]
+    ax.set_xticks(range(k), short, rotation=90, fontsize=7)
+    ax.set_yticks(range(k), short, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if k <= 20:
+        for i in range(k):
+            for j in range(k):
+                if conf[i, j]:
+                    ax.text(j, i, str(int(conf[i, j])), ha="center", va="center", fontsize=6,
+                            color="white" if rates[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def confused_pairs(conf: np.ndarray, names: list[str], top: int = 10) -> list[tuple[str, str, int, float]]:
+    """The largest off-diagonal cells: (true, predicted, count, fraction of the true class's images)."""
+    off = conf.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(off, axis=None)[::-1]
+    totals = conf.sum(1)
+    out = []
+    for flat in order[:top]:
+        i, j = np.unravel_index(flat, off.shape)
+        if off[i, j] == 0:
+            break
+        out.append((names[i], names[j], int(off[i, j]), float(off[i, j] / max(totals[i], 1))))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- data
+def _val_dataset(config: dict, val: str | os.PathLike | None, run_dir: Path):
+    """(dataset, indices or None, description) of the validation images, or (None, None, why not)."""
+    from alexnet.data import PreparedDataset, split_indices
+
+    def open_prepared(p) -> object:
+        path = Path(p)
+        if not path.is_absolute() and not path.exists() and (run_dir / path).exists():
+            path = run_dir / path
+        if not path.exists():
+            raise UserError(f"validation data not found: {path}")
+        return PreparedDataset(path)
+
+    if val is not None:
+        return open_prepared(val), None, f"{val}"
+    section = config.get("data", config) if isinstance(config.get("data"), dict) else config
+    for key in ("val", "val_data", "val_path"):
+        v = section.get(key) or config.get(key)
+        if v:
+            try:
+                return open_prepared(v), None, str(v)
+            except UserError as e:
+                return None, None, str(e)
+    data = section.get("data") if section is not config else config.get("data")
+    data = data or section.get("path") or section.get("train") or config.get("data_path")
+    frac = section.get("val_fraction", config.get("val_fraction"))
+    seed = section.get("split_seed", config.get("split_seed", section.get("seed", config.get("seed", 0))))
+    if data and isinstance(data, (str, os.PathLike)) and frac:
+        try:
+            ds = open_prepared(data)
+        except UserError as e:
+            return None, None, str(e)
+        _, val_idx = split_indices(len(ds), float(frac), int(seed))
+        return ds, val_idx, f"{data} (held-out {float(frac):g} of it, seed {seed})"
+    return None, None, "the run's config names no validation data; give --val"
+
+
+def _limit(indices: np.ndarray, max_images: int | None, seed: int = 0) -> np.ndarray:
+    if max_images is None or len(indices) <= max_images:
+        return indices
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(indices, size=max_images, replace=False))
+
+
+# --------------------------------------------------------------------------------------------- report
+def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = None,
+                 val: str | os.PathLike | None = None, samples: int = 12, max_images: int | None = None,
+                 ten_crop: bool = True, device: str | None = None, progress: bool = True,
+                 batch_size: int = 64) -> Path:
+    """Write the report of ``run_dir`` (see the module docstring) to ``out`` (default
+    ``run_dir/report.html``) and return its path."""
+    import alexnet
+    from alexnet.evaluation import evaluate
+    from alexnet.evaluation.batches import iter_squares
+    from alexnet.evaluation.plots import plot_predictions
+    from alexnet.evaluation.predict import Prediction, class_probabilities, top_classes
+    from alexnet.inspect.kernels import plot_kernels
+    from alexnet.weights.classes import match_classes
+    from alexnet.weights.load import model_classes
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run directory not found: {run_dir}")
+    if samples < 0:
+        raise UserError(f"samples must be >= 0, got {samples}")
+    if max_images is not None and max_images < 1:
+        raise UserError(f"max-images must be at least 1, got {max_images}")
+    out = Path(out) if out is not None else run_dir / "report.html"
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    config, config_name = read_run_config(run_dir)
+    metrics = read_metrics(run_dir)
+    model = alexnet.load(run_dir, device=device, progress=False)
+    arch = getattr(model, "model_name", "?")
+    classes = model_classes(model)
+    sections: list[str] = []
+
+    # config
+    rows = _flatten(config)
+    sections.append("<h2>Config</h2>" + (H.table(["setting", "value"], rows, numeric=[False, False]) if rows else
+                                        '<p class="note">no config file in the run directory</p>')
+                    + (f'<p class="note">from <code>{H.esc(config_name)}</code>; weights '
+                       f'<code>{H.esc(model.weights_source)}</code>, model <code>{H.esc(arch)}</code> '
+                       f'{H.esc(getattr(model, "model_options", "") or "")}, '
+                       f'{alexnet.count_parameters(model):,} parameters</p>'))
+
+    # learning curves
+    if metrics:
+        last = metrics[-1]
+        sections.append("<h2>Learning curves</h2>" + H.img_png(curves_png(metrics), "learning curves",
+                        f"{len(metrics)} epochs from metrics.csv; training error is over each epoch's "
+                        "augmented crops, validation error on the centre crop")
+                        + H.table(["", "value"], [(k, _fmt(v)) for k, v in last.items()], numeric=[False, True]))
+    else:
+        sections.append('<h2>Learning curves</h2><p class="note">no metrics.csv in the run directory</p>')
+
+    # final metrics, samples, confusions
+    ds, indices, val_desc = _val_dataset(config, val, run_dir)
+    if ds is None:
+        sections.append(f'<h2>Final metrics</h2><p class="note">no validation data: {H.esc(val_desc)}</p>')
+    else:
+        indices = _limit(np.arange(len(ds)) if indices is None else np.asarray(indices), max_images)
+        results = [evaluate(model, ds, crops=1, batch_size=batch_size, indices=indices, progress=progress)]
+        if ten_crop:
+            results.append(evaluate(model, ds, crops=10, batch_size=max(1, batch_size // 4), indices=indices,
+                                    progress=progress))
+        rows = [("centre crop" if r.crops == 1 else "10 crops (paper)", r.images, f"{100 * r.top1_error:.2f}",
+                 f"{100 * r.top5_error:.2f}") for r in results]
+        sections.append("<h2>Final metrics</h2>" + H.table(["test", "images", "top-1 error %", "top-5 error %"],
+                                                          rows, numeric=[False, True, True, True])
+                        + f'<p class="note">validation images: {H.esc(val_desc)}'
+                        + (f", a random {len(indices)} of them" if max_images else "") + "</p>")
+
+        # one pass of centre-crop probabilities for the confusions and the samples
+        data_classes = list(getattr(ds, "classes", []) or [])
+        class_map = match_classes(data_classes, classes if getattr(model, "classes", None) else [],
+                                  int(getattr(model, "num_classes", 0) or len(data_classes)))
+        labels = np.asarray(ds.labels, dtype=np.int64)
+        preds = np.empty(len(indices), dtype=np.int64)
+        pos = 0
+        model.eval()
+        for _, squares in iter_squares(ds, indices, batch_size):
+            probs = class_probabilities(model, squares)
+            preds[pos:pos + len(probs)] = probs.argmax(-1).cpu().numpy()
+            pos += len(probs)
+        model_to_data = {m: d for d, m in enumerate(class_map)}
+        k = len(class_map)
+        conf = np.zeros((k, k), dtype=np.int64)
+        for y, p in zip(labels[indices], preds, strict=True):
+            if p in model_to_data:  # a prediction outside the dataset's classes has no column
+                conf[y, model_to_data[p]] += 1
+        names = [str(c.get("name") or c.get("wnid") or i) for i, c in enumerate(data_classes)] or \
+            [str(i) for i in range(k)]
+        pairs = confused_pairs(conf, names)
+        outside = int(len(indices) - conf.sum())
+        conf_html = "<h2>Most confused classes</h2>"
+        if pairs:
+            conf_html += H.table(["true class", "predicted as", "images", "% of the true class"],
+                                 [(a, b, n, f"{100 * r:.1f}") for a, b, n, r in pairs],
+                                 numeric=[False, False, True, True])
+        else:
+            conf_html += '<p class="note">no confusions among the images evaluated</p>'
+        if outside:
+            conf_html += (f'<p class="note">{outside} images were predicted as a class outside the '
+                          "dataset's classes (not in the matrix)</p>")
+        if k <= 60:
+            conf_html += H.img_png(confusion_png(conf, names), "confusion matrix",
+                                   "confusion matrix, centre crop (rows: true class)")
+        sections.append(conf_html)
+
+        if samples:
+            pick = _limit(indices, samples, seed=1)
+            squares = np.stack([np.asarray(ds.get_uint8(int(i)), dtype=np.uint8) for i in pick])
+            probs = class_probabilities(model, torch.from_numpy(squares)).cpu()
+            tops = top_classes(probs, classes, 5)
+            predictions = [Prediction(str(i), t) for i, t in zip(pick, tops, strict=True)]
+            import tempfile
+
+            with tempfile.TemporaryDirectory() as tmp:
+                png = plot_predictions(list(squares), predictions, Path(tmp) / "samples.png",
+                                       labels=[class_map[int(labels[i])] for i in pick], classes=classes,
+                                       columns=min(6, len(pick)))
+                data = png.read_bytes()
+            sections.insert(-1, "<h2>Sample validation predictions</h2>" + H.img_png(
+                data, "sample predictions", f"{len(pick)} random validation images (centre crop) with the "
+                "five most probable classes; the true class is written under each image and its bar is red"))
+
+    # conv1 kernels (Figure 3)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        kpng = plot_kernels(model, Path(tmp) / "kernels.png").read_bytes()
+    sections.append("<h2>conv1 kernels</h2>" + H.img_png(kpng, "conv1 kernels", "the first layer's kernels, "
+                    "each scaled to its own range (the paper's Figure 3)"))
+
+    when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = H.page(f"Training run: {run_dir.name}", sections,
+                  subtitle=f"{arch}, {len(classes)} classes; report written {when} by alexnet {alexnet.__version__}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "" if v is None else str(v)

@@ -1,0 +1,153 @@
+"""``alexnet report``: a self-contained HTML page about a run, and that it renders in a real browser.
+
+The run directory is made here the way ``alexnet train`` lays one out (config.json, metrics.csv, a
+``.safetensors`` weights file), from a cifar_4layer trained for two epochs on 60 real CIFAR-10 images,
+so that these tests depend only on the weights and data APIs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from alexnet.cli.main import main
+from alexnet.experiments import browser
+from alexnet.experiments.report import build_report, confused_pairs
+
+PER_CLASS = 6
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, shared_data):
+    from PIL import Image
+
+    from alexnet.data import prepare_dataset
+    from alexnet.experiments.images import read_labelled_images
+    from alexnet.experiments.relu_vs_tanh import _Batches, train_epoch
+    from alexnet.models import create_model
+    from alexnet.training.optim import PaperSGD
+    from alexnet.weights import save_weights
+
+    root = tmp_path_factory.mktemp("report")
+    images, labels, classes = read_labelled_images(shared_data / "cifar10-train.tar.gz", per_class=PER_CLASS)
+    src = root / "images"
+    for i, (img, y) in enumerate(zip(images, labels, strict=True)):
+        d = src / classes[y]["name"]
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(d / f"{i:03d}.png")
+    ds = prepare_dataset(src, root / "prepared", size=32, format="raw", workers=1, progress=False)
+
+    torch.manual_seed(0)
+    model = create_model("cifar_4layer", num_classes=10)
+    opt = PaperSGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=0.0)
+    batches = _Batches(images, labels, 32, torch.device("cpu"), seed=0)
+    run = root / "run"
+    run.mkdir()
+    rows = []
+    for epoch in (1, 2):
+        err, loss = train_epoch(model, opt, batches)
+        rows.append({"epoch": epoch, "train_loss": loss, "train_top1_err": err, "train_top5_err": err / 2,
+                     "val_top1_err": 0.9, "val_top5_err": 0.5, "lr": 0.01, "images_per_s": 100.0, "seconds": 1.0})
+    with (run / "metrics.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (run / "config.json").write_text(json.dumps({"arch": "cifar_4layer", "epochs": 2, "lr": 0.01,
+                                                 "data": str(root / "prepared"), "val_fraction": 0.5, "seed": 0}))
+    save_weights(run / "weights.safetensors", model, arch="cifar_4layer", classes=ds.classes,
+                 preprocess={"resize": 32, "crop_size": 32, "mean": "image"}, mean_image=ds.mean_image)
+    return run
+
+
+@pytest.fixture(scope="module")
+def report(run_dir):
+    return build_report(run_dir, out=run_dir / "report.html", samples=6, progress=False)
+
+
+def test_report_has_every_section_and_embeds_its_images(report):
+    text = report.read_text(encoding="utf-8")
+    for heading in ("Config", "Learning curves", "Final metrics", "Sample validation predictions",
+                    "Most confused classes", "conv1 kernels"):
+        assert f"<h2>{heading}</h2>" in text, heading
+    srcs = re.findall(r'<img src="([^"]+)"', text)
+    assert len(srcs) == 4  # curves, sample predictions, confusion matrix, kernels
+    assert all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert browser.external_references(text) == []
+    assert "<script" not in text
+    # 1-crop and 10-crop rows, on the held-out half of the 60 images named by config.json
+    assert "centre crop" in text and "10 crops (paper)" in text
+    assert re.search(r"<td>centre crop</td><td class=\"num\">30</td>", text)
+    assert '"val_fraction"' not in text and "val_fraction" in text  # config shown as a table, not JSON
+
+
+def test_confused_pairs_are_the_largest_off_diagonal_cells():
+    conf = np.array([[5, 3, 0], [1, 4, 0], [0, 7, 2]])
+    pairs = confused_pairs(conf, ["a", "b", "c"], top=5)
+    assert pairs[0] == ("c", "b", 7, pytest.approx(7 / 9))
+    assert [(a, b) for a, b, _, _ in pairs] == [("c", "b"), ("a", "b"), ("b", "a")]
+
+
+def test_external_references_are_found():
+    assert browser.external_references('<img src="https://x.org/a.png">')
+    assert browser.external_references("<style>@import 'x.css'</style>")
+    assert browser.external_references('<link href="//cdn.x/y.css">')
+    assert not browser.external_references('<img src="data:image/png;base64,AAAA">')
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    path = browser.find_chromium()
+    if path is None:
+        pytest.skip("no Chromium installed (apt-get install chromium)")
+    return path
+
+
+def test_report_renders_in_chromium_with_every_image_loaded(report, chromium):
+    check = browser.check_page(report, browser=chromium)
+    assert check.images == 4
+    assert check.loaded == check.images
+    assert check.fetched == 0
+    assert check.title.startswith("Training run")
+
+
+def test_chromium_check_sees_a_broken_image(tmp_path, chromium):
+    page = tmp_path / "broken.html"
+    page.write_text('<!DOCTYPE html><html><head><title>b</title></head><body>'
+                    '<img src="data:image/png;base64,AAAA"></body></html>')
+    check = browser.check_page(page, browser=chromium)
+    assert (check.images, check.loaded, check.ok) == (1, 0, False)
+
+
+def test_report_screenshot_is_not_blank(report, chromium, tmp_path):
+    from PIL import Image
+
+    shot = browser.screenshot(report, tmp_path / "shot.png", height=1600, browser=chromium)
+    pixels = np.asarray(Image.open(shot).convert("L"))
+    assert pixels.shape[0] > 500
+    assert (pixels < 128).mean() > 0.002  # text and figures, not an empty white page
+
+
+def test_report_cli(run_dir, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    assert main(["report", str(run_dir), "--out", str(out), "--samples", "3", "--no-ten-crop",
+                 "--val", str(run_dir.parent / "prepared"), "--max-images", "20"]) == 0
+    text = out.read_text()
+    assert "10 crops" not in text and "a random 20 of them" in text
+    assert str(out) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["report", "/no/such/run"], "run directory not found"),
+    (["report", "{run}", "--val", "/no/such/data"], "validation data not found"),
+    (["report", "{run}", "--max-images", "0"], "max-images must be at least 1"),
+])
+def test_report_cli_errors_are_one_line(run_dir, capsys, argv, message):
+    argv = [a.replace("{run}", str(run_dir)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
