@@ -166,6 +166,8 @@ def evaluate(model: nn.Module, dataset, *, crops: int = 1, batch_size: int = 64,
         for t in (per_class_n, per_class_top1, per_class_top5, seen):
             dist.all_reduce(t)
     seen_cpu = seen.cpu()
+    if not distributed:  # one process of a manual split (rank/world_size given): check its own shard
+        seen_cpu = seen_cpu[positions.start:positions.stop]
     if not bool((seen_cpu == 1).all()):  # a sharding bug must never pass as a result
         raise RuntimeError(f"evaluation counted {int((seen_cpu == 0).sum())} images 0 times and "
                            f"{int((seen_cpu > 1).sum())} more than once")

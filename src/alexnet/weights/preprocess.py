@@ -62,11 +62,17 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+# Above this many pixels a JPEG is decoded at a reduced scale (libjpeg's DCT scaling, "draft"), which
+# keeps memory and time small for huge photos. Below it decoding is full, so that the pixels equal
+# torchvision's transforms (draft decoding differs by about 1/255 per pixel on average).
+_DRAFT_PIXELS = 24_000_000
+
+
 def load_image(source, *, min_size: int | None = None) -> Image.Image:
     """Open an image as 8-bit RGB, EXIF orientation applied.
 
-    ``source``: a path, a PIL image, or a uint8 array (H, W, 3) / (H, W). With ``min_size``, large JPEGs
-    are decoded at a reduced scale (libjpeg's DCT scaling) that keeps the shorter side >= ``min_size``.
+    ``source``: a path, a PIL image, or a uint8 array (H, W, 3) / (H, W). With ``min_size``, huge JPEGs
+    (over 24 MP) are decoded at a reduced scale that keeps the shorter side >= ``min_size``.
     Unreadable files raise :class:`UserError` with the reason in one line.
     """
     if isinstance(source, Image.Image):
@@ -81,11 +87,10 @@ def load_image(source, *, min_size: int | None = None) -> Image.Image:
     try:
         with _no_pixel_limit():
             with Image.open(path) as img:
-                if min_size and img.format == "JPEG":
-                    w, h = img.size
+                w, h = img.size
+                if min_size and img.format == "JPEG" and w * h > _DRAFT_PIXELS and min_size / min(w, h) < 0.5:
                     scale = min_size / min(w, h)
-                    if scale < 0.5:
-                        img.draft(None, (math.ceil(w * scale), math.ceil(h * scale)))
+                    img.draft(None, (math.ceil(w * scale), math.ceil(h * scale)))
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 return _to_rgb(img)

@@ -1,0 +1,239 @@
+"""Evaluation: exact top-1/top-5 counts with 1 and 10 crops, class mapping, per-class CSV, JSON, sharding
+(manual and under torchrun with 2 gloo processes)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import alexnet
+from alexnet.cli.main import main
+from alexnet.errors import UserError
+from alexnet.evaluation import evaluate
+from alexnet.weights import Preprocess, save_weights
+
+# --- an oracle model on synthetic images, so that the right counts are known -------------------------
+
+S, C, K = 32, 24, 12  # stored size, crop, classes
+CENTRES = torch.arange(K, dtype=torch.float64) * 20 + 10  # class k "is" red value 20k + 10
+
+
+class RedNet(nn.Module):
+    """Logits from the crop's mean red value: -(r - centre_k)^2 / 60 (nearest centre = top-1)."""
+
+    num_classes = K
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(()))  # so that the model has a device
+        self.classes = [{"index": k, "wnid": None, "name": f"c{k}"} for k in range(K)]
+        self.preprocess = Preprocess(resize=S, crop_size=C, mean_rgb=(0.0, 0.0, 0.0))
+
+    def forward(self, x):
+        r = x[:, 0].double().mean((1, 2))
+        return (-(r[:, None] - CENTRES[None]) ** 2 / 60).float() + self.dummy
+
+
+class FakeDataset:
+    """Images whose red channel ramps left to right, so that the ten crops see different means."""
+
+    def __init__(self, n: int, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.size = S
+        self.classes = [{"index": k, "wnid": None, "name": f"c{k}"} for k in range(K)]
+        self.labels = rng.integers(0, K, n)
+        self.base = rng.uniform(0, 20 * K, n)
+        self.slope = rng.uniform(-8, 8, n)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def get_uint8(self, i):
+        red = np.clip(self.base[i] + self.slope[i] * (np.arange(S) - S / 2), 0, 255)
+        img = np.zeros((S, S, 3), np.uint8)
+        img[:, :, 0] = red.round().astype(np.uint8)[None, :]
+        return img
+
+
+def expected_counts(ds: FakeDataset, crops: int):
+    """Top-1/top-5 hits per image, computed here with numpy from the definitions."""
+    e = S - C
+    offsets = [((e // 2), (e // 2))] + ([(0, 0), (0, e), (e, 0), (e, e)] if crops == 10 else [])
+    hit1, hit5 = [], []
+    for i in range(len(ds)):
+        img = ds.get_uint8(i).astype(np.float64)
+        probs = []
+        for top, left in offsets:
+            crop = img[top:top + C, left:left + C, 0]
+            for c in ([crop, crop[:, ::-1]] if crops == 10 else [crop]):
+                logits = -(c.mean() - CENTRES.numpy()) ** 2 / 60
+                p = np.exp(logits - logits.max())
+                probs.append(p / p.sum())
+        p = np.mean(probs, 0)
+        order = np.argsort(-p, kind="stable")
+        hit1.append(order[0] == ds.labels[i])
+        hit5.append(ds.labels[i] in order[:5])
+    return np.array(hit1), np.array(hit5)
+
+
+@pytest.mark.parametrize("crops", [1, 10])
+def test_counts_match_independent_computation(crops):
+    ds = FakeDataset(57)
+    hit1, hit5 = expected_counts(ds, crops)
+    assert 0 < hit1.sum() < hit5.sum() < len(ds)  # the case is not degenerate
+    r = evaluate(RedNet(), ds, crops=crops, batch_size=8, progress=False)
+    assert (r.images, r.top1_correct, r.top5_correct) == (57, int(hit1.sum()), int(hit5.sum()))
+    assert r.top1_error == pytest.approx(1 - hit1.mean())
+    per = {row["index"]: row for row in r.per_class}
+    for k in range(K):
+        mask = ds.labels == k
+        assert per[k]["images"] == mask.sum() and per[k]["top1_correct"] == hit1[mask].sum()
+
+
+def test_ten_crops_differ_from_centre_crop():
+    ds = FakeDataset(57)
+    one, ten = (evaluate(RedNet(), ds, crops=c, progress=False) for c in (1, 10))
+    assert (one.top1_correct, one.top5_correct) != (ten.top1_correct, ten.top5_correct)
+
+
+def test_manual_shards_cover_every_image_once():
+    ds = FakeDataset(23)
+    whole = evaluate(RedNet(), ds, progress=False)
+    parts = [evaluate(RedNet(), ds, rank=r, world_size=3, progress=False, batch_size=4) for r in range(3)]
+    assert [p.images for p in parts] == [7, 8, 8]
+    assert sum(p.top1_correct for p in parts) == whole.top1_correct
+    assert sum(p.top5_correct for p in parts) == whole.top5_correct
+
+
+def test_summary_and_per_class_csv(tmp_path):
+    ds = FakeDataset(30)
+    r = evaluate(RedNet(), ds, progress=False)
+    s = r.summary()
+    assert {"top1_error", "top5_error", "top1_accuracy", "top5_accuracy", "images"} <= set(s)
+    assert s["top1_error"] + s["top1_accuracy"] == pytest.approx(100)
+    path = r.write_per_class_csv(tmp_path / "per_class.csv")
+    rows = list(csv.DictReader(path.open()))
+    assert len(rows) == K and sum(int(x["images"]) for x in rows) == 30
+    for x in rows:
+        if int(x["images"]):
+            assert float(x["top1_accuracy"]) == pytest.approx(int(x["top1_correct"]) / int(x["images"]))
+
+
+def test_mismatched_classes_are_a_clear_error():
+    ds = FakeDataset(5)
+    ds.classes = [{"index": k, "wnid": None, "name": f"other{k}"} for k in range(K)]
+    with pytest.raises(UserError, match="do not match"):
+        evaluate(RedNet(), ds, progress=False)
+    ds.classes = ds.classes[:3]  # fewer classes, not a subset by name
+    with pytest.raises(UserError, match="do not match"):
+        evaluate(RedNet(), ds, progress=False)
+
+
+# --- real prepared datasets ---------------------------------------------------------------------------
+
+def _extract(tar_path: Path, out: Path, per_class: int, prefix: str) -> Path:
+    counts: dict[str, int] = {}
+    with tarfile.open(tar_path) as tar:
+        for m in tar:
+            if not m.isfile() or not m.name.startswith(prefix):
+                continue
+            cls = m.name.split("/")[-2]
+            if counts.get(cls, 0) >= per_class:
+                continue
+            counts[cls] = counts.get(cls, 0) + 1
+            dest = out / cls / m.name.rsplit("/", 1)[-1]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(tar.extractfile(m).read())
+    return out
+
+
+@pytest.fixture(scope="module")
+def imagenette(shared_data, tmp_path_factory):
+    from alexnet.data import prepare_dataset
+
+    root = tmp_path_factory.mktemp("nette")
+    src = _extract(shared_data / "imagenette-train.tar.gz", root / "src", 2, "imagenette/train/")
+    return prepare_dataset(src, root / "prepared", workers=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def owt_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    model = alexnet.create_model("alexnet_owt")
+    path = tmp_path_factory.mktemp("w") / "owt.safetensors"
+    from alexnet.weights.torchfile import default_preprocess
+
+    save_weights(path, model, classes=alexnet.weights.imagenet_classes(), preprocess=default_preprocess("alexnet_owt"))
+    return path
+
+
+def test_imagenette_is_mapped_into_imagenet_classes(imagenette, owt_weights, tmp_path, capsys):
+    csv_path = tmp_path / "pc.csv"
+    code = main(["evaluate", "--weights", str(owt_weights), "--data", str(imagenette.path), "--json",
+                 "--per-class", str(csv_path), "--batch-size", "8"])
+    assert code == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["images"] == len(imagenette) == 20 and s["crops"] == 1
+    rows = list(csv.DictReader(csv_path.open()))
+    assert [int(x["model_index"]) for x in rows] == [0, 217, 482, 491, 497, 566, 569, 571, 574, 701]
+    # the same numbers as classifying each stored image by hand over all 1000 classes
+    model = alexnet.load(owt_weights)
+    squares = torch.from_numpy(np.stack([imagenette.get_uint8(i) for i in range(len(imagenette))]))
+    probs = alexnet.evaluation.class_probabilities(model, squares)
+    mapped = torch.tensor([0, 217, 482, 491, 497, 566, 569, 571, 574, 701])[torch.from_numpy(imagenette.labels)]
+    top5 = probs.topk(5, -1).indices
+    assert s["top5_correct"] == int((top5 == mapped[:, None]).any(-1).sum())
+    assert s["top1_correct"] == int((top5[:, 0] == mapped).sum())
+
+
+def test_dataset_not_in_model_classes_exits_with_one_line(imagenette, tmp_path, capsys):
+    model = alexnet.create_model("cifar_4layer")
+    path = save_weights(tmp_path / "cifar.safetensors", model,
+                        classes=[{"index": i, "wnid": n, "name": n} for i, n in enumerate("abcdefghij")],
+                        preprocess={"resize": 32, "crop_size": 32, "mean_rgb": [120, 120, 120]})
+    assert main(["evaluate", "--weights", str(path), "--data", str(imagenette.path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "do not match" in err[0]
+
+
+@pytest.fixture(scope="module")
+def cifar(shared_data, tmp_path_factory):
+    from alexnet.data import prepare_dataset
+
+    root = tmp_path_factory.mktemp("cifar")
+    src = _extract(shared_data / "cifar10-train.tar.gz", root / "src", 5, "cifar10/train/")
+    next((src / "truck").iterdir()).unlink()  # 49 images: shards of unequal size
+    ds = prepare_dataset(src, root / "prepared", size=32, workers=1, progress=False)
+    torch.manual_seed(1)
+    model = alexnet.create_model("cifar_4layer")
+    weights = save_weights(root / "cifar.safetensors", model, classes=ds.classes,
+                           preprocess={"resize": 32, "crop_size": 32, "mean_rgb": ds.mean_rgb.tolist(),
+                                       "mean": "image"}, mean_image=ds.mean_image)
+    return ds, weights
+
+
+@pytest.mark.slow  # ~15 s: two Python processes start and import torch
+def test_torchrun_two_processes_count_every_image_once(cifar, tmp_path):
+    ds, weights = cifar
+    single = evaluate(alexnet.load(weights), ds, progress=False)
+    out = tmp_path / "eval.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "alexnet", "evaluate", "--weights", str(weights), "--data", str(ds.path), "--json",
+           "--batch-size", "8", "--device", "cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out.write_text(proc.stdout)
+    s = json.loads(proc.stdout)  # rank 0 alone prints
+    assert s["processes"] == 2 and s["images"] == len(ds) == 49
+    assert (s["top1_correct"], s["top5_correct"]) == (single.top1_correct, single.top5_correct)
