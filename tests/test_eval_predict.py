@@ -1,0 +1,159 @@
+"""Prediction: the Python API, every kind of image Pillow reads, unreadable files, JSON and the plot."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import alexnet
+from alexnet.cli.main import main
+from alexnet.errors import UserError
+from alexnet.weights import save_weights
+from alexnet.weights.preprocess import load_image
+from alexnet.weights.torchfile import default_preprocess
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    model = alexnet.create_model("alexnet_owt")
+    path = tmp_path_factory.mktemp("w") / "owt.safetensors"
+    save_weights(path, model, classes=alexnet.weights.imagenet_classes(),
+                 preprocess=default_preprocess("alexnet_owt"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(weights):
+    return alexnet.load(weights)
+
+
+@pytest.fixture(scope="module")
+def images(shared_data, tmp_path_factory):
+    """Real photos plus every awkward kind: grayscale, CMYK, RGBA PNG, palette PNG, 16-bit, a PNG named
+    .JPEG, and two unreadable files."""
+    d = tmp_path_factory.mktemp("imgs")
+    real = []
+    with tarfile.open(shared_data / "imagenet-samples.tar.gz") as tar:
+        for m in tar.getmembers():
+            if m.isfile() and m.name.endswith(".JPEG") and len(real) < 2:
+                p = d / "real" / m.name.split("/")[-2] / m.name.rsplit("/", 1)[-1]
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(tar.extractfile(m).read())
+                real.append(p)
+    rgb = Image.open(real[0]).convert("RGB")
+    kinds = d / "kinds"
+    kinds.mkdir()
+    rgb.convert("L").save(kinds / "gray.jpg", quality=95)
+    rgb.convert("CMYK").save(kinds / "cmyk.jpg", quality=95)
+    rgba = rgb.convert("RGBA")
+    rgba.putalpha(Image.new("L", rgb.size, 255))
+    rgba.save(kinds / "rgba.png")
+    rgb.convert("P", palette=Image.Palette.ADAPTIVE).save(kinds / "palette.png", transparency=0)
+    Image.fromarray(np.asarray(rgb.convert("L"), np.uint16) * 257).save(kinds / "gray16.png")
+    rgb.save(kinds / "png_named.JPEG", format="PNG")
+    bad = d / "bad"
+    bad.mkdir()
+    data = real[1].read_bytes()
+    (bad / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (bad / "notes.jpg").write_text("not an image")
+    return {"real": real, "rgb": rgb, "kinds": kinds, "bad": bad}
+
+
+def test_predict_api_returns_topk_with_names_and_probabilities(model, images):
+    preds = alexnet.predict(model, images["real"], topk=5)
+    assert [p.source for p in preds] == [str(p) for p in images["real"]]
+    for pred, path in zip(preds, images["real"], strict=True):
+        probs = [t["probability"] for t in pred.top]
+        assert len(probs) == 5 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+        with torch.no_grad():
+            expected = model(model.preprocess(path)[None]).softmax(-1)[0]
+        assert pred.top[0]["index"] == int(expected.argmax())
+        assert pred.top[0]["probability"] == pytest.approx(float(expected.max()), rel=1e-5)
+        assert pred.top[0]["name"] == model.classes[pred.top[0]["index"]]["name"]
+    single = alexnet.predict(model, images["real"][0], topk=2)  # one image, not a list
+    assert len(single) == 1 and len(single[0].top) == 2
+
+
+def test_grayscale_equals_replicated_rgb(images):
+    gray = load_image(images["kinds"] / "gray16.png")  # 16-bit: scaled to 8 bits
+    assert gray.mode == "RGB"
+    a = np.asarray(gray)
+    assert (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all()
+    assert np.array_equal(a[..., 0], np.asarray(images["rgb"].convert("L")))
+
+
+def test_every_kind_of_image_becomes_the_same_square(model, images):
+    ref = model.preprocess.square(images["rgb"])
+    for name in ("rgba.png", "png_named.JPEG"):
+        assert np.array_equal(model.preprocess.square(images["kinds"] / name), ref), name
+    cmyk = model.preprocess.square(images["kinds"] / "cmyk.jpg").astype(float)
+    assert np.abs(cmyk - ref).mean() < 8  # CMYK round trip through JPEG: close, not exact
+    palette = model.preprocess.square(images["kinds"] / "palette.png")
+    assert palette.shape == (256, 256, 3)
+
+
+def test_transparent_pixels_become_white():
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[:2] = (10, 20, 30, 255)  # opaque top half, transparent bottom half
+    out = np.asarray(load_image(rgba))
+    assert (out[:2] == (10, 20, 30)).all() and (out[2:] == 255).all()
+
+
+def test_huge_image_beyond_pillows_limit(model, images, monkeypatch, tmp_path):
+    w, h = images["rgb"].size
+    k = (29e6 / (w * h)) ** 0.5
+    big = images["rgb"].resize((round(w * k), round(h * k)))  # 29 MP: decoded at a reduced JPEG scale
+    path = tmp_path / "huge.jpg"
+    big.save(path, quality=80)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5_000_000)  # a "decompression bomb" to Pillow now
+    sq = model.preprocess.square(path)
+    assert sq.shape == (256, 256, 3)
+    small = model.preprocess.square(images["rgb"]).astype(float)
+    assert np.abs(sq.astype(float) - small).mean() < 6  # the same picture
+    assert Image.MAX_IMAGE_PIXELS == 5_000_000  # restored
+
+
+def test_unreadable_file_is_a_user_error(images):
+    with pytest.raises(UserError, match="truncated.jpg"):
+        load_image(images["bad"] / "truncated.jpg")
+    with pytest.raises(UserError, match="not an image"):
+        load_image(images["bad"] / "notes.jpg")
+
+
+def test_cli_predicts_the_rest_and_exits_nonzero_on_bad_files(weights, images, capsys):
+    code = main(["predict", "--weights", str(weights), str(images["kinds"]), str(images["bad"]),
+                 str(images["real"][0]), "--topk", "3"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    errors = [line for line in err.splitlines() if "error:" in line]
+    assert len(errors) == 2 and any("truncated.jpg" in e for e in errors) and any("notes.jpg" in e for e in errors)
+    assert "Traceback" not in err
+    good = sorted(p.name for p in images["kinds"].iterdir()) + [images["real"][0].name]
+    for name in good:
+        assert name in out
+    assert out.count("  1. ") == len(good) and out.count("  3. ") == len(good) and "  4. " not in out
+
+
+def test_cli_json_and_plot(weights, images, tmp_path, capsys):
+    plot = tmp_path / "fig4.png"
+    code = main(["predict", "--weights", str(weights), *map(str, images["real"]), "--json", "--plot", str(plot)])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["images"]) == 2 and doc["failed"] == 0
+    top = doc["images"][0]["predictions"]
+    assert len(top) == 5 and {"index", "wnid", "name", "probability"} <= set(top[0])
+    with Image.open(plot) as im:
+        assert im.format == "PNG" and im.size[0] > 300 and im.size[1] > 200
+
+
+def test_cli_only_bad_files(weights, images, capsys):
+    assert main(["predict", "--weights", str(weights), str(images["bad"] / "notes.jpg")]) == 1
+    assert main(["predict", "--weights", str(weights), str(images["bad"] / "missing.jpg")]) == 1
+    err = capsys.readouterr().err
+    assert "missing.jpg: no such file" in err
