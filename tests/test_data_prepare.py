@@ -273,6 +273,20 @@ def test_uncompressed_tar_and_subdir(samples, tmp_path):
         np.testing.assert_array_equal(ds.get_uint8(i), folder.get_uint8(i))
 
 
+def test_compressed_tar_is_read_in_archive_order(samples, tmp_path):
+    from alexnet.data.sources import open_source
+
+    subset = dict(sorted(samples.items())[:6][::-1])  # the archive holds the files in reverse order
+    tar = make_tar(tmp_path / "r.tar.gz", {f"top/{k}": v for k, v in subset.items()}, mode="w:gz")
+    src = open_source(tar)
+    assert src.sequential and src.keys == list(subset)  # streamed front to back, shards fill in turn
+    ds = prepare_dataset(tar, tmp_path / "out", workers=2, shard_size=2, progress=False)
+    assert len(ds) == 6 and [c["wnid"] for c in ds.classes] == sorted(k.split("/")[0] for k in subset)
+    for i in range(6):
+        assert ds.classes[ds.labels[i]]["wnid"] == ds.path_of(i).split("/")[0]
+        np.testing.assert_array_equal(ds.get_uint8(i), PreparedDataset(ds.path).get_uint8(i))
+
+
 def test_label_list_layout(samples, synsets, tmp_path):
     items = sorted(samples.items())[:5]
     src = tmp_path / "flat"

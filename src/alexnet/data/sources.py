@@ -281,6 +281,11 @@ def _open_labels(src: Path, labels_file, synsets: list[dict] | None, subdir: str
     raise UserError(f"with --labels, SRC must be a folder of images or a tar of one; got {src}")
 
 
+def _is_compressed(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(6).startswith(_COMPRESSED_MAGIC)
+
+
 def _list_tar(path: Path) -> list[tuple[str, int, int]]:
     """Regular files of a tar, in archive order: (name, data offset, size). One pass, nothing extracted."""
     out = []
@@ -297,10 +302,12 @@ def _list_tar(path: Path) -> list[tuple[str, int, int]]:
 
 def _tar_source(layout, path: Path, classes, keys, labels, listing, order, settings) -> Source:
     """A Source over members ``order`` (member numbers) of ``path``, random-access if uncompressed."""
-    with open(path, "rb") as f:
-        compressed = f.read(6).startswith(_COMPRESSED_MAGIC)
     desc = str(path.resolve())
-    if compressed:
+    if _is_compressed(path):
+        # Read front to back: put the files in archive order, so that shards fill one after another
+        # while the archive streams by (in any other order every shard would wait for the last bytes).
+        perm = np.argsort(order, kind="stable")
+        keys, labels, order = [keys[i] for i in perm], labels[perm], order[perm]
         return Source(layout, desc, classes, keys, labels, stream=path, member_index=order, settings=settings)
     offsets = np.asarray([listing[n][1] for n in order], np.int64)
     lengths = np.asarray([listing[n][2] for n in order], np.int64)
@@ -340,7 +347,8 @@ def _open_tar(path: Path, synsets: list[dict] | None, subdir: str | None) -> Sou
         container = containers.pop()
         if container:
             picked = [(n, key[len(container) + 1:], cls) for n, key, cls in picked]
-    # Same order as a folder: classes sorted, then paths sorted (archive order may differ by writer).
+    # Same order as a folder: classes sorted, then paths sorted (a compressed archive is then read in
+    # its own order; see _tar_source).
     picked.sort(key=lambda t: (t[2], t[1]))
     classes, index = _class_index([cls for _, _, cls in picked], synsets, str(path))
     keys = [key for _, key, _ in picked]
