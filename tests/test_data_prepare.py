@@ -284,7 +284,8 @@ def test_compressed_tar_is_read_in_archive_order(samples, tmp_path):
     assert len(ds) == 6 and [c["wnid"] for c in ds.classes] == sorted(k.split("/")[0] for k in subset)
     for i in range(6):
         assert ds.classes[ds.labels[i]]["wnid"] == ds.path_of(i).split("/")[0]
-        np.testing.assert_array_equal(ds.get_uint8(i), PreparedDataset(ds.path).get_uint8(i))
+        want = preprocess(subset[ds.path_of(i)]).astype(int)
+        assert np.abs(ds.get_uint8(i).astype(int) - want).mean() < 4  # the right bytes in each slot
 
 
 def test_label_list_layout(samples, synsets, tmp_path):
