@@ -141,6 +141,29 @@ def test_cpu_path_equals_the_batched_gpu_path(coords):
     torch.testing.assert_close(t, ref10.contiguous(), atol=1e-4, rtol=1e-5)
 
 
+def test_gpu_stage_of_the_loader_runs_on_cpu_tensors(coords, shared_data, tmp_path):
+    """The loader's CUDA steps (host gather, then the batched device stage), run on CPU tensors, give
+    what the CPU path gives: for pixel and for JPEG datasets, crops and ten crops."""
+    import tarfile as _tar
+
+    src = tmp_path / "src"
+    with _tar.open(shared_data / "imagenet-samples.tar.gz") as tf:
+        for m in [m for m in tf if m.isreg()][:6]:
+            (src / m.name).parent.mkdir(parents=True, exist_ok=True)
+            (src / m.name).write_bytes(tf.extractfile(m).read())
+    jpg = prepare_dataset(src / "imagenet-samples", tmp_path / "j", size=64, workers=1, progress=False)
+    for ds, crop in ((coords, 16), (jpg, 56)):
+        for kw in ({"train": True, "std": [50, 60, 70]}, {"train": False}, {"train": False, "ten_crop": True}):
+            loader = Loader(ds, 6, crop_size=crop, workers=2, **kw)
+            x = batches(loader)[0][0]
+            batch = next(loader._batches(0))
+            images, layout = loader._host_images(batch["items"])
+            assert layout == ("chw" if ds is jpg else "hwc")
+            inv = None if loader._inv_std is None else loader._inv_std
+            ref = loader._device_stage(images, layout, batch, loader._mean_hwc, inv)
+            torch.testing.assert_close(x, ref, atol=2e-4, rtol=1e-5)
+
+
 def test_channel_mean_and_std():
     rng = np.random.default_rng(3)
     imgs = rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)

@@ -57,10 +57,16 @@ def decode_rgb(data, device="cpu"):
 
 
 def _default_workers() -> int:
+    """The CPUs this process may use, shared between the processes of this node under torchrun."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    try:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    except ValueError:
+        local = 1
+    return max(1, cpus // max(1, local))
 
 
 class _BufferPool:
@@ -98,7 +104,9 @@ class Loader:
     cropped and mirrored with the image) or "channel" (per-channel mean). ``std``: optional per-channel
     std in 0..255 units. ``indices``: a subset (e.g. from :func:`split_indices`). ``rank`` /
     ``world_size``: default from ``torch.distributed`` if initialised (see the module docstring for how
-    epochs are sharded). ``workers``: threads (default: the CPUs this process may use).
+    epochs are sharded). ``workers``: threads (default: the CPUs this process may use, divided by
+    ``LOCAL_WORLD_SIZE`` under torchrun). ``gpu_decode``: decode JPEG datasets on the GPU (default:
+    when ``device`` is CUDA). ``channels_last``: return ``x`` in channels-last memory format.
 
     Reproducible: the same ``seed`` gives the same batches, whatever the number of workers. The epoch
     is set with :meth:`set_epoch` (call it every epoch, as with ``DistributedSampler``); if it is not
@@ -353,6 +361,37 @@ class Loader:
 
         return [fut], finish
 
+    def _host_images(self, items: np.ndarray, out: torch.Tensor | None = None) -> tuple[torch.Tensor, str]:
+        """The stored uint8 images of ``items`` gathered on the host (into ``out``, e.g. pinned memory):
+        (B, S, S, 3) "hwc" for pixel datasets, (B, 3, S, S) "chw" for decoded JPEGs. numpy copies (see
+        augment.py on why not torch ops in worker threads)."""
+        n, s = len(items), self.size
+        chw = self.storage == "jpeg"
+        shape = (n, 3, s, s) if chw else (n, s, s, 3)
+        host = torch.empty(shape, dtype=torch.uint8) if out is None else out
+        dst = host.numpy()
+        for j, i in enumerate(items):
+            img = self._source_chw(int(i)).numpy()  # (3, S, S), maybe a transposed view of HWC
+            np.copyto(dst[j], img if chw else img.transpose(1, 2, 0))
+        return host, ("chw" if chw else "hwc")
+
+    def _device_stage(self, images: torch.Tensor, layout: str, batch: dict, mean_hwc: torch.Tensor,
+                      inv_std: torch.Tensor | None) -> torch.Tensor:
+        """Crop, mirror, lighting, mean and std of a whole uint8 batch, on ``images``' device."""
+        dev = images.device
+        if self.ten_crop:
+            x = ten_crop_batch(images, mean_hwc, self.crop_size, inv_std, layout)
+        else:
+            def t(a):
+                return torch.from_numpy(a).to(dev, non_blocking=True)
+
+            shift = None if batch["shift"] is None else t(batch["shift"])
+            x = normalize_batch(images, mean_hwc, t(batch["ys"]), t(batch["xs"]), t(batch["flip"]),
+                                self.crop_size, shift, inv_std, layout)
+        if self.channels_last and not self.ten_crop:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous()
+
     def _build_cuda(self, batch: dict):
         """Worker thread: host gather (or GPU decode), copy, then the batched augmentation on the GPU."""
         st = self._thread_state()
@@ -362,25 +401,11 @@ class Loader:
             if self.storage == "jpeg" and self.gpu_decode:
                 decoded = decode_rgb([self.dataset.jpeg(int(i)) for i in items], device=dev)
                 images, layout = torch.stack(decoded), "chw"
-            elif self.storage == "jpeg":
-                host = self._pinned(st, (n, 3, s, s))
-                for j, i in enumerate(items):
-                    host[j].copy_(decode_rgb(self.dataset.jpeg(int(i))))
-                images, layout = host.to(dev, non_blocking=True), "chw"
             else:
-                host = self._pinned(st, (n, s, s, 3))
-                for j, i in enumerate(items):
-                    host[j].copy_(self._source_chw(int(i)).permute(1, 2, 0))
-                images, layout = host.to(dev, non_blocking=True), "hwc"
-            if self.ten_crop:
-                x = ten_crop_batch(images, self._mean_hwc_dev, self.crop_size, self._inv_std_dev, layout)
-            else:
-                t = lambda a: torch.from_numpy(a).to(dev, non_blocking=True)  # noqa: E731
-                shift = None if batch["shift"] is None else t(batch["shift"])
-                x = normalize_batch(images, self._mean_hwc_dev, t(batch["ys"]), t(batch["xs"]),
-                                    t(batch["flip"]), self.crop_size, shift, self._inv_std_dev, layout)
-            x = x.contiguous(memory_format=torch.channels_last) if self.channels_last and not self.ten_crop \
-                else x.contiguous()
+                shape = (n, 3, s, s) if self.storage == "jpeg" else (n, s, s, 3)
+                host, layout = self._host_images(items, self._pinned(st, shape))
+                images = host.to(dev, non_blocking=True)
+            x = self._device_stage(images, layout, batch, self._mean_hwc_dev, self._inv_std_dev)
             y = torch.from_numpy(self.labels[items]).to(dev, non_blocking=True)
             event = torch.cuda.Event()
             event.record(st.stream)
