@@ -32,12 +32,15 @@ def torch_load_safe(path: str | os.PathLike):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()
-        detail = next((line.strip() for line in first if "Unsupported" in line or "global" in line.lower()), "")
-        raise UnsafeFileError(
-            f"{path}: refusing to load: it holds Python objects, not only tensors, and unpickling them could "
-            f"run code; only plain state dicts are accepted{' (' + detail + ')' if detail else ''}") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        lines = str(e).strip().splitlines()
+        if any("Weights only load failed" in line or "Unsupported global" in line for line in lines):
+            detail = next((line.strip() for line in lines if "Unsupported" in line), "")
+            raise UnsafeFileError(
+                f"{path}: refusing to load: it holds Python objects, not only tensors, and unpickling them "
+                f"could run code; only plain state dicts are accepted{' (' + detail + ')' if detail else ''}"
+            ) from None
+        raise UserError(f"{path}: not a readable PyTorch file ({lines[0] if lines else 'bad pickle'})") from None
+    except Exception as e:  # noqa: BLE001  (torch.load raises anything on a damaged file: its fault, not ours)
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: not a readable PyTorch file ({msg})") from None
 

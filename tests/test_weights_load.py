@@ -1,0 +1,104 @@
+"""``alexnet.load``: our weights file, checkpoints, run directories, class lists, and clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import alexnet
+from alexnet.cli.main import main
+from alexnet.errors import UserError
+from alexnet.weights import read_weights, save_loaded, save_weights
+
+
+@pytest.fixture(scope="module")
+def small_paper_net():
+    torch.manual_seed(0)
+    return alexnet.create_model("alexnet", num_classes=10, towers=1).eval()
+
+
+CLASSES = [{"index": i, "wnid": f"n0000000{i}", "name": f"thing {i}"} for i in range(10)]
+
+
+def test_our_file_round_trip_keeps_classes_mean_image_and_options(small_paper_net, tmp_path):
+    mean = np.random.default_rng(0).uniform(80, 160, (256, 256, 3)).astype(np.float32)
+    path = save_weights(tmp_path / "w.safetensors", small_paper_net, model_options={"towers": 1}, classes=CLASSES,
+                        preprocess={"resize": 256, "crop_size": 224, "mean": "image"}, mean_image=mean)
+    model = alexnet.load(path)
+    assert model.model_name == "alexnet" and model.model_options == {"towers": 1}
+    assert model.classes == CLASSES and not model.training
+    pre = model.preprocess
+    assert pre.uses_mean_image and pre.std_rgb is None
+    assert np.allclose(pre.mean_rgb, mean.reshape(-1, 3).mean(0), atol=1e-3)
+    # the mean image is subtracted under the crop: a square equal to the mean gives zeros
+    x = pre.crops(torch.from_numpy(mean.round().astype(np.uint8))[None], ten_crop=True)
+    assert x.shape == (1, 10, 3, 224, 224) and x.abs().max() <= 0.5
+    y = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(model(y), small_paper_net(y))
+    resaved = save_loaded(model, tmp_path / "again.safetensors")
+    wf = read_weights(resaved)
+    assert wf.classes == CLASSES and wf.mean_image is not None and wf.model_options == {"towers": 1}
+
+
+def test_checkpoint_and_run_directory(small_paper_net, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    sd = {f"module.{k}": v for k, v in small_paper_net.state_dict().items()}  # as saved from DDP
+    torch.save({"model": sd, "optimizer": {"state": {}}, "epoch": 3,
+                "config": {"model": {"arch": "alexnet", "options": {"towers": 1}, "num_classes": 10}},
+                "classes": CLASSES}, run / "last.pt")
+    model = alexnet.load(run)  # no .safetensors yet: the checkpoint
+    assert model.model_name == "alexnet" and model.classes == CLASSES
+    y = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(model(y), small_paper_net(y))
+    save_weights(run / "weights.safetensors", small_paper_net, model_options={"towers": 1}, classes=CLASSES)
+    assert alexnet.load(run).weights_source == str(run)
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    with pytest.raises(UserError, match="without weights"):
+        alexnet.load(empty)
+
+
+def test_plain_state_dict_guesses_the_one_tower_net(small_paper_net, tmp_path):
+    path = tmp_path / "sd.pth"
+    torch.save(small_paper_net.state_dict(), path)
+    model = alexnet.load(path)
+    assert model.model_options == {"towers": 1} and model.num_classes == 10
+    assert model.classes[0]["name"] == "class_0"  # no names in the file
+
+
+def test_classes_option_overrides_and_must_fit(small_paper_net, tmp_path):
+    path = save_weights(tmp_path / "w.safetensors", small_paper_net, model_options={"towers": 1})
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(f"n1000000{i} label {i}, alias" for i in range(10)) + "\n")
+    model = alexnet.load(path, classes=names)
+    assert model.classes[4] == {"index": 4, "wnid": "n10000004", "name": "label 4"}
+    names.write_text("a\nb\n")
+    with pytest.raises(UserError, match="2 class names given for a model with 10 outputs"):
+        alexnet.load(path, classes=names)
+
+
+def test_clear_errors(small_paper_net, tmp_path, capsys):
+    path = save_weights(tmp_path / "w.safetensors", small_paper_net, model_options={"towers": 1})
+    with pytest.raises(UserError, match="for alexnet, not alexnet_owt"):
+        alexnet.load(path, arch="alexnet_owt")
+    with pytest.raises(UserError, match="not num_classes=5"):
+        alexnet.create_model("alexnet", num_classes=5, weights=path)
+    odd = tmp_path / "w.onnx"
+    odd.write_bytes(b"x")
+    with pytest.raises(UserError, match="unknown weights format"):
+        alexnet.load(odd)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"this is not a zip or pickle")
+    assert main(["kernels", "--weights", str(junk), "--out", str(tmp_path / "k.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a readable PyTorch file" in err[0]
+    junk_st = tmp_path / "junk.safetensors"
+    junk_st.write_bytes(b"\x00" * 16)
+    with pytest.raises(UserError, match="not a readable safetensors file"):
+        alexnet.load(junk_st)
+    with pytest.raises(UserError, match="weights not found"):
+        alexnet.load(tmp_path / "missing.safetensors")
