@@ -277,7 +277,7 @@ def _write_shards(source: Source, out: Path, chunks, todo, settings_id, *, size,
         try:
             for task in tasks():
                 pending.add(pool.submit(_write_shard, task))
-                while len(pending) >= 2 * workers:  # bounded: a streamed archive is not read ahead far
+                while len(pending) >= workers + 2:  # bounded: a streamed archive is not read ahead far
                     finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                     for f in finished:
                         bar.update(f.result()["found"])
