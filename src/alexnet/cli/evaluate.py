@@ -28,7 +28,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (x10 crops with --crops 10)")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="evaluate N images evenly spread over the dataset (a quick estimate)")
-    p.add_argument("--threads", type=int, default=2, help="threads decoding images (default 2)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads decoding images (default: the CPUs available, at most 8)")
     p.add_argument("--per-class", default=None, metavar="FILE.csv", help="write per-class accuracy to a CSV")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
     p.set_defaults(func=run)

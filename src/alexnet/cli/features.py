@@ -18,7 +18,8 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, metavar="PREPARED")
     p.add_argument("--out", required=True, metavar="FILE.npz|FILE.npy")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads decoding images (default: the CPUs available, at most 8)")
     p.set_defaults(func=run)
 
 

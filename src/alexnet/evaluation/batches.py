@@ -7,6 +7,7 @@ dataset's own mean that the training loader subtracts.
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +22,24 @@ def shard(n: int, rank: int, world_size: int) -> range:
     return range(n * rank // world_size, n * (rank + 1) // world_size)
 
 
-def iter_squares(dataset, indices: Sequence[int], batch_size: int, *, threads: int = 2,
-                 ahead: int = 2) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-    """``(indices, squares)`` per batch: int64 (B,) and uint8 (B, S, S, 3), in the order of ``indices``."""
+def default_threads() -> int:
+    """Decoding threads: this process's share of the CPUs (under torchrun, split between the local
+    processes), at most 8."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover (macOS, Windows)
+        n = os.cpu_count() or 1
+    n //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, min(8, n))
+
+
+def iter_squares(dataset, indices: Sequence[int], batch_size: int, *, threads: int | None = None,
+                 ahead: int | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """``(indices, squares)`` per batch: int64 (B,) and uint8 (B, S, S, 3), in the order of ``indices``.
+
+    Each thread decodes whole batches; up to ``ahead`` (default: ``threads``) batches are in flight."""
+    threads = default_threads() if threads is None else threads
+    ahead = max(1, threads if ahead is None else ahead)
     indices = np.asarray(indices, dtype=np.int64)
     chunks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
 

@@ -96,7 +96,7 @@ def _dist_info(rank: int | None, world_size: int | None) -> tuple[int, int, bool
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, *, crops: int = 1, batch_size: int = 64, indices=None,
-             class_map: list[int] | None = None, progress: bool = True, threads: int = 2,
+             class_map: list[int] | None = None, progress: bool = True, threads: int | None = None,
              rank: int | None = None, world_size: int | None = None) -> EvalResult:
     """Evaluate ``model`` (from :func:`alexnet.load`, or any model with ImageNet's mean assumed) on a
     ``PreparedDataset`` (anything with ``classes``, ``labels``, ``len`` and ``get_uint8(i)``).
@@ -181,7 +181,7 @@ def evaluate(model: nn.Module, dataset, *, crops: int = 1, batch_size: int = 64,
                       per_class=per_class, seconds=time.perf_counter() - start, world_size=world_size)
 
 
-def _iter_positions(dataset, all_indices: np.ndarray, positions: np.ndarray, batch_size: int, threads: int):
+def _iter_positions(dataset, all_indices: np.ndarray, positions: np.ndarray, batch_size: int, threads: int | None):
     """Batches over ``positions`` (into ``all_indices``): (positions, squares)."""
     order = all_indices[positions]
     for k, (_, squares) in enumerate(iter_squares(dataset, order, batch_size, threads=threads)):

@@ -37,7 +37,7 @@ def image_features(model: nn.Module, squares: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def extract_features(model: nn.Module, dataset, *, batch_size: int = 64, indices=None, progress: bool = True,
-                     threads: int = 2) -> np.ndarray:
+                     threads: int | None = None) -> np.ndarray:
     """fc7 features of every image of a prepared dataset (or of ``indices``): float32 (N, D)."""
     was_training = model.training
     model.eval()
