@@ -1,0 +1,116 @@
+"""Resumable training state: written atomically, read with ``torch.load(weights_only=True)``.
+
+A checkpoint is one ``torch.save`` of a dict of plain tensors, numbers, strings, lists and dicts (never a
+pickled object), so that loading it cannot run code:
+
+    {"format": "alexnet-train-checkpoint", "version": 1,
+     "config": {...},                        # TrainConfig.to_dict()
+     "model": state_dict, "optimizer": state_dict, "schedule": {...},
+     "position": {"epoch": e, "batch": b, "step": s},   # next batch to run: batch b of epoch e
+     "meter": [loss_sum, top1_correct, top5_correct, images],   # the partial epoch so far
+     "epoch_seconds": float, "history": [row, ...], "best": {...},
+     "rng": {"torch": [ByteTensor per rank], "cuda": [[ByteTensor per device] per rank]}}
+
+Writing: a temporary file in the same directory, flushed and fsynced, then renamed over the old one (and
+the directory fsynced), so a kill at any moment leaves either the old or the new checkpoint, whole.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import zipfile
+from pathlib import Path
+
+import torch
+
+from alexnet.errors import UserError
+
+FORMAT = "alexnet-train-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
+    """Write ``state`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+    return path
+
+
+def link_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Make ``dst`` the same checkpoint as ``src`` (a hard link, or a copy), atomically.
+
+    ``best`` is usually the ``last`` checkpoint of some epoch: linking costs no second write, and since
+    ``last`` is always replaced by rename, the link keeps pointing at the old file's data.
+    """
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
+    if tmp.exists():
+        tmp.unlink()
+    try:
+        os.link(src, tmp)
+    except OSError:  # no hard links on this file system
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+    os.replace(tmp, dst)
+    _fsync_dir(dst.parent)
+    return dst
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: not a readable checkpoint ({first})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise UserError(f"{path}: not an alexnet training checkpoint")
+    if state.get("version", 0) > VERSION:
+        raise UserError(f"{path}: checkpoint version {state['version']} is newer than this alexnet supports")
+    return state
+
+
+def rng_state() -> dict:
+    """This process's torch RNG states (CPU and every CUDA device), as tensors."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda = state["cuda"]
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

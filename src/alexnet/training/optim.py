@@ -1,0 +1,105 @@
+"""The paper's SGD update, and the choice between it and torch's SGD.
+
+Paper, section 5 (PAPER.md "Training"), with eps the learning rate::
+
+    v <- 0.9 * v - 0.0005 * eps * w - eps * dL/dw
+    w <- w + v
+
+The velocity ``v`` is kept in *weight units*: each step's learning rate is folded into it when the step
+is taken. ``torch.optim.SGD(momentum=m, weight_decay=wd)`` instead keeps the buffer in *gradient units*
+and multiplies by the learning rate at the end::
+
+    b <- m * b + (g + wd * w)
+    w <- w - lr * b
+
+While the learning rate is constant the two are the same update (v = -lr * b). They differ when it
+changes: after lr is divided by 10, torch's buffer (still full of gradients taken at the old rate) is
+applied at the new rate at once, so the step shrinks tenfold immediately; the paper's velocity still
+carries the steps already taken at the old rate and decays by 0.9 per step, so the change takes effect
+over about 1 / (1 - 0.9) = 10 steps. tests/test_training_optim.py checks both statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from alexnet.errors import BadOptionError
+
+OPTIMIZERS = ("paper", "sgd", "nesterov")
+
+
+class PaperSGD(Optimizer):
+    """SGD with momentum and weight decay exactly as written in the paper (see the module docstring).
+
+    ``lr`` may be changed between steps through ``param_groups[i]["lr"]``, as with any torch optimizer;
+    the state (``state[p]["velocity"]``) holds the paper's ``v``.
+    """
+
+    def __init__(self, params: Iterable, lr: float = 0.01, momentum: float = 0.9,
+                 weight_decay: float = 5e-4) -> None:
+        if lr < 0:
+            raise BadOptionError(f"learning rate must be >= 0, got {lr}")
+        if not 0.0 <= momentum < 1.0:
+            raise BadOptionError(f"momentum must be in [0, 1), got {momentum}")
+        if weight_decay < 0:
+            raise BadOptionError(f"weight decay must be >= 0, got {weight_decay}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            lr, m, wd = group["lr"], group["momentum"], group["weight_decay"]
+            grads = [p.grad for p in params]
+            velocities = []
+            for p in params:
+                state = self.state[p]
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                velocities.append(state["velocity"])
+            # d = grad + wd * w ; v = m * v - lr * d ; w = w + v   (one fused pass per op over all tensors)
+            if wd != 0:
+                grads = torch._foreach_add(grads, params, alpha=wd)
+            torch._foreach_mul_(velocities, m)
+            torch._foreach_add_(velocities, grads, alpha=-lr)
+            torch._foreach_add_(params, velocities)
+        return loss
+
+
+def parameter_groups(model: nn.Module, weight_decay: float, bias_decay: bool = True) -> list[dict]:
+    """One group, or two when biases get no weight decay.
+
+    The paper's formula decays every weight ``w``; cuda-convnet's layer files and Caffe's bvlc_alexnet set
+    no decay on biases, torchvision's recipe decays everything. Default: everything (the formula as
+    written, and what makes the paper's update equal torch's SGD); ``bias_decay=False`` for Caffe's choice.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if bias_decay:
+        return [{"params": params, "weight_decay": weight_decay}]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(name: str, model: nn.Module, *, lr: float, momentum: float, weight_decay: float,
+                    bias_decay: bool = True) -> Optimizer:
+    """``paper`` (PaperSGD), ``sgd`` (torch.optim.SGD) or ``nesterov`` (torch's SGD, Nesterov momentum)."""
+    groups = parameter_groups(model, weight_decay, bias_decay)
+    if name == "paper":
+        return PaperSGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name in ("sgd", "nesterov"):
+        if name == "nesterov" and momentum <= 0:
+            raise BadOptionError("nesterov needs momentum > 0")
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                               nesterov=name == "nesterov")
+    raise BadOptionError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
