@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from alexnet.cli.common import add_model_options_arg, parse_options
+from alexnet.cli.weights_args import os_errors_as_user_errors
 
 
 def register(sub) -> None:
@@ -27,6 +28,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+@os_errors_as_user_errors
 def run(args) -> int:
     from alexnet.errors import UserError
     from alexnet.weights.load import load, save_loaded

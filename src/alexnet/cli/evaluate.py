@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from alexnet.cli.weights_args import add_weights_args, load_from_args, pick_device
+from alexnet.cli.weights_args import add_weights_args, load_from_args, os_errors_as_user_errors, pick_device
 
 
 def register(sub) -> None:
@@ -55,6 +55,7 @@ def _init_distributed(device_arg):
     return dist.get_rank(), dist.get_world_size(), device, started
 
 
+@os_errors_as_user_errors
 def run(args) -> int:
     import torch.distributed as dist
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from alexnet.cli.weights_args import add_weights_args, load_from_args
+from alexnet.cli.weights_args import add_weights_args, load_from_args, os_errors_as_user_errors
 
 
 def register(sub) -> None:
@@ -19,6 +19,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+@os_errors_as_user_errors
 def run(args) -> int:
     from alexnet.weights.onnx import export_onnx
 

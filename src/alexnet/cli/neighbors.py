@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import torch
 
-from alexnet.cli.weights_args import add_weights_args, load_from_args, pick_device
+from alexnet.cli.weights_args import add_weights_args, load_from_args, os_errors_as_user_errors, pick_device
 
 
 def register(sub) -> None:
@@ -28,6 +28,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+@os_errors_as_user_errors
 def run(args) -> int:
     from alexnet.errors import UserError
     from alexnet.evaluation.data import open_prepared

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import torch
 
-from alexnet.cli.weights_args import add_weights_args, load_from_args, pick_device
+from alexnet.cli.weights_args import add_weights_args, load_from_args, os_errors_as_user_errors, pick_device
 from alexnet.errors import UserError
 
 
@@ -42,6 +42,7 @@ def _load_squares(files, pre):
         yield from pool.map(one, files)
 
 
+@os_errors_as_user_errors
 def run(args) -> int:
     from alexnet.evaluation.plots import guess_label, plot_predictions
     from alexnet.evaluation.predict import Prediction, class_probabilities, iter_image_files, top_classes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 
 import torch
 
@@ -44,3 +45,20 @@ def load_from_args(args, *, device: torch.device | str | None = "cpu"):
 
     return load(args.weights, arch=args.arch, classes=args.classes, mean=args.mean,
                 device=device or "cpu", progress=True, **parse_options(getattr(args, "model_options", None)))
+
+
+def os_errors_as_user_errors(run):
+    """Wrap a subcommand's ``run``: a file that cannot be read or written (permissions, a full disk, a
+    folder where a file should be) is reported in one line like any other user mistake."""
+
+    @functools.wraps(run)
+    def wrapped(args):
+        from alexnet.errors import UserError
+
+        try:
+            return run(args)
+        except OSError as e:
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            raise UserError(f"{where}{e.strerror or e}") from None
+
+    return wrapped

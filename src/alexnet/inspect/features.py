@@ -76,11 +76,13 @@ def load_features(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read features {path}: {e}") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            if "features" not in data:
-                raise UserError(f"{path}: no 'features' array in it")
-            return data["features"]
+        if isinstance(data, np.lib.npyio.NpzFile):
+            with data:
+                if "features" not in data:
+                    raise UserError(f"{path}: no 'features' array in it")
+                data = data["features"]
+    except (OSError, ValueError, EOFError) as e:
+        raise UserError(f"cannot read features {path}: {str(e) or type(e).__name__}") from None
+    if data.ndim != 2:
+        raise UserError(f"{path}: features must be a 2-D (images, dimensions) array, got shape {data.shape}")
     return data
