@@ -102,3 +102,33 @@ def test_clear_errors(small_paper_net, tmp_path, capsys):
         alexnet.load(junk_st)
     with pytest.raises(UserError, match="weights not found"):
         alexnet.load(tmp_path / "missing.safetensors")
+
+
+def test_training_checkpoint_takes_its_mean_from_the_prepared_dataset(shared_data, tmp_path):
+    """A checkpoint as ``alexnet train`` writes it (alexnet.training.checkpoint, Trainer.state_dict's keys)."""
+    import tarfile
+
+    from alexnet.data import prepare_dataset
+
+    ckpt = pytest.importorskip("alexnet.training.checkpoint")
+    src = tmp_path / "src"
+    with tarfile.open(shared_data / "imagenet-samples.tar.gz") as tar:
+        members = [m for m in tar.getmembers() if m.isfile() and m.name.endswith(".JPEG")][:4]
+        for m in members:
+            dest = src / m.name.split("/")[-2] / m.name.rsplit("/", 1)[-1]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(tar.extractfile(m).read())
+    ds = prepare_dataset(src, tmp_path / "prepared", size=40, workers=1, progress=False)
+    torch.manual_seed(0)
+    net = alexnet.create_model("cifar_4layer", num_classes=4)
+    config = {"arch": "cifar_4layer", "model_options": {}, "data": str(ds.path), "crop_size": 32, "mean": "image"}
+    ckpt.save_checkpoint({"config": config, "model": net.state_dict(), "optimizer": {}, "position": {"epoch": 1},
+                          "arch": "cifar_4layer", "model_options": {}, "classes": ds.classes},
+                         tmp_path / "run" / "last.pt")
+    model = alexnet.load(tmp_path / "run")
+    assert model.model_name == "cifar_4layer" and model.classes == ds.classes
+    pre = model.preprocess
+    assert (pre.resize, pre.crop_size) == (40, 32) and pre.uses_mean_image
+    assert np.allclose(pre.mean_image, ds.mean_image)
+    result = alexnet.evaluation.evaluate(model, ds, progress=False)  # classes equal: no mapping needed
+    assert result.images == 4

@@ -92,6 +92,28 @@ def default_preprocess(arch: str) -> dict:
             "std_rgb": None if std is None else list(std), "mean": "channel", "warp": False}
 
 
+def _training_preprocess(arch: str, config: dict) -> tuple[dict, object]:
+    """Preprocessing for a training checkpoint (``alexnet train`` keeps it out of the checkpoint): the
+    mean of the prepared dataset its config names, as the trainer's final weights record it, when that
+    dataset is still there; else ImageNet's defaults for the model."""
+    pre = default_preprocess(arch)
+    if config.get("crop_size"):
+        pre["crop_size"] = int(config["crop_size"])
+    data = config.get("data")
+    if not isinstance(data, str) or not (Path(data) / "meta.json").is_file():
+        return pre, None
+    try:
+        from alexnet.data import PreparedDataset
+
+        ds = PreparedDataset(data)
+    except Exception:  # noqa: BLE001  (a damaged or moved dataset: fall back to the defaults)
+        return pre, None
+    mean = config.get("mean", "image")
+    pre.update({"resize": int(ds.size), "mean_rgb": [float(v) for v in ds.mean_rgb], "mean": mean,
+                "warp": bool(ds.meta.get("warp", False))})
+    return pre, (ds.mean_image if mean == "image" else None)
+
+
 def _find(d: dict, *keys):
     for k in keys:
         if isinstance(d, dict) and d.get(k) is not None:
@@ -127,12 +149,12 @@ def state_dict_to_weights(obj, *, arch: str | None = None, model_options: dict |
     options = {**(file_options if arch == file_arch else {}), **(model_options or {})}
     num_classes = _num_classes(arch, sd)
     file_classes = meta.get("classes") if isinstance(meta.get("classes"), list) else None
-    preprocess = meta.get("preprocess") if isinstance(meta.get("preprocess"), dict) else default_preprocess(arch)
+    preprocess = meta.get("preprocess") if isinstance(meta.get("preprocess"), dict) else None
     mean_image = meta.get("mean_image")
-    if isinstance(mean_image, torch.Tensor):
-        mean_image = mean_image.float().numpy()
-    else:
-        mean_image = None
+    mean_image = mean_image.float().numpy() if isinstance(mean_image, torch.Tensor) else None
+    if preprocess is None:
+        preprocess, data_mean = _training_preprocess(arch, config)
+        mean_image = mean_image if mean_image is not None else data_mean
     return WeightsFile(arch=arch, state_dict=sd, num_classes=num_classes, model_options=dict(options),
                        classes=classes or file_classes or default_classes(num_classes),
                        preprocess=dict(preprocess), mean_image=mean_image,
