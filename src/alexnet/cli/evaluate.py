@@ -69,6 +69,12 @@ def run(args) -> int:
     rank, world, device, started = _init_distributed(args.device)
     try:
         model = load_from_args(args, device=device)
+        data_warp = bool(getattr(dataset, "meta", {}).get("warp", False))
+        if rank == 0 and model.preprocess.warp != data_warp:
+            how = {True: "warped to a square (Caffe)", False: "shorter-side resized and centre-cropped"}
+            print(f"alexnet evaluate: note: the weights expect images {how[model.preprocess.warp]}, the dataset's "
+                  f"were {how[data_warp]}; prepare it with{'' if model.preprocess.warp else 'out'} --warp "
+                  "to match", file=sys.stderr)
         indices = None
         if args.limit is not None:
             if args.limit < 1:
