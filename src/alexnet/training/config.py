@@ -24,7 +24,7 @@ from alexnet.errors import BadOptionError, UserError
 from alexnet.training.optim import OPTIMIZERS
 from alexnet.training.schedule import SCHEDULES
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16")
 MEAN_MODES = ("image", "channel")
 
 
@@ -95,7 +95,7 @@ class TrainConfig:
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
     precision: str = "auto"
-    """``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32``, ``bf16`` or ``fp16``."""
+    """``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16`` (autocast)."""
     compile: bool | None = None
     """``torch.compile`` the model; None: on for CUDA, off for CPU."""
     channels_last: bool | None = None
@@ -198,8 +198,13 @@ class TrainConfig:
 
     @classmethod
     def demo(cls, **changes) -> TrainConfig:
-        """The built-in demo's recipe (see DEMO_DEPARTURES for where it departs from the paper)."""
-        return cls.from_dict({**DEMO_RECIPE, **changes})
+        """The built-in demo's recipe (see DEMO_DEPARTURES for where it departs from the paper).
+
+        Another ``arch`` drops the demo's model options (they are alexnet_owt's) unless given too."""
+        base = dict(DEMO_RECIPE)
+        if changes.get("arch", base["arch"]) != base["arch"]:
+            base["model_options"] = {}
+        return cls.from_dict({**base, **changes})
 
 
 # The demo: a registered ImageNet-geometry model at its own 224 input size, on generated images, within

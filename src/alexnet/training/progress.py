@@ -1,0 +1,90 @@
+"""What a run shows while it trains: a tqdm bar on a terminal, plain log lines otherwise.
+
+The bar (stderr) shows the epoch's progress with loss, top-1 error, images/s and tqdm's ETA; it is
+updated once per log interval, when the trainer reads its metrics from the device anyway. Without a
+terminal (a log file, CI, a notebook's captured output) one line per log interval and per epoch goes to
+stdout instead. Only rank 0 reports.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Progress:
+    def __init__(self, *, enabled: bool = True, bar: bool | None = None, epochs: int = 1,
+                 stream=None) -> None:
+        self.enabled = enabled
+        self.bar_wanted = sys.stderr.isatty() if bar is None else bar
+        self.epochs = epochs
+        self.stream = stream or sys.stdout
+        self.bar = None
+        self.epoch = 0
+        self.steps_in_epoch = 0
+        self.t_interval = time.perf_counter()
+        self.images_interval = 0
+
+    def log(self, message: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=self.stream, flush=True)
+
+    def start_epoch(self, epoch: int, total_steps: int, done_steps: int = 0) -> None:
+        self.epoch, self.steps_in_epoch = epoch, total_steps
+        self.t_interval, self.images_interval = time.perf_counter(), 0
+        if not self.enabled or not self.bar_wanted:
+            return
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total_steps, initial=done_steps, desc=f"epoch {epoch + 1}/{self.epochs}",
+                        unit="step", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def count(self, images: int) -> None:
+        self.images_interval += images
+
+    def update(self, step_in_epoch: int, steps_since: int, loss: float, top1_err: float, lr: float,
+               last: bool = False) -> None:
+        """At a log interval: ``step_in_epoch`` steps of this epoch done, ``steps_since`` since the last call."""
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        rate = self.images_interval / max(now - self.t_interval, 1e-9)
+        self.t_interval, self.images_interval = now, 0
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"loss {loss:.3f}  err {top1_err:.3f}  {rate:,.0f} img/s  lr {lr:.3g}",
+                                     refresh=False)
+            self.bar.update(steps_since)
+        elif not last:  # the epoch's own line follows
+            print(f"epoch {self.epoch + 1}/{self.epochs}  step {step_in_epoch}/{self.steps_in_epoch}  "
+                  f"loss {loss:.4f}  top-1 err {top1_err:.4f}  {rate:,.0f} img/s  lr {lr:.4g}",
+                  file=self.stream, flush=True)
+
+    def end_epoch(self, row: dict, eta_seconds: float | None) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if not self.enabled:
+            return
+        val = ""
+        if row.get("val_top1_err") is not None:
+            val = f"  val top-1 err {row['val_top1_err']:.4f}  top-5 err {row['val_top5_err']:.4f}"
+        eta = "" if eta_seconds is None else f"  eta {_duration(eta_seconds)}"
+        print(f"epoch {row['epoch']}/{self.epochs}  train loss {row['train_loss']:.4f}  "
+              f"top-1 err {row['train_top1_err']:.4f}{val}  lr {row['lr']:.4g}  "
+              f"{row['images_per_s']:,.1f} img/s  {_duration(row['seconds'])}{eta}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -1,0 +1,143 @@
+"""The run directory that ``alexnet train`` writes (rank 0 only).
+
+    config.yaml          the resolved TrainConfig (what ``--resume`` reads back)
+    metrics.csv          one row per epoch (METRIC_COLUMNS)
+    curves.png           loss and errors against epochs
+    tb/                  TensorBoard events, when tensorboard is installed
+    last.pt, best.pt     checkpoints (best = lowest validation top-1 error; a hard link, no second write)
+    weights.safetensors  the final weights with arch, model options, classes and preprocessing
+    summary.json         final errors (centre crop and 10 crops), time, images/s
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+from alexnet.errors import UserError
+
+METRIC_COLUMNS = ("epoch", "train_loss", "train_top1_err", "train_top5_err", "val_top1_err", "val_top5_err",
+                  "lr", "images_per_s", "seconds")
+CONFIG_FILE = "config.yaml"
+LAST = "last.pt"
+BEST = "best.pt"
+WEIGHTS = "weights.safetensors"
+SUMMARY = "summary.json"
+
+
+def default_run_dir(name: str, root: str | os.PathLike = "runs") -> Path:
+    """``runs/<name>``, or ``runs/<name>-2``, ``-3``... when that one already holds a run."""
+    root = Path(root)
+    path = root / name
+    k = 2
+    while path.exists() and any(path.iterdir()):
+        path = root / f"{name}-{k}"
+        k += 1
+    return path
+
+
+def check_fresh(path: Path) -> None:
+    """Refuse to start a new run over an existing one (that is what ``--resume`` is for)."""
+    if (path / LAST).exists() or (path / CONFIG_FILE).exists():
+        raise UserError(f"{path} already holds a run; continue it with --resume {path}, or choose another --out")
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def write_metrics_csv(path: Path, history: list[dict]) -> None:
+    """The whole history each time (it comes from the checkpoint, so a resumed run stays consistent)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(METRIC_COLUMNS)
+    for row in history:
+        w.writerow([_fmt(row.get(c)) for c in METRIC_COLUMNS])
+    write_atomic(path, buf.getvalue())
+
+
+def write_curves(path: Path, history: list[dict], title: str = "") -> None:
+    """``curves.png``: training loss (left), top-1/top-5 errors of train and val (right), against epochs."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure  # no pyplot: no global state, safe in any thread
+
+    epochs = [r["epoch"] for r in history]
+
+    def series(key: str) -> list[float]:
+        return [float("nan") if r.get(key) is None else r[key] for r in history]
+
+    fig = Figure(figsize=(10, 3.8), dpi=100)
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(epochs, series("train_loss"), "o-", color="C0", label="train loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("cross-entropy loss")
+    ax1.grid(alpha=0.3)
+    ax1.legend()
+    for key, label, style in (("train_top1_err", "train top-1", "o-"), ("train_top5_err", "train top-5", "o--"),
+                              ("val_top1_err", "val top-1", "s-"), ("val_top5_err", "val top-5", "s--")):
+        values = series(key)
+        if any(not math.isnan(v) for v in values):
+            ax2.plot(epochs, values, style, color="C0" if key.startswith("train") else "C3", label=label)
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("error")
+    ax2.set_ylim(0, 1)
+    ax2.grid(alpha=0.3)
+    ax2.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    write_atomic(path, buf.getvalue())
+
+
+def write_summary(path: Path, summary: dict) -> None:
+    write_atomic(path, json.dumps(summary, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    if isinstance(o, float) and math.isnan(o):
+        return None
+    return str(o)
+
+
+class TensorBoard:
+    """TensorBoard scalars per epoch when ``tensorboard`` is installed; otherwise does nothing."""
+
+    def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
+        self.writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:  # ImportError, or a broken tensorboard install
+            return
+        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+
+    def log_epoch(self, row: dict) -> None:
+        if self.writer is None:
+            return
+        for key in METRIC_COLUMNS[1:]:
+            value = row.get(key)
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                self.writer.add_scalar(key.replace("_", "/", 1) if "_" in key else key, value, row["epoch"])
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

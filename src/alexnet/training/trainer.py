@@ -1,0 +1,696 @@
+"""The trainer: the paper's recipe on one device or many, resumable bit for bit.
+
+    from alexnet.training import TrainConfig, train
+    result = train(TrainConfig(data="data/imagenette", epochs=30))
+    result.history[-1]["val_top1_err"], result.run_dir
+
+One step: the batch (already augmented and normalised on the device by :class:`alexnet.data.Loader`)
+goes through the model under autocast (bf16 on CUDA), the cross-entropy is backpropagated, the optimizer
+(the paper's update by default) steps with the lr the schedule gives for this step, and the loss and the
+top-1/top-5 hits are added to sums that stay on the device. The host reads them once per log interval
+(``log_interval`` steps), which is also when a non-finite loss is noticed; on a CPU there is nothing to
+overlap, so it looks at every step. Each epoch ends with a validation pass (centre crop), a row in
+``metrics.csv`` and the ``last`` checkpoint; the run ends with the paper's 10-crop evaluation and the
+weights as ``.safetensors``.
+
+Exact resume: a checkpoint holds the weights, the optimizer's velocities, the schedule's state, the
+position (epoch, batch), the partial epoch's sums and every process's RNG state; the loader rebuilds the
+epoch's order and augmentation from (seed, epoch) and restarts at the batch (``Loader.iter_from``). On a
+CPU, training K steps in one go and training with a kill and ``--resume`` in between give bitwise equal
+weights (tests/test_training_resume.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alexnet.errors import UserError
+from alexnet.models import create_model, model_info
+from alexnet.training import checkpoint as ckpt
+from alexnet.training import rundir
+from alexnet.training.config import DEMO_DEPARTURES, TrainConfig, save_config_file
+from alexnet.training.distributed import DistContext, init_distributed
+from alexnet.training.metrics import Meter, summarize
+from alexnet.training.optim import build_optimizer
+from alexnet.training.progress import Progress
+from alexnet.training.schedule import build_schedule
+
+DEMO_DATA_SEED = 2012  # the demo images are the same whatever the training seed
+STAT_KEYS = ("mean_image", "mean_rgb", "std_rgb", "pca_eigval", "pca_eigvec")
+
+
+class NonFiniteLossError(UserError):
+    """The loss became NaN or infinite; training stopped without writing a checkpoint."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` gives back."""
+
+    config: TrainConfig
+    run_dir: Path | None
+    history: list[dict] = field(default_factory=list)
+    """One dict per epoch with the metrics.csv columns (errors as fractions)."""
+    final: dict = field(default_factory=dict)
+    """``val_top1_err``, ``val_top5_err`` (centre crop), ``ten_crop_top1_err``, ``ten_crop_top5_err``,
+    ``steps``, ``epochs``, ``seconds``; errors are None without validation data."""
+    weights: Path | None = None
+    interrupted: str | None = None
+    """``"SIGINT"`` / ``"SIGTERM"`` when a signal stopped the run (a checkpoint was saved), else None."""
+    model: nn.Module | None = None
+    """The trained model (eval mode, on the training device)."""
+
+
+class _StopRequest:
+    """SIGINT/SIGTERM set a flag that the step loop reads: the run saves a checkpoint and returns.
+
+    A second SIGINT while stopping raises KeyboardInterrupt at once."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self._previous: dict = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+class _WithStats:
+    """A dataset seen through another's statistics: validation data is normalised (mean image, std)
+    with the *training* set's, as the model will be at test time."""
+
+    def __init__(self, data, stats_from) -> None:
+        self._data, self._stats_from = data, stats_from
+
+    def __getattr__(self, name: str):
+        if name in STAT_KEYS:
+            return getattr(self._stats_from, name)
+        return getattr(self._data, name)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def resolve_device(name: str, dist: DistContext | None = None) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+        if name == "cuda" and dist is not None and dist.enabled:
+            return torch.device("cuda", dist.local_rank)
+        return torch.device(name if ":" in name else "cuda:0")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UserError("--device mps: MPS is not available on this machine")
+    return torch.device(name)
+
+
+def _cpu_share(dist: DistContext) -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, dist.local_world_size))
+
+
+class Trainer:
+    """One training run. Build it, then :meth:`run`. Most callers use :func:`train` / :func:`resume`."""
+
+    def __init__(self, config: TrainConfig, *, dataset=None, val_dataset=None, run_dir: str | Path | None = None,
+                 state: dict | None = None, progress: bool | None = True,
+                 callback: Callable[[dict], bool | None] | None = None, handle_signals: bool = True,
+                 fresh: bool = False) -> None:
+        c = config
+        self.dist = init_distributed("cuda" if c.device.startswith("cuda") or
+                                     (c.device == "auto" and torch.cuda.is_available()) else "cpu")
+        self.device = resolve_device(c.device, self.dist)
+        cuda = self.device.type == "cuda"
+        if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            # CPU: fp32 on all the cores this process may use (shared between torchrun's local processes);
+            # an explicit OMP_NUM_THREADS wins (on a machine shared with other jobs, fewer threads than
+            # cores avoid OpenMP threads waiting for each other at every op).
+            torch.set_num_threads(_cpu_share(self.dist))
+        if cuda:
+            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.precision = c.precision if c.precision != "auto" else ("bf16" if cuda else "fp32")
+        self.compile = c.compile if c.compile is not None else cuda
+        self.channels_last = c.channels_last if c.channels_last is not None else cuda
+        if c.batch_size % self.dist.world_size:
+            raise UserError(f"--batch-size {c.batch_size} must be divisible by the number of processes "
+                            f"({self.dist.world_size}): it is the global batch")
+        self.batch_per_rank = c.batch_size // self.dist.world_size
+        self.main = self.dist.is_main
+        if fresh and run_dir is not None:
+            self._on_rank0(lambda: rundir.check_fresh(Path(run_dir)))
+        self.callback = callback
+        self.main = self.dist.is_main
+        self.progress = Progress(enabled=progress is not False and self.main, epochs=c.epochs)
+        self.handle_signals = handle_signals
+        self.stop = _StopRequest()
+
+        # ---- data
+        self.demo = dataset is None and c.data is None
+        self.dataset, self.val_dataset, train_idx, val_idx, self.data_desc = self._datasets(c, dataset, val_dataset)
+        self.classes = list(self.dataset.classes)
+        info = model_info(c.arch)
+        self.crop = c.crop_size or info.input_size
+        self.std = info.pixel_std
+        if self.crop > self.dataset.size:
+            raise UserError(f"crop size {self.crop} is larger than the {self.dataset.size}x{self.dataset.size} "
+                            "images of the dataset (set --crop-size)")
+        from alexnet.data import Loader
+
+        common = dict(crop_size=self.crop, device=self.device, seed=c.seed, mean=c.mean, std=self.std,
+                      rank=self.dist.rank, world_size=self.dist.world_size, workers=c.workers)
+        self.train_loader = Loader(self.dataset, self.batch_per_rank, train=True, lighting=c.lighting,
+                                   indices=train_idx, channels_last=self.channels_last, **common)
+        self.steps_per_epoch = len(self.train_loader)
+        if self.steps_per_epoch == 0:
+            raise UserError(f"{len(self.train_loader.indices)} training images do not fill one batch of "
+                            f"{c.batch_size}; lower --batch-size")
+        self.val_loader = None
+        self._loader_args = (common, val_idx)
+        if self.val_dataset is not None and (val_idx is None or len(val_idx)):
+            self.val_loader = Loader(self.val_dataset, self.batch_per_rank, train=False, lighting=0.0,
+                                     indices=val_idx, channels_last=self.channels_last, **common)
+
+        # ---- model, optimizer, schedule
+        torch.manual_seed(c.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+        self.module = create_model(c.arch, num_classes=len(self.classes), **c.model_options).to(self.device)
+        if self.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
+        torch.manual_seed(c.seed + self.dist.rank)  # dropout masks differ between ranks
+        model: nn.Module = self.module
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            model = DDP(model, device_ids=[self.device.index] if cuda else None)
+        # torch.compile the DDP-wrapped model (DDP's graph breaks let gradient all-reduce overlap backward)
+        self.train_model = torch.compile(model) if self.compile else model
+        self.eval_model = torch.compile(self.module) if self.compile else self.module
+        self.optimizer = build_optimizer(c.optimizer, self.module, lr=c.lr, momentum=c.momentum,
+                                         weight_decay=c.weight_decay, bias_decay=c.bias_decay)
+        total = c.epochs * self.steps_per_epoch
+        if c.max_steps:
+            total = min(total, c.max_steps)
+        self.schedule = build_schedule(c.schedule, base_lr=c.lr, total_steps=total, patience=c.patience,
+                                       factor=c.lr_factor, max_reductions=c.max_reductions,
+                                       step_size=c.step_size, min_lr=c.min_lr,
+                                       warmup_steps=round(c.warmup_epochs * self.steps_per_epoch))
+        self.meter = Meter(self.device)
+
+        # ---- position and history (from a checkpoint when resuming)
+        self.epoch, self.batch, self.step = 0, 0, 0
+        self.history: list[dict] = []
+        self.best: dict = {"val_top1_err": None, "epoch": None}
+        self.epoch_seconds = 0.0
+        self.epoch_train_seconds = 0.0
+        self.config = c
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        if state is not None:
+            self._load_state(state)
+        self.tb = None
+
+    def _on_rank0(self, fn: Callable[[], None]) -> None:
+        """Run a check on rank 0 only; if it fails every rank raises (instead of the others hanging)."""
+        message = ""
+        if self.main:
+            try:
+                fn()
+            except UserError as e:
+                message = str(e)
+        if self.dist.enabled:
+            flag = torch.tensor([float(bool(message))], device=self.device if self.device.type == "cuda" else "cpu")
+            self.dist.all_reduce_max(flag)
+            if flag.item() and not message:
+                message = "rank 0 refused to start (see its message)"
+        if message:
+            self.dist.close()
+            raise UserError(message)
+
+    # ------------------------------------------------------------------------------------------ data
+    def _datasets(self, c: TrainConfig, dataset, val_dataset):
+        from alexnet.data import PreparedDataset, split_indices
+
+        if dataset is None:
+            if c.data is not None:
+                dataset = PreparedDataset(c.data)
+                desc = f"{c.data}"
+            else:
+                from alexnet.data.demo import demo_dataset
+
+                dataset = demo_dataset(c.demo_images, seed=DEMO_DATA_SEED, num_classes=c.demo_classes)
+                desc = f"the built-in demo images ({c.demo_images} generated, {c.demo_classes} classes)"
+        else:
+            desc = type(dataset).__name__
+        train_idx = val_idx = None
+        if val_dataset is None and c.val is not None:
+            val_dataset = PreparedDataset(c.val)
+        if val_dataset is not None:
+            if len(val_dataset.classes) != len(dataset.classes):
+                raise UserError(f"validation data has {len(val_dataset.classes)} classes, training data "
+                                f"{len(dataset.classes)}")
+            if c.mean == "image" and val_dataset.size != dataset.size:
+                raise UserError(f"validation images are {val_dataset.size}px, training images {dataset.size}px: "
+                                "the mean image does not fit (prepare both at one size, or --mean channel)")
+            val_dataset = _WithStats(val_dataset, dataset)
+        elif c.val_split > 0:
+            train_idx, val_idx = split_indices(len(dataset), c.val_split, c.seed)
+            val_dataset = dataset
+        return dataset, val_dataset, train_idx, val_idx, desc
+
+    # ------------------------------------------------------------------------------------------ state
+    def _gather_rng(self) -> dict:
+        """Every rank's RNG state (a collective under DDP: all ranks call it at the same step)."""
+        cpu = torch.get_rng_state()
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        if not self.dist.enabled:
+            return {"cpu": [cpu], "cuda": [] if cuda is None else [cuda]}
+        comm = self.device if self.device.type == "cuda" else torch.device("cpu")  # NCCL needs CUDA tensors
+        cpus = [t.cpu() for t in self.dist.all_gather_tensor(cpu.to(comm))]
+        cudas = [] if cuda is None else [t.cpu() for t in self.dist.all_gather_tensor(cuda.to(comm))]
+        return {"cpu": cpus, "cuda": cudas}
+
+    def _set_rng(self, rng: dict) -> None:
+        cpus, cudas = rng.get("cpu", []), rng.get("cuda", [])
+        if cpus:
+            torch.set_rng_state(cpus[self.dist.rank % len(cpus)])
+        if cudas and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cudas[self.dist.rank % len(cudas)], self.device)
+
+    def state_dict(self) -> dict:
+        """The checkpoint (plain tensors and primitives only)."""
+        return {
+            "config": self.config.to_dict(),
+            "model": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "position": {"epoch": self.epoch, "batch": self.batch, "step": self.step},
+            "meter": self.meter.values(),
+            "epoch_seconds": self.epoch_seconds,
+            "epoch_train_seconds": self.epoch_train_seconds,
+            "history": self.history,
+            "best": self.best,
+            "world_size": self.dist.world_size,
+            "rng": self._gather_rng(),
+            "arch": self.config.arch,
+            "model_options": dict(self.config.model_options),
+            "classes": self.classes,
+        }
+
+    def _load_state(self, state: dict) -> None:
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        pos = state["position"]
+        self.epoch, self.batch, self.step = int(pos["epoch"]), int(pos["batch"]), int(pos["step"])
+        if self.batch > self.steps_per_epoch:
+            raise UserError("the checkpoint's position does not fit this data (a different dataset or batch?)")
+        self.history = list(state["history"])
+        self.best = dict(state["best"])
+        self.epoch_seconds = float(state.get("epoch_seconds", 0.0))
+        self.epoch_train_seconds = float(state.get("epoch_train_seconds", 0.0))
+        self.meter.load(state["meter"])
+        if int(state.get("world_size", 1)) != self.dist.world_size:
+            self.progress.log(f"note: checkpoint written by {state.get('world_size')} processes, resumed by "
+                              f"{self.dist.world_size}: the data order stays, the dropout masks differ")
+        self._rng_to_restore = state.get("rng")
+
+    def save(self, name: str = rundir.LAST) -> Path | None:
+        state = self.state_dict()  # on every rank (the RNG gather is a collective)
+        path = None
+        if self.main and self.run_dir is not None:
+            path = ckpt.save_checkpoint(state, self.run_dir / name)
+        self.dist.barrier()
+        return path
+
+    # ------------------------------------------------------------------------------------------ steps
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        lr = self.schedule.lr(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with self._autocast():
+            logits = self.train_model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.meter.update(loss, logits, y, step=self.step)
+        self.step += 1
+        self.lr = lr
+
+    def _check(self, *, collective: bool) -> bool:
+        """At a sync point: raise on a non-finite loss; True if a stop signal was received.
+
+        Under DDP every rank calls this at the same steps and they agree (one small all-reduce)."""
+        bad = self.meter.bad_step()
+        stop = self.stop.signal is not None
+        if collective and self.dist.enabled:
+            flags = torch.tensor([float(stop), -(bad if bad is not None else math.inf)],
+                                 device=self.device if self.device.type == "cuda" else "cpu")
+            self.dist.all_reduce_max(flags)
+            stop = bool(flags[0] > 0)
+            bad = None if math.isinf(float(flags[1])) else int(-float(flags[1]))
+        if bad is not None:
+            last = ""
+            if self.run_dir is not None and (self.run_dir / rundir.LAST).exists():
+                last = f"; the last good checkpoint is {self.run_dir / rundir.LAST}"
+            raise NonFiniteLossError(
+                f"the loss is not finite at step {bad + 1} (epoch {self.epoch + 1}); training stopped{last}. "
+                f"Try a lower --lr (now {self.config.lr:g})")
+        return stop
+
+    def _train_epoch(self) -> str | None:
+        """Batches ``self.batch..`` of ``self.epoch``. Returns "stop" (signal), "max_steps" or None."""
+        c, loader = self.config, self.train_loader
+        loader.set_epoch(self.epoch)
+        self.train_model.train()
+        cpu_single = self.device.type == "cpu" and not self.dist.enabled
+        self.progress.start_epoch(self.epoch, self.steps_per_epoch, self.batch)
+        since, t0 = 0, time.perf_counter()
+        images = self.batch_per_rank * self.dist.world_size
+        outcome = None
+        try:
+            for x, y in loader.iter_from(self.batch):
+                self._train_step(x, y)
+                self.batch += 1
+                since += 1
+                self.progress.count(images)
+                last = self.batch == self.steps_per_epoch
+                log_now = self.batch % c.log_interval == 0 or last
+                ckpt_now = bool(c.checkpoint_interval) and self.step % c.checkpoint_interval == 0 and not last
+                max_now = bool(c.max_steps) and self.step >= c.max_steps
+                sync = log_now or ckpt_now or max_now
+                if sync or cpu_single or (self.stop.signal is not None and not self.dist.enabled):
+                    stop = self._check(collective=sync)
+                    if log_now:
+                        s = summarize(self.meter.values())
+                        self.progress.update(self.batch, since, s["loss"], s["top1_err"], self.lr, last=last)
+                        since = 0
+                    # At the epoch's last batch the epoch ends normally (validation, checkpoint), and the
+                    # run loop looks at the signal and max_steps after that.
+                    if not last and (stop or max_now or ckpt_now):
+                        dt = time.perf_counter() - t0
+                        self.epoch_train_seconds += dt
+                        self.epoch_seconds += dt
+                        t0 = time.perf_counter()
+                        self.save()
+                        if stop:
+                            outcome = "stop"
+                            break
+                        if max_now:
+                            outcome = "max_steps"
+                            break
+        finally:
+            self.progress.close()
+        dt = time.perf_counter() - t0
+        self.epoch_train_seconds += dt
+        self.epoch_seconds += dt
+        return outcome
+
+    @torch.no_grad()
+    def evaluate(self, loader, *, ten_crop: bool = False) -> dict:
+        """Loss and top-1/top-5 error over ``loader`` (centre crops, or the 10 crops' mean softmax)."""
+        model = self.eval_model
+        model.eval()
+        meter = Meter(self.device)
+        for x, y in loader:
+            with self._autocast():
+                if ten_crop:
+                    b = x.shape[0]
+                    xs = x.flatten(0, 1)  # (B*10, 3, C, C)
+                    if self.channels_last:
+                        xs = xs.contiguous(memory_format=torch.channels_last)
+                    probs = model(xs).float().softmax(-1).view(b, 10, -1).mean(1)  # (B, classes)
+                    scores = probs
+                    loss = F.nll_loss(probs.clamp_min(1e-12).log(), y)
+                else:
+                    scores = model(x).float()
+                    loss = F.cross_entropy(scores, y)
+            meter.update(loss, scores, y)
+        self.dist.all_reduce_sum(meter.sums)
+        return summarize(meter.values())
+
+    # ------------------------------------------------------------------------------------------ run
+    def _prepare_run_dir(self) -> None:
+        if not self.main or self.run_dir is None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config_file(self.config, self.run_dir / rundir.CONFIG_FILE)
+        self.tb = rundir.TensorBoard(self.run_dir / "tb", purge_step=len(self.history) + 1)
+
+    def _end_epoch(self) -> dict:
+        sums = self.dist.all_reduce_sum(self.meter.sums.clone())
+        train = summarize([float(v) for v in sums.tolist()])
+        t0 = time.perf_counter()
+        val = self.evaluate(self.val_loader) if self.val_loader is not None else None
+        self.epoch_seconds += time.perf_counter() - t0
+        row = {"epoch": self.epoch + 1, "train_loss": train["loss"], "train_top1_err": train["top1_err"],
+               "train_top5_err": train["top5_err"],
+               "val_top1_err": None if val is None else val["top1_err"],
+               "val_top5_err": None if val is None else val["top5_err"],
+               "lr": self.lr, "images_per_s": train["images"] / max(self.epoch_train_seconds, 1e-9),
+               "seconds": self.epoch_seconds}
+        # The paper's schedule watches the validation error; without validation data, the training error.
+        self.schedule.end_epoch(row["val_top1_err"] if val is not None else row["train_top1_err"])
+        self.history.append(row)
+        improved = val is not None and (self.best["val_top1_err"] is None
+                                         or val["top1_err"] < self.best["val_top1_err"])
+        if improved:
+            self.best = {"val_top1_err": val["top1_err"], "epoch": self.epoch + 1}
+        self.epoch, self.batch = self.epoch + 1, 0
+        self.meter.reset()
+        self.epoch_seconds = self.epoch_train_seconds = 0.0
+        self.save()
+        if self.main and self.run_dir is not None:
+            if improved:
+                ckpt.link_checkpoint(self.run_dir / rundir.LAST, self.run_dir / rundir.BEST)
+            rundir.write_metrics_csv(self.run_dir / "metrics.csv", self.history)
+            rundir.write_curves(self.run_dir / "curves.png", self.history,
+                                title=f"{self.config.arch} on {self.data_desc}")
+            if self.tb is not None:
+                self.tb.log_epoch(row)
+        return row
+
+    def _describe(self) -> None:
+        c, p = self.config, self.progress
+        n_train = len(self.train_loader.indices)
+        if self.val_loader is None:
+            val = "no validation"
+        elif self.val_loader.indices is not None and self.val_dataset is self.dataset:
+            val = f"{len(self.val_loader.indices)} held out ({c.val_split:g}, seed {c.seed})"
+        else:
+            val = f"{len(self.val_loader.indices)} from {c.val}"
+        p.log(f"training {c.arch} on {self.data_desc}: {n_train} training images, {val}, "
+              f"{len(self.classes)} classes")
+        p.log(f"{c.epochs} epochs x {self.steps_per_epoch} steps of {c.batch_size} ({self.crop}x{self.crop} crops), "
+              f"{c.optimizer} SGD lr {c.lr:g} momentum {c.momentum:g} weight decay {c.weight_decay:g}, "
+              f"{c.schedule} schedule; {self.device}, {self.precision}"
+              f"{', compiled' if self.compile else ''}"
+              f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}"
+              f"{f', {torch.get_num_threads()} threads' if self.device.type == 'cpu' else ''}")
+        if self.demo:
+            p.log("demo: departs from the paper's recipe for a 3-minute CPU run: " + "; ".join(DEMO_DEPARTURES))
+        if self.run_dir is not None:
+            p.log(f"run directory: {self.run_dir}")
+        if self.step:
+            p.log(f"resuming at epoch {self.epoch + 1}, batch {self.batch} (step {self.step})")
+
+    def run(self) -> TrainResult:
+        c = self.config
+        t_start = time.perf_counter()
+        self._prepare_run_dir()
+        self._describe()
+        if getattr(self, "_rng_to_restore", None):
+            self._set_rng(self._rng_to_restore)
+        if self.handle_signals:
+            self.stop.install()
+        interrupted = None
+        self.lr = self.schedule.lr(self.step)
+        try:
+            while self.epoch < c.epochs:
+                outcome = self._train_epoch()
+                if outcome == "stop":
+                    interrupted = self.stop.signal
+                    break
+                if outcome == "max_steps":
+                    break
+                row = self._end_epoch()
+                eta = None
+                if self.epoch < c.epochs:
+                    eta = row["seconds"] * (c.epochs - self.epoch)
+                self.progress.end_epoch(row, eta)
+                if self._check(collective=True):
+                    interrupted = self.stop.signal
+                    break
+                if c.max_steps and self.step >= c.max_steps:
+                    break
+                if self.callback is not None and self.callback(row):
+                    break
+            result = TrainResult(config=c, run_dir=self.run_dir, history=list(self.history),
+                                 interrupted=interrupted, model=self.module)
+            if interrupted:
+                self.progress.log(f"{interrupted}: stopped at epoch {self.epoch + 1}, batch {self.batch} "
+                                  f"(step {self.step}); checkpoint saved"
+                                  + (f"; continue with: alexnet train --resume {self.run_dir}"
+                                     if self.run_dir is not None else ""))
+                return result
+            result.final = self._finish()
+            result.final["seconds"] = time.perf_counter() - t_start
+            if self.main and self.run_dir is not None:
+                result.weights = self.run_dir / rundir.WEIGHTS
+                rundir.write_summary(self.run_dir / rundir.SUMMARY, {**result.final, "config": c.to_dict()})
+            self.module.eval()
+            return result
+        finally:
+            self.stop.restore()
+            self.progress.close()
+            if self.tb is not None:
+                self.tb.close()
+            for loader in (self.train_loader, self.val_loader):
+                if loader is not None:
+                    loader.close()
+
+    def _finish(self) -> dict:
+        """Final evaluation (centre crop, then the paper's 10 crops) and the weights file."""
+        final: dict = {"epochs": self.epoch, "steps": self.step, "val_top1_err": None, "val_top5_err": None,
+                       "ten_crop_top1_err": None, "ten_crop_top5_err": None}
+        if self.val_loader is not None:
+            # The last epoch's validation is the final centre-crop result, unless the run stopped mid-epoch.
+            last = self.history[-1] if self.history and self.batch == 0 else None
+            centre = {"top1_err": last["val_top1_err"], "top5_err": last["val_top5_err"]} if last \
+                else self.evaluate(self.val_loader)
+            final["val_top1_err"], final["val_top5_err"] = centre["top1_err"], centre["top5_err"]
+            self.progress.log(f"final validation, centre crop: top-1 error {centre['top1_err']:.4f}, "
+                              f"top-5 error {centre['top5_err']:.4f}")
+            if self.config.ten_crop:
+                from alexnet.data import Loader
+
+                common, val_idx = self._loader_args
+                ten = Loader(self.val_dataset, self.batch_per_rank, train=False, lighting=0.0, ten_crop=True,
+                             indices=val_idx, **common)
+                try:
+                    t = self.evaluate(ten, ten_crop=True)
+                finally:
+                    ten.close()
+                final["ten_crop_top1_err"], final["ten_crop_top5_err"] = t["top1_err"], t["top5_err"]
+                self.progress.log(f"final validation, 10 crops:   top-1 error {t['top1_err']:.4f}, "
+                                  f"top-5 error {t['top5_err']:.4f}")
+        if self.main and self.run_dir is not None:
+            from alexnet.weights import save_weights
+
+            ds = self.dataset
+            preprocess = {"resize": int(ds.size), "crop_size": self.crop,
+                          "mean_rgb": [float(v) for v in ds.mean_rgb],
+                          "std_rgb": None if self.std is None else [float(v) for v in self.std],
+                          "mean": self.config.mean, "warp": bool(getattr(ds, "meta", {}).get("warp", False))}
+            save_weights(self.run_dir / rundir.WEIGHTS, self.module, arch=self.config.arch,
+                         model_options=dict(self.config.model_options), classes=self.classes,
+                         preprocess=preprocess,
+                         mean_image=ds.mean_image if self.config.mean == "image" else None,
+                         extra={"trained_by": "alexnet train", "epochs": self.epoch, "steps": self.step,
+                                **{k: v for k, v in final.items() if k.endswith("_err") and v is not None}})
+            self.progress.log(f"weights: {self.run_dir / rundir.WEIGHTS}")
+        self.dist.barrier()
+        return final
+
+
+# ---------------------------------------------------------------------------------------------- API
+def _default_name(config: TrainConfig) -> str:
+    if config.name:
+        return config.name
+    if config.data is None:
+        return "demo"
+    return f"{config.arch}-{Path(config.data).resolve().name}"
+
+
+def train(config: TrainConfig | None = None, *, dataset=None, val_dataset=None, progress: bool | None = True,
+          callback: Callable[[dict], bool | None] | None = None, handle_signals: bool = True) -> TrainResult:
+    """Train a model as ``config`` says and write its run directory.
+
+    ``dataset`` / ``val_dataset``: datasets to use instead of ``config.data`` / ``config.val`` (anything
+    with the interface of :class:`alexnet.data.PreparedDataset`, e.g. an :class:`~alexnet.data.ArrayDataset`);
+    without either, the built-in demo images. ``callback(row)`` is called after every epoch with that
+    epoch's metrics (train and val errors, loss, lr); returning True ends the run there (e.g. once a target
+    training error is reached). ``progress=False`` prints nothing.
+    """
+    config = config or TrainConfig()
+    if config.data is not None:
+        config = config.replace(data=str(Path(config.data).resolve()))
+    if config.val is not None:
+        config = config.replace(val=str(Path(config.val).resolve()))
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    if config.out is not None:
+        out = Path(config.out)
+    else:
+        # Every rank must agree on the directory: only the default name's "-2" suffix could differ, and
+        # only rank 0 looks at the disk; under torchrun give --out to be safe.
+        out = rundir.default_run_dir(_default_name(config)) if rank0 else Path("runs") / _default_name(config)
+    config = config.replace(out=str(out))
+    trainer = Trainer(config, dataset=dataset, val_dataset=val_dataset, run_dir=out, progress=progress,
+                      callback=callback, handle_signals=handle_signals, fresh=True)
+    try:
+        return trainer.run()
+    finally:
+        trainer.dist.close()
+
+
+RESUME_OVERRIDES = ("epochs", "max_steps", "device", "workers", "compile", "log_interval",
+                    "checkpoint_interval", "ten_crop")
+
+
+def resume(run_dir: str | Path, *, dataset=None, val_dataset=None, progress: bool | None = True,
+           callback: Callable[[dict], bool | None] | None = None, handle_signals: bool = True,
+           **overrides) -> TrainResult:
+    """Continue the run in ``run_dir`` from its ``last`` checkpoint, with the same config.
+
+    A few settings that do not change what is computed may be overridden (``RESUME_OVERRIDES``, e.g.
+    ``epochs`` to train longer, ``device``, ``workers``)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"run directory not found: {run_dir}")
+    path = run_dir / rundir.LAST
+    if not path.exists():
+        raise UserError(f"{run_dir} has no checkpoint ({rundir.LAST}) to resume from")
+    state = ckpt.load_checkpoint(path)
+    bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
+    if bad:
+        raise UserError(f"cannot change {', '.join(bad)} when resuming (only {', '.join(RESUME_OVERRIDES)})")
+    config = TrainConfig.from_dict({**state["config"], "out": str(run_dir), **overrides})
+    trainer = Trainer(config, dataset=dataset, val_dataset=val_dataset, run_dir=run_dir, state=state,
+                      progress=progress, callback=callback, handle_signals=handle_signals)
+    try:
+        return trainer.run()
+    finally:
+        trainer.dist.close()
