@@ -15,7 +15,7 @@ from alexnet.cli.common import ArgumentParser, fail
 from alexnet.errors import UserError
 
 # Subcommands, in the order `alexnet --help` lists them.
-COMMANDS = ["models", "info", "prepare", "evaluate", "predict", "kernels", "features", "neighbors", "convert", "export", "experiment", "report"]
+COMMANDS = ["models", "info", "prepare", "train", "evaluate", "predict", "kernels", "features", "neighbors", "convert", "export", "experiment", "report"]
 
 
 def build_parser() -> ArgumentParser:

@@ -13,7 +13,7 @@ resume), ``checkpoint`` (atomic save, weights_only load), ``metrics`` (device-si
 """
 
 from alexnet.training.checkpoint import load_checkpoint, save_checkpoint
-from alexnet.training.config import DEMO_DEPARTURES, DEMO_RECIPE, TrainConfig, load_config_file
+from alexnet.training.config import DEMO_DEPARTURES, DEMO_RECIPE, TrainConfig, departures, load_config_file
 from alexnet.training.optim import PaperSGD, build_optimizer
 from alexnet.training.schedule import (
     CosineSchedule,
@@ -26,5 +26,5 @@ from alexnet.training.trainer import NonFiniteLossError, Trainer, TrainResult, r
 
 __all__ = ["DEMO_DEPARTURES", "DEMO_RECIPE", "CosineSchedule", "NonFiniteLossError", "PaperSGD",
            "PlateauSchedule", "Schedule", "StepSchedule", "TrainConfig", "TrainResult", "Trainer",
-           "build_optimizer", "build_schedule", "load_checkpoint", "load_config_file", "resume",
+           "build_optimizer", "build_schedule", "departures", "load_checkpoint", "load_config_file", "resume",
            "save_checkpoint", "train"]

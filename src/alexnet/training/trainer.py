@@ -40,7 +40,7 @@ from alexnet.errors import UserError
 from alexnet.models import create_model, model_info
 from alexnet.training import checkpoint as ckpt
 from alexnet.training import rundir
-from alexnet.training.config import DEMO_DEPARTURES, TrainConfig, save_config_file
+from alexnet.training.config import TrainConfig, departures, save_config_file
 from alexnet.training.distributed import DistContext, init_distributed
 from alexnet.training.metrics import Meter, summarize
 from alexnet.training.optim import build_optimizer
@@ -265,7 +265,7 @@ class Trainer:
             else:
                 from alexnet.data.demo import demo_dataset
 
-                dataset = demo_dataset(c.demo_images, seed=DEMO_DATA_SEED, num_classes=c.demo_classes)
+                dataset = demo_dataset(c.demo_images, c.demo_size, seed=DEMO_DATA_SEED, num_classes=c.demo_classes)
                 desc = f"the built-in demo images ({c.demo_images} generated, {c.demo_classes} classes)"
         else:
             desc = type(dataset).__name__
@@ -521,7 +521,9 @@ class Trainer:
               f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}"
               f"{f', {torch.get_num_threads()} threads' if self.device.type == 'cpu' else ''}")
         if self.demo:
-            p.log("demo: departs from the paper's recipe for a 3-minute CPU run: " + "; ".join(DEMO_DEPARTURES))
+            p.log("demo: the built-in generated images (nothing downloaded), a recipe for a few minutes on a CPU")
+        diff = departures(c)
+        p.log("departs from the paper's recipe: " + "; ".join(diff) if diff else "the paper's recipe")
         if self.run_dir is not None:
             p.log(f"run directory: {self.run_dir}")
         if self.step:
