@@ -22,8 +22,17 @@ from alexnet.experiments.report import build_report, confused_pairs
 PER_CLASS = 6
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: the nets here are tiny, and OpenMP teams thrash a shared, busy CPU."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, shared_data):
+def run_dir(one_thread, tmp_path_factory, shared_data):
     from PIL import Image
 
     from alexnet.data import prepare_dataset
@@ -58,7 +67,7 @@ def run_dir(tmp_path_factory, shared_data):
         w.writeheader()
         w.writerows(rows)
     (run / "config.json").write_text(json.dumps({"arch": "cifar_4layer", "epochs": 2, "lr": 0.01,
-                                                 "data": str(root / "prepared"), "val_fraction": 0.5, "seed": 0}))
+                                                 "data": str(root / "prepared"), "val_split": 0.5, "seed": 0}))
     save_weights(run / "weights.safetensors", model, arch="cifar_4layer", classes=ds.classes,
                  preprocess={"resize": 32, "crop_size": 32, "mean": "image"}, mean_image=ds.mean_image)
     return run

@@ -55,6 +55,9 @@ def register(sub) -> None:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
     f.add_argument("--out", default="runs/relu_vs_tanh", help="output folder (default runs/relu_vs_tanh)")
+    f.add_argument("--resume", action="store_true",
+                   help="keep the activations that --out/result.json already holds finished")
+    _threads_arg(f)
     f.set_defaults(func=run_relu_vs_tanh)
 
     a = exp.add_parser("ablations", help="the paper's ablations: the full model against each switch",
@@ -86,7 +89,23 @@ def register(sub) -> None:
     a.add_argument("--out", default="runs/ablations", help="output folder (default runs/ablations)")
     a.add_argument("--resume", action="store_true",
                    help="skip the models whose results are already in --out")
+    _threads_arg(a)
     a.set_defaults(func=run_ablations)
+
+
+def _threads_arg(p) -> None:
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for torch's operators (default: torch's choice; 1 is often fastest "
+                        "on a small, busy CPU)")
+
+
+def _set_threads(n: int | None) -> None:
+    if n is not None:
+        if n < 1:
+            raise UserError(f"--threads must be at least 1, got {n}")
+        import torch
+
+        torch.set_num_threads(n)
 
 
 def run_relu_vs_tanh(args) -> int:
@@ -100,13 +119,15 @@ def run_relu_vs_tanh(args) -> int:
                             lrn=not args.no_lrn, seed=args.seed, device=args.device)
     config.validate()
     _check_device(args.device)
+    _set_threads(args.threads)
     t0 = time.perf_counter()
     images, labels, classes = read_labelled_images(args.data, per_class=args.per_class, seed=args.seed)
     if images.shape[1:] != (32, 32, 3):
         raise UserError(f"{args.data}: cifar_4layer needs 32x32 RGB images, got {images.shape[1]}x{images.shape[2]}")
     print(f"read {len(labels)} images of {len(classes)} classes in {time.perf_counter() - t0:.0f} s",
           file=sys.stderr)
-    result = run_relu_vs_tanh(images, labels, config, out_dir=args.out, data_name=str(args.data))
+    result = run_relu_vs_tanh(images, labels, config, out_dir=args.out, data_name=str(args.data),
+                              resume=args.resume)
     print(result.summary())
     print(f"wrote {Path(args.out) / 'figure1.png'}, result.json, curves.csv")
     return 0
@@ -130,6 +151,7 @@ def run_ablations(args) -> int:
                             train_subset=args.train_subset,
                             val_subset=args.val_subset, only=only)
     _check_device(args.device)
+    _set_threads(args.threads)
     table = run_ablations(args.data, config, val=args.val, out_dir=args.out, resume=args.resume)
     print(table.markdown())
     print(f"wrote {Path(args.out) / 'ablations.md'} and ablations.json")

@@ -235,11 +235,13 @@ def _log(msg: str) -> None:
 
 def run_relu_vs_tanh(images: np.ndarray, labels: np.ndarray, config: ReluTanhConfig | None = None, *,
                      out_dir: str | os.PathLike | None = None, log: Callable[[str], None] | None = _log,
-                     data_name: str = "") -> ReluTanhResult:
+                     data_name: str = "", resume: bool = False) -> ReluTanhResult:
     """Run Figure 1 on uint8 images (N, 32, 32, 3) and integer labels; see the module docstring.
 
     With ``out_dir`` it writes ``result.json``, ``curves.csv``, ``figure1.png`` and ``summary.txt`` there
-    (``result.json`` is rewritten after every epoch, so a long run can be watched).
+    (``result.json`` is rewritten after every epoch, so a long run can be watched). With ``resume``, an
+    activation that ``out_dir/result.json`` already holds finished (target reached, or ``max_epochs``
+    run) under the same settings is kept and not trained again; the others start from scratch.
     """
     config = config or ReluTanhConfig()
     config.validate()
@@ -257,7 +259,12 @@ def run_relu_vs_tanh(images: np.ndarray, labels: np.ndarray, config: ReluTanhCon
         if out is not None:
             (out / "result.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
 
+    finished = _finished_activations(out / "result.json", config, len(labels)) if resume and out else {}
     for act in config.activations:
+        if act in finished:
+            result.results[act] = finished[act]
+            log(f"{act}: kept from {out / 'result.json'} ({len(finished[act].curve)} epochs)")
+            continue
         candidates = {}
         sweep: dict[str, list[float]] = {}
         for lr in config.lrs:
@@ -305,6 +312,22 @@ def run_relu_vs_tanh(images: np.ndarray, labels: np.ndarray, config: ReluTanhCon
     if out is not None:
         write_outputs(result, out)
     return result
+
+
+def _finished_activations(path: Path, config: ReluTanhConfig, images: int) -> dict[str, ActivationResult]:
+    """Activations of an earlier run's result.json that finished under the same settings."""
+    if not path.is_file():
+        return {}
+    try:
+        old = result_from_json(path)
+    except (ValueError, KeyError, TypeError):
+        return {}
+    same = {k: v for k, v in asdict(old.config).items() if k not in ("max_epochs", "activations", "device")} == \
+        {k: v for k, v in asdict(config).items() if k not in ("max_epochs", "activations", "device")}
+    if not same or old.images != images:
+        return {}
+    return {a: r for a, r in old.results.items()
+            if a in config.activations and (r.reached or len(r.curve) >= config.max_epochs)}
 
 
 def write_outputs(result: ReluTanhResult, out: Path) -> None:

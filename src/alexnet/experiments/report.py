@@ -138,6 +138,10 @@ def curves_png(metrics: list[dict]) -> bytes:
         ax3.set_ylabel("learning rate", color="0.4")
     ax2.set_xlabel("epoch")
     ax2.grid(alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.set_title("loss and learning rate", fontsize=10)
     fig.tight_layout()
     return _png(fig)
@@ -184,7 +188,11 @@ def confused_pairs(conf: np.ndarray, names: list[str], top: int = 10) -> list[tu
 
 # --------------------------------------------------------------------------------------------- data
 def _val_dataset(config: dict, val: str | os.PathLike | None, run_dir: Path):
-    """(dataset, indices or None, description) of the validation images, or (None, None, why not)."""
+    """(dataset, indices or None, description) of the validation images, or (None, None, why not).
+
+    Follows ``alexnet train``'s config: ``val`` (a prepared dataset), else the held-out ``val_split``
+    (``val_fraction``) of ``data`` with the run's ``seed``, else, without ``data``, of the built-in demo
+    images the run trained on."""
     from alexnet.data import PreparedDataset, split_indices
 
     def open_prepared(p) -> object:
@@ -197,26 +205,33 @@ def _val_dataset(config: dict, val: str | os.PathLike | None, run_dir: Path):
 
     if val is not None:
         return open_prepared(val), None, f"{val}"
-    section = config.get("data", config) if isinstance(config.get("data"), dict) else config
-    for key in ("val", "val_data", "val_path"):
-        v = section.get(key) or config.get(key)
-        if v:
-            try:
-                return open_prepared(v), None, str(v)
-            except UserError as e:
-                return None, None, str(e)
-    data = section.get("data") if section is not config else config.get("data")
-    data = data or section.get("path") or section.get("train") or config.get("data_path")
-    frac = section.get("val_fraction", config.get("val_fraction"))
-    seed = section.get("split_seed", config.get("split_seed", section.get("seed", config.get("seed", 0))))
-    if data and isinstance(data, (str, os.PathLike)) and frac:
+    if config.get("val"):
+        try:
+            return open_prepared(config["val"]), None, str(config["val"])
+        except UserError as e:
+            return None, None, str(e)
+    frac = config.get("val_split", config.get("val_fraction"))
+    seed = int(config.get("seed", 0) or 0)
+    if not frac:
+        return None, None, "the run's config names no validation data; give --val"
+    data = config.get("data")
+    if data:
         try:
             ds = open_prepared(data)
         except UserError as e:
             return None, None, str(e)
-        _, val_idx = split_indices(len(ds), float(frac), int(seed))
-        return ds, val_idx, f"{data} (held-out {float(frac):g} of it, seed {seed})"
-    return None, None, "the run's config names no validation data; give --val"
+        desc = f"{data}"
+    elif "demo_images" in config:  # alexnet train without --data: the built-in generated images
+        from alexnet.data.demo import demo_dataset
+        from alexnet.training.trainer import DEMO_DATA_SEED
+
+        ds = demo_dataset(int(config["demo_images"]), int(config.get("demo_size", 256)), seed=DEMO_DATA_SEED,
+                          num_classes=int(config.get("demo_classes", 10)))
+        desc = "the built-in demo images"
+    else:
+        return None, None, "the run's config names no validation data; give --val"
+    _, val_idx = split_indices(len(ds), float(frac), seed)
+    return ds, val_idx, f"{desc} (held-out {float(frac):g} of it, seed {seed})"
 
 
 def _limit(indices: np.ndarray, max_images: int | None, seed: int = 0) -> np.ndarray:

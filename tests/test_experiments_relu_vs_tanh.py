@@ -1,0 +1,185 @@
+"""Figure 1 driver: the lr sweep, epochs to the target, the ratio, its outputs and its CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from alexnet.cli.main import main
+from alexnet.experiments.images import read_labelled_images, stratified_subset
+from alexnet.experiments.relu_vs_tanh import (
+    ActivationResult,
+    ReluTanhConfig,
+    ReluTanhResult,
+    crossing_epoch,
+    result_from_json,
+    run_relu_vs_tanh,
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: these nets are tiny, and OpenMP teams thrash a shared, busy CPU."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def run_cli(argv: list[str]) -> int:
+    """main()'s exit code; argparse's own errors exit through SystemExit."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return int(e.code)
+
+
+def easy_images(n_per_class: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two classes a small net separates in a few steps: dark vs bright noisy squares."""
+    rng = np.random.default_rng(seed)
+    dark = rng.integers(0, 110, size=(n_per_class, 32, 32, 3))
+    bright = rng.integers(145, 256, size=(n_per_class, 32, 32, 3))
+    images = np.concatenate([dark, bright]).astype(np.uint8)
+    labels = np.repeat([0, 1], n_per_class)
+    return images, labels
+
+
+def test_crossing_epoch():
+    assert crossing_epoch([0.8, 0.5, 0.3, 0.2], 0.25) == (4, pytest.approx(3.5))
+    assert crossing_epoch([0.2, 0.1], 0.25) == (1, 1.0)
+    assert crossing_epoch([0.9, 0.5], 0.25) == (None, None)
+    assert crossing_epoch([0.5, 0.25], 0.25) == (2, pytest.approx(2.0))
+
+
+def test_ratio_and_lower_bound():
+    cfg = ReluTanhConfig(max_epochs=6)
+    relu = ActivationResult("relu", 0.01, curve=[0.6, 0.3, 0.2], epochs_to_target=3, crossing=2.5)
+    tanh = ActivationResult("tanh", 0.01, curve=[0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
+    res = ReluTanhResult(cfg, 100, {"relu": relu, "tanh": tanh})
+    assert res.ratio == pytest.approx(2.0) and res.ratio_is_lower_bound
+    assert ">= 2.00x" in res.summary()
+    tanh.epochs_to_target = 9
+    assert res.ratio == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize("bad", [dict(lrs=()), dict(lrs=(0.0,)), dict(sweep_epochs=0), dict(max_epochs=1, sweep_epochs=2),
+                                 dict(target_error=1.5), dict(activations=("sigmoid",))])
+def test_config_is_validated(bad):
+    from alexnet.errors import UserError
+
+    with pytest.raises(UserError):
+        ReluTanhConfig(**bad).validate()
+
+
+def test_run_sweeps_picks_the_best_lr_and_stops_at_the_target(tmp_path):
+    images, labels = easy_images(48)
+    cfg = ReluTanhConfig(lrs=(1e-5, 0.01), sweep_epochs=1, max_epochs=5, target_error=0.2, batch_size=32)
+    res = run_relu_vs_tanh(images, labels, cfg, out_dir=tmp_path, log=None)
+    for act in ("relu", "tanh"):
+        r = res.results[act]
+        assert set(r.sweep) == {"1e-05", "0.01"}
+        assert r.lr == min(cfg.lrs, key=lambda lr: (r.sweep[str(lr)][-1], lr))
+        assert r.curve[:1] == r.sweep[str(r.lr)]  # the winner's sweep epochs are its first epochs
+        assert 1 <= len(r.curve) <= cfg.max_epochs
+        if r.reached:  # stopped at the first epoch at or below the target
+            assert r.curve[-1] <= 0.2 and all(e > 0.2 for e in r.curve[:-1])
+    assert res.results["relu"].lr == 0.01 and res.results["relu"].reached  # a tiny lr learns nothing here
+    for name in ("result.json", "curves.csv", "figure1.png", "summary.txt"):
+        assert (tmp_path / name).stat().st_size > 0
+    back = result_from_json(tmp_path / "result.json")
+    assert back.ratio == res.ratio and back.results["tanh"].curve == res.results["tanh"].curve
+    with Image.open(tmp_path / "figure1.png") as im:
+        assert im.size[0] > 300
+
+
+def test_same_seed_same_curves():
+    images, labels = easy_images(32)
+    cfg = ReluTanhConfig(lrs=(0.01,), sweep_epochs=1, max_epochs=1, target_error=0.01, batch_size=16,
+                         activations=("relu",))
+    a = run_relu_vs_tanh(images, labels, cfg, log=None).results["relu"].curve
+    b = run_relu_vs_tanh(images, labels, cfg, log=None).results["relu"].curve
+    assert a == b
+
+
+def _tar_of_class_folders(path, images, labels, names):
+    with tarfile.open(path, "w:gz") as tar:
+        for i, (img, y) in enumerate(zip(images, labels, strict=True)):
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="PNG")
+            info = tarfile.TarInfo(f"set/train/{names[y]}/{i:04d}.png")
+            info.size = buf.tell()
+            buf.seek(0)
+            tar.addfile(info, buf)
+
+
+def test_read_labelled_images_from_a_tar_with_a_stratified_subset(tmp_path):
+    images, labels = easy_images(10)
+    _tar_of_class_folders(tmp_path / "d.tar.gz", images, labels, ["zebra", "apple"])
+    x, y, classes = read_labelled_images(tmp_path / "d.tar.gz", per_class=4, seed=1)
+    assert [c["name"] for c in classes] == ["apple", "zebra"]  # sorted folder names
+    assert x.shape == (8, 32, 32, 3) and x.dtype == np.uint8
+    assert np.bincount(y).tolist() == [4, 4]
+    # "apple" is label 0 now: the bright images (PNG is lossless)
+    assert x[y == 0].min() >= 145 and x[y == 1].max() < 110
+
+
+def test_stratified_subset():
+    labels = np.array([0] * 10 + [1] * 3 + [2] * 7)
+    idx = stratified_subset(labels, 4, seed=0)
+    assert np.bincount(labels[idx]).tolist() == [4, 3, 4]
+    assert (np.diff(idx) > 0).all()
+
+
+def test_cli_relu_vs_tanh(tmp_path, capsys):
+    images, labels = easy_images(24)
+    _tar_of_class_folders(tmp_path / "d.tar.gz", images, labels, ["a", "b"])
+    out = tmp_path / "fig1"
+    rc = main(["experiment", "relu-vs-tanh", "--data", str(tmp_path / "d.tar.gz"), "--lrs", "0.01",
+               "--sweep-epochs", "1", "--max-epochs", "2", "--target", "30", "--batch-size", "16",
+               "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "relu" in printed and "tanh" in printed and "figure1.png" in printed
+    assert json.loads((out / "result.json").read_text())["config"]["target_error"] == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "/no/such.tar.gz"], "data not found"),
+    (["--data", "{tar}", "--lrs", "0.01,x"], "comma-separated numbers"),
+    (["--data", "{tar}", "--lrs", "-1"], "learning rates must be positive"),
+    (["--data", "{tar}", "--target", "0"], "target error"),
+    (["--data", "{big}"], "needs 32x32"),
+    (["--data", "{tar}", "--device", "cuda:7"], "CUDA"),
+])
+def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
+    images, labels = easy_images(2)
+    _tar_of_class_folders(tmp_path / "d.tar.gz", images, labels, ["a", "b"])
+    big = np.zeros((2, 40, 40, 3), np.uint8)
+    _tar_of_class_folders(tmp_path / "big.tar.gz", big, np.array([0, 1]), ["a", "b"])
+    argv = [a.replace("{tar}", str(tmp_path / "d.tar.gz")).replace("{big}", str(tmp_path / "big.tar.gz"))
+            for a in argv]
+    import torch
+
+    if "cuda:7" in argv and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    assert run_cli(["experiment", "relu-vs-tanh", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_real_cifar_subset_learns(shared_data):
+    """A few hundred real CIFAR-10 images: the ReLU net's running error drops below chance within the cap."""
+    images, labels, classes = read_labelled_images(shared_data / "cifar10-train.tar.gz", per_class=30)
+    assert len(classes) == 10 and images.shape == (300, 32, 32, 3)
+    cfg = ReluTanhConfig(lrs=(0.01,), sweep_epochs=1, max_epochs=8, target_error=0.8, activations=("relu",),
+                         batch_size=32)
+    r = run_relu_vs_tanh(images, labels, cfg, log=None).results["relu"]
+    assert r.reached and r.curve[-1] <= 0.8
