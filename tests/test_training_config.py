@@ -1,0 +1,105 @@
+"""TrainConfig: the paper's defaults, validation, files (YAML/TOML), and one-line CLI errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from alexnet.errors import UserError
+from alexnet.training import TrainConfig, departures, load_config_file
+
+
+def test_defaults_are_the_papers_recipe():
+    c = TrainConfig()
+    assert (c.arch, c.batch_size, c.lr, c.momentum, c.weight_decay, c.epochs) == ("alexnet", 128, 0.01, 0.9, 5e-4, 90)
+    assert (c.optimizer, c.schedule, c.max_reductions, c.lr_factor, c.lighting, c.mean) == \
+        ("paper", "plateau", 3, 0.1, 0.1, "image")
+    assert departures(TrainConfig(data="x")) == []
+
+
+def test_demo_recipe_and_its_departures_are_stated():
+    d = TrainConfig.demo()
+    assert d.data is None and d.arch == "alexnet_owt"
+    said = "; ".join(departures(d))
+    assert "alexnet_owt" in said and "epochs 4" in said and "generated" in said
+    # another arch drops the demo's model options (they are alexnet_owt's)
+    assert TrainConfig.demo(arch="cifar_4layer").model_options == {}
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"lr": -1}, "--lr must be > 0"),
+    ({"lr": "fast"}, "--lr must be a finite number"),
+    ({"epochs": 0}, "--epochs must be > 0"),
+    ({"momentum": 1.0}, "--momentum"),
+    ({"val_split": 1.0}, "--val-split"),
+    ({"schedule": "linear"}, "--schedule must be one of"),
+    ({"optimizer": "adam"}, "--optimizer must be one of"),
+    ({"precision": "fp8"}, "--precision"),
+    ({"device": "gpu"}, "--device"),
+    ({"arch": "resnet"}, "unknown model"),
+    ({"model_options": {"towers": 3}}, "towers must be 1 or 2"),
+    ({"model_options": {"nope": 1}}, "no option 'nope'"),
+    ({"batch_size": True}, "--batch-size must be an integer"),
+    ({"whatever": 1}, "unknown training option"),
+])
+def test_bad_values_raise_one_line(changes, needle):
+    with pytest.raises(UserError) as e:  # BadOptionError, or UnknownModelError for a name
+        TrainConfig.from_dict(changes)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_coercion_from_text():
+    c = TrainConfig.from_dict({"lr": "1e-3", "batch-size": "64", "compile": "auto", "ten_crop": "false",
+                               "crop_size": "none"})
+    assert c.lr == 0.001 and c.batch_size == 64 and c.compile is None and c.ten_crop is False
+    assert c.crop_size is None
+
+
+def test_round_trip_through_dict():
+    c = TrainConfig(arch="cifar_4layer", model_options={"activation": "tanh"}, lr=0.03, crop_size=32)
+    assert TrainConfig.from_dict(c.to_dict()) == c
+
+
+def test_yaml_and_toml_files(tmp_path):
+    y = tmp_path / "a.yaml"
+    y.write_text("lr: 1e-3\nbatch-size: 32\nmodel_options:\n  lrn: false\n")
+    t = tmp_path / "a.toml"
+    t.write_text('[train]\nlr = 0.001\nbatch_size = 32\nmodel_options = { lrn = false }\n')
+    for path in (y, t):
+        c = TrainConfig.from_dict(load_config_file(path))
+        assert (c.lr, c.batch_size, c.model_options) == (0.001, 32, {"lrn": False})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: [1\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config_file(bad)
+    with pytest.raises(UserError, match="must end in"):
+        load_config_file(_touch(tmp_path / "a.json"))
+    with pytest.raises(UserError, match="not found"):
+        load_config_file(tmp_path / "missing.yaml")
+
+
+def _touch(p):
+    p.write_text("{}")
+    return p
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "alexnet", "train", *args], capture_output=True, text=True,
+                          timeout=180, cwd=cwd)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("--lr", "-1"), "--lr must be > 0"),
+    (("--lr", "abc"), "invalid float value"),
+    (("--schedule", "linear"), "--schedule must be one of"),
+    (("--data", "/nonexistent/prepared"), "not found"),
+    (("--resume", "/nonexistent/run"), "run directory not found"),
+    (("--arch", "alexnet", "--opt", "towers=3"), "towers must be 1 or 2"),
+    (("--config", "/nonexistent.yaml"), "config file not found"),
+])
+def test_cli_bad_values_are_one_line(args, needle, tmp_path):
+    r = _cli(*args, "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], r.stderr
+    assert lines[0].startswith("alexnet train: error:")

@@ -1,0 +1,108 @@
+"""PaperSGD: the paper's update by hand, equal to torch's SGD at a constant lr, different once lr changes."""
+
+import pytest
+import torch
+from torch import nn
+
+from alexnet.errors import BadOptionError
+from alexnet.training.optim import PaperSGD, build_optimizer
+
+
+def _grads(seed: int, shape=(4, 3)) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=g, dtype=torch.float64) for _ in range(6)]
+
+
+def test_paper_sgd_matches_the_formula_by_hand():
+    w0 = torch.randn(4, 3, dtype=torch.float64)
+    p = nn.Parameter(w0.clone())
+    opt = PaperSGD([p], lr=0.05, momentum=0.9, weight_decay=5e-4)
+    w, v = w0.clone(), torch.zeros_like(w0)
+    for k, g in enumerate(_grads(0)):
+        lr = 0.05 if k < 3 else 0.005  # change of lr half-way
+        for group in opt.param_groups:
+            group["lr"] = lr
+        p.grad = g.clone()
+        opt.step()
+        v = 0.9 * v - 0.0005 * lr * w - lr * g  # the paper, section 5
+        w = w + v
+        torch.testing.assert_close(p.detach(), w, rtol=0, atol=1e-14)
+        torch.testing.assert_close(opt.state[p]["velocity"], v, rtol=0, atol=1e-14)
+
+
+def _run(opt_name: str, lrs: list[float]) -> torch.Tensor:
+    torch.manual_seed(0)
+    model = nn.Linear(5, 3).double()
+    opt = build_optimizer(opt_name, model, lr=lrs[0], momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(16, 5, dtype=torch.float64)
+    y = torch.randint(0, 3, (16,))
+    for lr in lrs:
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_equal_to_torch_sgd_while_lr_is_constant():
+    torch.testing.assert_close(_run("paper", [0.1] * 20), _run("sgd", [0.1] * 20), rtol=1e-12, atol=1e-12)
+
+
+def test_differs_from_torch_sgd_after_the_lr_changes():
+    # torch's buffer holds gradients and is applied at the *new* lr at once; the paper's velocity still
+    # carries the steps taken at the old lr (optim.py's docstring). Same before the change, not after.
+    lrs = [0.1] * 10 + [0.01] * 3
+    paper, torch_sgd = _run("paper", lrs), _run("sgd", lrs)
+    assert not torch.allclose(paper, torch_sgd, rtol=1e-6, atol=1e-9)
+    before = [0.1] * 10
+    torch.testing.assert_close(_run("paper", before), _run("sgd", before), rtol=1e-12, atol=1e-12)
+
+
+def test_first_step_after_a_lr_drop_keeps_the_old_velocity():
+    # One parameter, no decay, grad 0 after the drop: torch's step shrinks tenfold, the paper's does not.
+    def step_after_drop(name):
+        p = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+        opt = (PaperSGD([p], lr=1.0, momentum=0.9, weight_decay=0.0) if name == "paper"
+               else torch.optim.SGD([p], lr=1.0, momentum=0.9))
+        p.grad = torch.ones(1, dtype=torch.float64)
+        opt.step()  # w = -1
+        for group in opt.param_groups:
+            group["lr"] = 0.1
+        p.grad = torch.zeros(1, dtype=torch.float64)
+        before = p.item()
+        opt.step()
+        return p.item() - before
+
+    assert step_after_drop("paper") == pytest.approx(-0.9)  # 0.9 * v, v = -1 (taken at lr 1)
+    assert step_after_drop("sgd") == pytest.approx(-0.09)   # lr_new * 0.9 * b, b = 1
+
+
+def test_nesterov_and_bias_decay_groups():
+    model = nn.Linear(4, 2)
+    opt = build_optimizer("nesterov", model, lr=0.1, momentum=0.9, weight_decay=1e-3)
+    assert isinstance(opt, torch.optim.SGD) and opt.param_groups[0]["nesterov"]
+    opt = build_optimizer("paper", model, lr=0.1, momentum=0.9, weight_decay=1e-3, bias_decay=False)
+    decays = sorted(g["weight_decay"] for g in opt.param_groups)
+    assert decays == [0.0, 1e-3]
+    assert [p.ndim for p in opt.param_groups[1]["params"]] == [1]
+
+
+def test_bad_values():
+    with pytest.raises(BadOptionError):
+        PaperSGD([nn.Parameter(torch.zeros(1))], momentum=1.0)
+    with pytest.raises(BadOptionError):
+        build_optimizer("adam", nn.Linear(2, 2), lr=0.1, momentum=0.9, weight_decay=0)
+
+
+def test_state_dict_round_trip_with_weights_only(tmp_path):
+    model = nn.Linear(3, 2)
+    opt = PaperSGD(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    torch.save(opt.state_dict(), tmp_path / "o.pt")
+    opt2 = PaperSGD(model.parameters(), lr=0.1)
+    opt2.load_state_dict(torch.load(tmp_path / "o.pt", weights_only=True))
+    for p in model.parameters():
+        torch.testing.assert_close(opt2.state[p]["velocity"], opt.state[p]["velocity"], rtol=0, atol=0)
