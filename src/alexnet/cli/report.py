@@ -18,12 +18,18 @@ def register(sub) -> None:
                    help="evaluate on at most N validation images (default: all)")
     p.add_argument("--no-ten-crop", action="store_true", help="skip the 10-crop evaluation")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
+    from alexnet.cli.experiment import _threads_arg
+
+    _threads_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from alexnet.cli.experiment import _check_device, _set_threads
     from alexnet.experiments.report import build_report
 
+    _check_device(args.device)
+    _set_threads(args.threads)
     out = build_report(args.run_dir, out=args.out, val=args.val, samples=args.samples,
                        max_images=args.max_images, ten_crop=not args.no_ten_crop, device=args.device)
     print(f"wrote {out}")

@@ -203,7 +203,7 @@ def _stratified(labels: np.ndarray, indices: np.ndarray, count: int, seed: int) 
 
 
 def train_one(ablation: Ablation, dataset, train_idx: np.ndarray, config: AblationConfig, run_dir: Path,
-              device: torch.device, log: Callable[[str], None]) -> tuple[float, float]:
+              device: torch.device, log: Callable[[str], None], val: str | None = None) -> tuple[float, float]:
     """Train one model of the ablation into ``run_dir``; returns (last epoch's running error %, seconds)."""
     from alexnet.data import Loader
     from alexnet.models import create_model, model_info
@@ -225,6 +225,8 @@ def train_one(ablation: Ablation, dataset, train_idx: np.ndarray, config: Ablati
         "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr, "momentum": config.momentum,
         "weight_decay": config.weight_decay, "seed": config.seed, "train_images": int(len(train_idx)),
         "data": str(getattr(dataset, "path", "")),
+        # where the validation images are, in alexnet train's terms (read by alexnet report)
+        "val": val, "val_split": None if val else config.val_fraction,
     }, indent=1) + "\n")
     rows = []
     start = time.perf_counter()
@@ -332,7 +334,8 @@ def run_ablations(data: str | os.PathLike, config: AblationConfig, *, val: str |
             table.results[name] = AblationResult(**json.loads(done.read_text()))
             log(f"{name}: already done, skipped")
             continue
-        train_err, train_s = train_one(ABLATIONS[name], train_ds, train_idx, config, run_dir, device, log)
+        train_err, train_s = train_one(ABLATIONS[name], train_ds, train_idx, config, run_dir, device, log,
+                                       val=str(val) if val is not None else None)
         t1, t5, t1_10, t5_10, eval_s = evaluate_one(run_dir, val_ds, val_idx, config, device)
         res = AblationResult(name, t1, t5, t1_10, t5_10, train_err, int(len(val_idx)), train_s, eval_s)
         done.write_text(json.dumps(asdict(res), indent=1) + "\n")

@@ -46,6 +46,7 @@ def plot_relu_vs_tanh(result, out: str | os.PathLike, *, show_sweep: bool = True
             ax.annotate(f"{r.epochs_to_target}", (r.epochs_to_target, r.curve[r.epochs_to_target - 1]),
                         textcoords="offset points", xytext=(4, -12), fontsize=8, color="C3")
     ax.axhline(cfg.target_error, color="C3", lw=0.8, linestyle=":", zorder=2)
+    ax.text(0.3, cfg.target_error + 0.01, f"{100 * cfg.target_error:g}%", color="C3", fontsize=7)
     ax.set_xlabel("Epochs")
     ax.set_ylabel("Training error rate")
     ax.set_ylim(0, min(1.0, max(0.75, top + 0.02)))
@@ -53,7 +54,8 @@ def plot_relu_vs_tanh(result, out: str | os.PathLike, *, show_sweep: bool = True
     ratio = result.ratio
     title = "cifar_4layer on CIFAR-10"
     if ratio is not None:
-        title += f": tanh/ReLU = {'>= ' if result.ratio_is_lower_bound else ''}{ratio:.1f}x epochs to 25%"
+        title += (f": epochs to {100 * cfg.target_error:g}%, tanh / ReLU "
+                  f"{'>= ' if result.ratio_is_lower_bound else '= '}{ratio:.1f}x")
     ax.set_title(title, fontsize=9)
     note = f"{result.images} images, batch {cfg.batch_size}, no regularisation"
     if show_sweep:
