@@ -47,6 +47,7 @@ _FLAGS: list[tuple[str, str, object, str]] = [
     ("--max-steps", "max_steps", int, "stop after N steps in all"),
     ("--demo-images", "demo_images", int, "number of generated demo images (without --data)"),
     ("--demo-size", "demo_size", int, "stored size of the generated demo images (without --data)"),
+    ("--demo-classes", "demo_classes", int, "number of generated demo classes, 2..10 (without --data)"),
 ]
 
 
