@@ -91,7 +91,7 @@ def test_report_has_every_section_and_embeds_its_images(report):
     # 1-crop and 10-crop rows, on the held-out half of the 60 images named by config.json
     assert "centre crop" in text and "10 crops (paper)" in text
     assert re.search(r"<td>centre crop</td><td class=\"num\">30</td>", text)
-    assert '"val_fraction"' not in text and "val_fraction" in text  # config shown as a table, not JSON
+    assert '"val_split"' not in text and "<td>val_split</td>" in text  # config shown as a table, not JSON
 
 
 def test_confused_pairs_are_the_largest_off_diagonal_cells():
