@@ -132,3 +132,10 @@ def test_training_checkpoint_takes_its_mean_from_the_prepared_dataset(shared_dat
     assert np.allclose(pre.mean_image, ds.mean_image)
     result = alexnet.evaluation.evaluate(model, ds, progress=False)  # classes equal: no mapping needed
     assert result.images == 4
+
+
+def test_mean_image_of_any_memory_layout_is_saved(small_paper_net, tmp_path):
+    chw = np.random.default_rng(1).uniform(0, 255, (3, 256, 256)).astype(np.float32)
+    hwc = chw.transpose(1, 2, 0)  # a non-contiguous view, as from tensor.permute(...).numpy()
+    path = save_weights(tmp_path / "w.safetensors", small_paper_net, mean_image=hwc)
+    assert np.array_equal(read_weights(path).mean_image, hwc)

@@ -69,7 +69,7 @@ def save_weights(path: str | os.PathLike, model: nn.Module, *, arch: str | None 
     module = getattr(module, "module", module)  # DistributedDataParallel wrapper
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
     if mean_image is not None:
-        tensors[MEAN_IMAGE_KEY] = torch.as_tensor(np.asarray(mean_image, dtype=np.float32))
+        tensors[MEAN_IMAGE_KEY] = torch.from_numpy(np.ascontiguousarray(mean_image, dtype=np.float32))
     meta = {
         "format_version": FORMAT_VERSION,
         "arch": arch,
