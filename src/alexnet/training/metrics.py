@@ -18,15 +18,18 @@ def correct_topk(logits: torch.Tensor, target: torch.Tensor, k: int = 5) -> tupl
 
 
 class Meter:
-    """Running sums ``[loss * images, top-1 correct, top-5 correct, images]`` on the device.
+    """Running sums ``[loss * images, top-1 correct, top-5 correct]`` on the device, images on the host.
 
     Also remembers the first step whose loss was not finite (inf when none), again without syncing.
+    (The image count stays a Python int: making a device tensor of it every step would be a host-to-device
+    copy from pageable memory, which synchronises.)
     """
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
         dtype = torch.float32 if self.device.type == "mps" else torch.float64
-        self.sums = torch.zeros(4, dtype=dtype, device=self.device)
+        self.sums = torch.zeros(3, dtype=dtype, device=self.device)
+        self.images = 0
         self.first_bad_step = torch.full((), float("inf"), dtype=dtype, device=self.device)
 
     @torch.no_grad()
@@ -34,22 +37,32 @@ class Meter:
         n = target.shape[0]
         top1, top5 = correct_topk(logits, target)
         loss = loss.detach().to(self.sums.dtype)
-        self.sums += torch.stack([loss * n, top1.to(self.sums.dtype), top5.to(self.sums.dtype),
-                                  torch.tensor(float(n), dtype=self.sums.dtype, device=self.device)])
+        self.sums += torch.stack([loss * n, top1.to(self.sums.dtype), top5.to(self.sums.dtype)])
+        self.images += n
         if step is not None:
             bad = torch.where(torch.isfinite(loss), float("inf"), float(step))
             torch.minimum(self.first_bad_step, bad.to(self.first_bad_step.dtype), out=self.first_bad_step)
 
     def reset(self) -> None:
         self.sums.zero_()
+        self.images = 0
         self.first_bad_step.fill_(float("inf"))
 
     def load(self, values: list[float]) -> None:
-        self.sums.copy_(torch.tensor(values, dtype=self.sums.dtype))
+        """Restore from :meth:`values` (a checkpoint)."""
+        self.sums.copy_(torch.tensor(values[:3], dtype=self.sums.dtype))
+        self.images = int(values[3])
 
     def values(self) -> list[float]:
-        """The sums on the host (one synchronisation)."""
-        return [float(v) for v in self.sums.tolist()]
+        """``[loss * images, top-1 correct, top-5 correct, images]`` on the host (one synchronisation)."""
+        return [float(v) for v in self.sums.tolist()] + [float(self.images)]
+
+    def reduced(self, all_reduce_sum=None) -> list[float]:
+        """:meth:`values` summed over processes (``all_reduce_sum`` from the DDP context), on every rank."""
+        if all_reduce_sum is None:
+            return self.values()
+        t = torch.cat([self.sums, torch.tensor([float(self.images)], dtype=self.sums.dtype, device=self.device)])
+        return [float(v) for v in all_reduce_sum(t).tolist()]
 
     def bad_step(self) -> int | None:
         """The first step with a non-finite loss since the last reset, or None (one synchronisation)."""

@@ -459,8 +459,7 @@ class Trainer:
                     scores = model(x).float()
                     loss = F.cross_entropy(scores, y)
             meter.update(loss, scores, y)
-        self.dist.all_reduce_sum(meter.sums)
-        return summarize(meter.values())
+        return summarize(meter.reduced(self.dist.all_reduce_sum if self.dist.enabled else None))
 
     # ------------------------------------------------------------------------------------------ run
     def _prepare_run_dir(self) -> None:
@@ -471,8 +470,7 @@ class Trainer:
         self.tb = rundir.TensorBoard(self.run_dir / "tb", purge_step=len(self.history) + 1)
 
     def _end_epoch(self) -> dict:
-        sums = self.dist.all_reduce_sum(self.meter.sums.clone())
-        train = summarize([float(v) for v in sums.tolist()])
+        train = summarize(self.meter.reduced(self.dist.all_reduce_sum if self.dist.enabled else None))
         t0 = time.perf_counter()
         val = self.evaluate(self.val_loader) if self.val_loader is not None else None
         self.epoch_seconds += time.perf_counter() - t0
