@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -115,7 +113,9 @@ def test_tiny_run_end_to_end_with_resume(tiny_prepared, tmp_path):
         r = table.results[name]
         assert 0 <= r.top1 <= 100 and 0 <= r.top5 <= r.top1 and r.top1_10 is None
         run = tmp_path / name
-        assert json.loads((run / "config.json").read_text())["model_options"] == ABLATIONS[name].model_options
+        import yaml
+
+        assert yaml.safe_load((run / "config.yaml").read_text())["model_options"] == ABLATIONS[name].model_options
         assert "val_top1_err" in (run / "metrics.csv").read_text()
         import alexnet
 

@@ -103,9 +103,12 @@ def _set_threads(n: int | None) -> None:
     if n is not None:
         if n < 1:
             raise UserError(f"--threads must be at least 1, got {n}")
+        import os
+
         import torch
 
         torch.set_num_threads(n)
+        os.environ["OMP_NUM_THREADS"] = str(n)  # the trainer keeps an explicit OMP_NUM_THREADS
 
 
 def run_relu_vs_tanh(args) -> int:

@@ -26,7 +26,6 @@ so ``alexnet report`` works on it.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -37,8 +36,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from alexnet.errors import BadOptionError, UserError
 
@@ -202,131 +199,97 @@ def _stratified(labels: np.ndarray, indices: np.ndarray, count: int, seed: int) 
     return np.sort(indices[chosen])
 
 
-def train_one(ablation: Ablation, dataset, train_idx: np.ndarray, config: AblationConfig, run_dir: Path,
-              device: torch.device, log: Callable[[str], None], val: str | None = None) -> tuple[float, float]:
-    """Train one model of the ablation into ``run_dir``; returns (last epoch's running error %, seconds)."""
-    from alexnet.data import Loader
-    from alexnet.models import create_model, model_info
-    from alexnet.training.optim import PaperSGD
-    from alexnet.weights import save_weights
+def _subset(dataset, indices: np.ndarray, stats_from=None):
+    """An in-memory :class:`~alexnet.data.ArrayDataset` of ``indices`` of a prepared dataset, with the
+    statistics (mean image, PCA) of ``stats_from`` (default: the whole dataset), not of the subset."""
+    from alexnet.data import ArrayDataset
 
-    info = model_info(config.arch)
-    torch.manual_seed(config.seed)
-    model = create_model(config.arch, num_classes=len(dataset.classes), **ablation.model_options)
-    model = model.to(device, memory_format=torch.channels_last)  # faster convolutions on CPU and CUDA
-    opt = PaperSGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    loader = Loader(dataset, config.batch_size, train=True, crop_size=info.input_size, device=device,
-                    seed=config.seed, lighting=PAPER_LIGHTING if ablation.lighting else 0.0, indices=train_idx,
-                    workers=config.workers, std=info.pixel_std, channels_last=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps({
-        "experiment": "ablations", "ablation": ablation.name, "change": ablation.change, "arch": config.arch,
-        "model_options": ablation.model_options, "lighting": PAPER_LIGHTING if ablation.lighting else 0.0,
-        "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr, "momentum": config.momentum,
-        "weight_decay": config.weight_decay, "seed": config.seed, "train_images": int(len(train_idx)),
-        "data": str(getattr(dataset, "path", "")),
-        # where the validation images are, in alexnet train's terms (read by alexnet report)
-        "val": val, "val_split": None if val else config.val_fraction,
-    }, indent=1) + "\n")
-    rows = []
-    start = time.perf_counter()
-    err = float("nan")
-    for epoch in range(config.epochs):
-        loader.set_epoch(epoch)
-        model.train()
-        t0 = time.perf_counter()
-        wrong1 = torch.zeros((), dtype=torch.int64, device=device)
-        wrong5 = torch.zeros((), dtype=torch.int64, device=device)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        n = 0
-        for x, y in loader:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                logits = model(x)
-            loss = F.cross_entropy(logits.float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            top = logits.detach().topk(min(5, logits.shape[1]), dim=1).indices
-            wrong1 += (top[:, 0] != y).sum()
-            wrong5 += (~(top == y[:, None]).any(1)).sum()
-            loss_sum += loss.detach().double() * len(y)
-            n += len(y)
-        secs = time.perf_counter() - t0
-        err = 100.0 * int(wrong1) / max(n, 1)
-        rows.append({"epoch": epoch + 1, "train_loss": float(loss_sum) / max(n, 1),
-                     "train_top1_err": int(wrong1) / max(n, 1), "train_top5_err": int(wrong5) / max(n, 1),
-                     "val_top1_err": "", "val_top5_err": "", "lr": config.lr,
-                     "images_per_s": round(n / secs, 2) if secs > 0 else "", "seconds": round(secs, 2)})
-        log(f"{ablation.name} epoch {epoch + 1}/{config.epochs}: running train error {err:.1f}%, "
-            f"loss {rows[-1]['train_loss']:.3f} ({secs:.0f} s, {n / max(secs, 1e-9):.1f} img/s)")
-    _write_metrics(run_dir / "metrics.csv", rows)
-    save_weights(run_dir / "weights.safetensors", model, arch=config.arch, model_options=ablation.model_options,
-                 classes=list(dataset.classes),
-                 preprocess={"resize": int(dataset.size), "crop_size": info.input_size, "mean": "image",
-                             "std_rgb": None if info.pixel_std is None else list(info.pixel_std)},
-                 mean_image=np.asarray(dataset.mean_image, np.float32))
-    return err, time.perf_counter() - start
+    src = stats_from if stats_from is not None else dataset
+    stats = {"mean_image": src.mean_image, "mean_rgb": src.mean_rgb, "std_rgb": src.std_rgb,
+             "pca_eigval": src.pca_eigval, "pca_eigvec": src.pca_eigvec}
+    images = np.stack([np.asarray(dataset.get_uint8(int(i)), dtype=np.uint8) for i in indices])
+    return ArrayDataset(images, np.asarray(dataset.labels, np.int64)[indices], list(dataset.classes), stats=stats)
 
 
-def _write_metrics(path: Path, rows: list[dict]) -> None:
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+def train_config(ablation: Ablation, config: AblationConfig, *, data: str, val: str | None, run_dir: Path):
+    """The :class:`~alexnet.training.TrainConfig` of one model: the paper's recipe, the ablation's switch."""
+    from alexnet.training import TrainConfig
+
+    return TrainConfig(
+        arch=config.arch, model_options=dict(ablation.model_options), data=data, val=val,
+        val_split=0.0 if val else config.val_fraction,
+        lighting=PAPER_LIGHTING if ablation.lighting else 0.0, epochs=config.epochs,
+        batch_size=config.batch_size, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+        ten_crop=config.ten_crop, seed=config.seed, workers=config.workers,
+        device=config.device or "auto", out=str(run_dir), name=ablation.name)
 
 
-def evaluate_one(run_dir: Path, dataset, val_idx: np.ndarray, config: AblationConfig, device: torch.device,
-                 ) -> tuple[float, float, float | None, float | None, float]:
-    """(top-1, top-5 centre crop, top-1, top-5 10 crops, seconds) in percent, from the saved weights."""
-    import alexnet
-    from alexnet.evaluation import evaluate
+def train_and_evaluate(ablation: Ablation, config: AblationConfig, *, data: str, val: str | None, run_dir: Path,
+                       val_images: int, train_ds=None, val_ds=None, progress: bool = True) -> AblationResult:
+    """Train one model with :func:`alexnet.training.train` into ``run_dir`` and read its final errors.
 
+    ``train_ds`` / ``val_ds``: in-memory subsets for a small-scale run (else the trainer opens ``data``
+    and ``val``, or holds out ``val_fraction`` of ``data`` with the seed)."""
+    from alexnet.training import train
+
+    tc = train_config(ablation, config, data=data, val=val, run_dir=run_dir)
     t0 = time.perf_counter()
-    model = alexnet.load(run_dir / "weights.safetensors", device=device, progress=False)
-    one = evaluate(model, dataset, crops=1, indices=val_idx, batch_size=config.eval_batch_size, progress=False)
-    ten = (evaluate(model, dataset, crops=10, indices=val_idx, batch_size=max(1, config.eval_batch_size // 8),
-                    progress=False) if config.ten_crop else None)
-    # the centre-crop validation error goes into the last row of metrics.csv, for the run's report
-    metrics = run_dir / "metrics.csv"
-    with metrics.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    rows[-1]["val_top1_err"], rows[-1]["val_top5_err"] = f"{one.top1_error:.6f}", f"{one.top5_error:.6f}"
-    _write_metrics(metrics, rows)
-    return (100 * one.top1_error, 100 * one.top5_error, None if ten is None else 100 * ten.top1_error,
-            None if ten is None else 100 * ten.top5_error, time.perf_counter() - t0)
+    res = train(tc, dataset=train_ds, val_dataset=val_ds, progress=progress)
+    seconds = time.perf_counter() - t0
+    if res.interrupted:
+        raise UserError(f"{ablation.name}: training interrupted ({res.interrupted}); run again with --resume")
+    f = res.final
+
+    def pct(key):
+        v = f.get(key)
+        return None if v is None else 100.0 * float(v)
+
+    if f.get("val_top1_err") is None:
+        raise UserError("the ablations need validation images (give --val or a --val-fraction above 0)")
+    last = res.history[-1] if res.history else {}
+    return AblationResult(ablation.name, pct("val_top1_err"), pct("val_top5_err"), pct("ten_crop_top1_err"),
+                          pct("ten_crop_top5_err"), 100.0 * float(last.get("train_top1_err", float("nan"))),
+                          int(val_images), seconds, 0.0)
 
 
 def run_ablations(data: str | os.PathLike, config: AblationConfig, *, val: str | os.PathLike | None = None,
                   out_dir: str | os.PathLike = "runs/ablations", resume: bool = False,
-                  log: Callable[[str], None] | None = _log) -> AblationTable:
+                  log: Callable[[str], None] | None = _log, progress: bool = True) -> AblationTable:
     """Train and evaluate the full model and each ablation; write ``ablations.md`` / ``ablations.json``
-    and one run directory per model under ``out_dir``."""
+    and one run directory per model (``alexnet train``'s layout) under ``out_dir``."""
     from alexnet.data import PreparedDataset, split_indices
 
     config.validate()
     log = log or (lambda _m: None)
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    train_ds = PreparedDataset(data)
-    if val is not None:
-        val_ds = PreparedDataset(val)
-        if [c.get("wnid") for c in val_ds.classes] != [c.get("wnid") for c in train_ds.classes]:
-            raise UserError(f"{val} has other classes than {data}")
-        train_idx, val_idx = np.arange(len(train_ds)), np.arange(len(val_ds))
+    train_full = PreparedDataset(data)
+    val_full = PreparedDataset(val) if val is not None else None
+    if val_full is not None and [c.get("wnid") for c in val_full.classes] != [c.get("wnid") for c in train_full.classes]:
+        raise UserError(f"{val} has other classes than {data}")
+    if val_full is not None:
+        train_idx, val_idx = np.arange(len(train_full)), np.arange(len(val_full))
     else:
-        val_ds = train_ds
-        train_idx, val_idx = split_indices(len(train_ds), config.val_fraction, config.seed)
-    labels = np.asarray(train_ds.labels, np.int64)
-    if config.train_subset is not None and config.train_subset < len(train_idx):
-        train_idx = _stratified(labels, train_idx, config.train_subset, config.seed)
-    if config.val_subset is not None and config.val_subset < len(val_idx):
-        val_idx = _stratified(np.asarray(val_ds.labels, np.int64), val_idx, config.val_subset, config.seed)
-    if len(train_idx) < config.batch_size:
-        raise UserError(f"{len(train_idx)} training images are fewer than one batch of {config.batch_size}")
+        train_idx, val_idx = split_indices(len(train_full), config.val_fraction, config.seed)
+    n_train, n_val = len(train_idx), len(val_idx)
+    train_ds = val_ds = None
+    if config.train_subset is not None or config.val_subset is not None:
+        # A small-scale run: stratified subsets held in memory, with the whole training set's statistics.
+        labels = np.asarray(train_full.labels, np.int64)
+        if config.train_subset is not None and config.train_subset < len(train_idx):
+            train_idx = _stratified(labels, train_idx, config.train_subset, config.seed)
+        vsrc = val_full if val_full is not None else train_full
+        if config.val_subset is not None and config.val_subset < len(val_idx):
+            val_idx = _stratified(np.asarray(vsrc.labels, np.int64), val_idx, config.val_subset, config.seed)
+        n_train, n_val = len(train_idx), len(val_idx)
+        if n_train >= config.batch_size:
+            train_ds = _subset(train_full, train_idx)
+            val_ds = _subset(vsrc, val_idx, stats_from=train_full)
+    if n_train < config.batch_size:
+        raise UserError(f"{n_train} training images are fewer than one batch of {config.batch_size}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    table = AblationTable(config, {}, int(len(train_idx)), int(len(val_idx)), str(data), str(val or ""))
-    log(f"ablations {', '.join(config.names)}: {len(train_idx)} training / {len(val_idx)} validation images, "
-        f"{config.epochs} epoch(s) each, on {device}")
+    table = AblationTable(config, {}, int(n_train), int(n_val), str(data), str(val or ""))
+    log(f"ablations {', '.join(config.names)}: {n_train} training / {n_val} validation images, "
+        f"{config.epochs} epoch(s) each")
     for name in config.names:
         run_dir = out / name
         done = run_dir / "result.json"
@@ -334,15 +297,14 @@ def run_ablations(data: str | os.PathLike, config: AblationConfig, *, val: str |
             table.results[name] = AblationResult(**json.loads(done.read_text()))
             log(f"{name}: already done, skipped")
             continue
-        train_err, train_s = train_one(ABLATIONS[name], train_ds, train_idx, config, run_dir, device, log,
-                                       val=str(val) if val is not None else None)
-        t1, t5, t1_10, t5_10, eval_s = evaluate_one(run_dir, val_ds, val_idx, config, device)
-        res = AblationResult(name, t1, t5, t1_10, t5_10, train_err, int(len(val_idx)), train_s, eval_s)
+        res = train_and_evaluate(ABLATIONS[name], config, data=str(data), val=str(val) if val else None,
+                                 run_dir=run_dir, val_images=n_val, train_ds=train_ds, val_ds=val_ds,
+                                 progress=progress)
         done.write_text(json.dumps(asdict(res), indent=1) + "\n")
         table.results[name] = res
-        log(f"{name}: top-1/top-5 error {t1:.1f}/{t5:.1f}% (1 crop)"
-            + (f", {t1_10:.1f}/{t5_10:.1f}% (10 crops)" if t1_10 is not None else "")
-            + f"; train {train_s / 60:.1f} min, eval {eval_s / 60:.1f} min")
+        log(f"{name}: top-1/top-5 error {res.top1:.1f}/{res.top5:.1f}% (1 crop)"
+            + (f", {res.top1_10:.1f}/{res.top5_10:.1f}% (10 crops)" if res.top1_10 is not None else "")
+            + f"; {res.train_seconds / 60:.1f} min")
         _write_table(table, out)
     _write_table(table, out)
     return table
