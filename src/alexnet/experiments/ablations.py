@@ -11,17 +11,16 @@ Sections 3.3-4.2 of the paper report what each ingredient is worth in top-1/top-
 | ``no_dropout``    | ``dropout=0``                                             | not given ("substantial overfitting") |
 
 Every model here trains from the same seed (same data order and augmentation draws; initial weights
-drawn from the same generator state) for the same number of epochs with the paper's recipe: the paper's
-SGD update (:class:`~alexnet.training.optim.PaperSGD`), momentum 0.9, weight decay 5e-4, batch 128,
-learning rate 0.01, random 224 crops + mirrors + PCA lighting from the data's own PCA. The paper divides
-the learning rate by 10 when the validation error stops improving; a short ablation budget never gets
-there, so the rate stays constant here (state the budget with the results). Each model is evaluated on
-the validation images with the centre crop and with the paper's 10 crops (:func:`alexnet.evaluate`).
+drawn from the same generator state) for the same number of epochs with the paper's recipe, through the
+project's trainer (:func:`alexnet.training.train`): the paper's SGD update, momentum 0.9, weight decay
+5e-4, batch 128, learning rate 0.01 divided by 10 when the validation error stops improving (plateau,
+at most 3 times), random 224 crops + mirrors + PCA lighting from the data's own PCA; checkpoints, DDP
+(torchrun) and bf16 autocast on CUDA come with it. Each model is evaluated on the validation images with
+the centre crop and with the paper's 10 crops. Each model's run directory is ``alexnet train``'s
+(``config.yaml``, ``metrics.csv``, ``weights.safetensors``, ...), so ``alexnet report`` works on it.
 
-The loop is a lean one over the data package's :class:`~alexnet.data.Loader` (the full trainer's
-schedules, checkpoints and DDP are not needed for a fixed, short budget). Each model gets a run
-directory laid out like ``alexnet train``'s (``config.json``, ``metrics.csv``, ``weights.safetensors``),
-so ``alexnet report`` works on it.
+A small-scale run (``train_subset`` / ``val_subset``) takes stratified subsets of the images into memory
+(:class:`~alexnet.data.ArrayDataset`) with the statistics (mean image, PCA) of the whole training set.
 """
 
 from __future__ import annotations
@@ -177,7 +176,7 @@ class AblationTable:
         lines.append(f"Errors in percent on {self.val_images} validation images; Δ = model minus full model "
                      f"(top-1 / top-5, percentage points; positive = the switch hurts). Budget per model: "
                      f"{c.epochs} epoch(s) on {self.train_images} training images, batch {c.batch_size}, "
-                     f"lr {c.lr:g} constant, seed {c.seed}.")
+                     f"lr {c.lr:g} (paper's plateau schedule), seed {c.seed}.")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
