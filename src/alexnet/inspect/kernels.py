@@ -81,10 +81,11 @@ def plot_kernels(model: nn.Module, out: str | os.PathLike, *, scale: str = "kern
     blocks = [tile(_normalise(t, scale, global_max), columns) for t in towers]
     k = towers[0].shape[-1]
     h, w = blocks[0].shape[:2]
-    inch = 0.11 if k >= 9 else 0.07  # per kernel pixel-row, so that the picture stays small
-    fig_w = max(4.0, w * inch * 11 / max(k, 1) / 1.6)
-    fig, axes = plt.subplots(len(blocks), 1, figsize=(fig_w, fig_w * h / w * len(blocks) + 0.45 * len(blocks)),
-                             squeeze=False)
+    # About 6 screen pixels per pixel of an 11x11 kernel (more for small kernels), 5-12 inches wide at 100 dpi.
+    fig_w = min(12.0, max(5.0, w * 0.66 / max(k, 1)))
+    titled = len(blocks) > 1
+    fig_h = len(blocks) * (fig_w * h / w + (0.3 if titled else 0.0)) + 0.45
+    fig, axes = plt.subplots(len(blocks), 1, figsize=(fig_w, fig_h), squeeze=False)
     n = towers[0].shape[0]
     for i, (ax, block) in enumerate(zip(axes[:, 0], blocks, strict=True)):
         ax.imshow(block, interpolation="nearest")
