@@ -33,15 +33,23 @@ class WeightsRecord:
     # torchvision publishes only this prefix of the sha256 (in the file name), so it is all we can check.
     sha256_prefix: str
     preprocess: dict
-    meta: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)  # everything in ``meta`` but the class list
+    class_list: str = "imagenet"  # read on first use (package data), not at import
 
     def transforms(self) -> Preprocess:
         """The preprocessing these weights expect: a callable image -> float32 (3, 224, 224)."""
         return Preprocess.from_metadata(self.preprocess)
 
     @property
+    def meta(self) -> dict:
+        """torchvision-style metadata: ``classes`` ({index, wnid, name}), ``categories`` (names),
+        ``metrics``, ``num_params``, ``recipe``, ..."""
+        classes = imagenet_classes() if self.class_list == "imagenet" else []
+        return {**self.info, "classes": classes, "categories": [c["name"] for c in classes]}
+
+    @property
     def categories(self) -> list[str]:
-        return [c["name"] for c in self.meta.get("classes", [])]
+        return self.meta["categories"]
 
     def get_state_dict(self, *, progress: bool = True, model_dir: str | None = None) -> dict:
         """Download (once; then from torch.hub's cache) and load the state dict, never unpickling code."""
@@ -63,7 +71,7 @@ class WeightsRecord:
         classes = self.meta["classes"]
         return WeightsFile(arch=self.arch, state_dict=state, num_classes=len(classes), classes=classes,
                            preprocess=dict(self.preprocess),
-                           extra={"record": self.name, "url": self.url, "metrics": self.meta.get("metrics", {})})
+                           extra={"record": self.name, "url": self.url, "metrics": self.info.get("metrics", {})})
 
 
 TORCHVISION = WeightsRecord(
@@ -73,8 +81,7 @@ TORCHVISION = WeightsRecord(
     sha256_prefix="7be5be79",
     preprocess={"resize": 256, "crop_size": 224, "mean_rgb": list(IMAGENET_MEAN_RGB),
                 "std_rgb": list(IMAGENET_STD_RGB), "mean": "channel", "warp": False},
-    meta={
-        "classes": imagenet_classes(),
+    info={
         "num_params": 61_100_840,
         "min_size": (63, 63),
         "recipe": "https://github.com/pytorch/vision/tree/main/references/classification#alexnet-and-vgg",
