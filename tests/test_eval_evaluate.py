@@ -232,7 +232,9 @@ def test_torchrun_two_processes_count_every_image_once(cifar, tmp_path):
            "-m", "alexnet", "evaluate", "--weights", str(weights), "--data", str(ds.path), "--json",
            "--batch-size", "8", "--device", "cpu"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    keys = ("rror", "alexnet", "abort", "terminate", "what()", "Signal")
+    assert proc.returncode == 0, "\n".join(line for line in proc.stderr.splitlines()
+                                           if any(k in line for k in keys))[-3000:]
     out.write_text(proc.stdout)
     s = json.loads(proc.stdout)  # rank 0 alone prints
     assert s["processes"] == 2 and s["images"] == len(ds) == 49
