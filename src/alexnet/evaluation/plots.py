@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet.evaluation.predict import Prediction
+from alexnet.plotting import pyplot, save_figure
 
 _WNID = re.compile(r"n\d{8}")
 
@@ -40,10 +41,7 @@ def plot_predictions(images: Sequence[np.ndarray], predictions: Sequence[Predict
                      *, labels: Sequence[int | None] | None = None, classes: Sequence[dict] | None = None,
                      columns: int | None = None, title: str | None = None) -> Path:
     """Draw images (uint8 HWC) with their top-5 bars to ``out`` (PNG); returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = len(images)
     if n == 0:
@@ -75,8 +73,4 @@ def plot_predictions(images: Sequence[np.ndarray], predictions: Sequence[Predict
             bars.spines[side].set_visible(False)
     if title:
         fig.suptitle(title, fontsize=10)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=110, bbox_inches="tight")

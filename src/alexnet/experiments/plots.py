@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
+from alexnet.plotting import pyplot, save_figure
+
 _STYLE = {"relu": dict(color="black", linestyle="-", label="ReLU"),
           "tanh": dict(color="black", linestyle="--", label="tanh")}
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_relu_vs_tanh(result, out: str | os.PathLike, *, show_sweep: bool = True) -> Path:
@@ -25,7 +17,7 @@ def plot_relu_vs_tanh(result, out: str | os.PathLike, *, show_sweep: bool = True
     The chosen learning rate of each activation is drawn bold; with ``show_sweep`` the sweep's other rates
     are drawn thin and grey. The epoch each reaches the target is marked.
     """
-    plt = _pyplot()
+    plt = pyplot()
     cfg = result.config
     fig, ax = plt.subplots(figsize=(5.2, 3.9))
     top = 0.0
@@ -65,17 +57,4 @@ def plot_relu_vs_tanh(result, out: str | os.PathLike, *, show_sweep: bool = True
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
-
-
-def png_bytes(fig) -> bytes:
-    """A matplotlib figure as PNG bytes (and closes it)."""
-    plt = _pyplot()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
+    return save_figure(fig, out, dpi=110)

@@ -22,6 +22,7 @@ import torch
 
 from alexnet.errors import UserError
 from alexnet.experiments import html as H
+from alexnet.plotting import png_bytes, pyplot
 
 CONFIG_NAMES = ("config.json", "config.yaml", "config.yml", "config.toml", "train_config.json")
 
@@ -85,18 +86,8 @@ def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
 
 
 # --------------------------------------------------------------------------------------------- figures
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
 
 def _png(fig) -> bytes:
-    from alexnet.experiments.plots import png_bytes
-
     return png_bytes(fig)
 
 
@@ -109,7 +100,7 @@ def _as_percent(values: list) -> list:
 
 def curves_png(metrics: list[dict]) -> bytes:
     """Error (top-1 solid, top-5 dashed; train and val) and loss/learning rate against epochs."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [r.get("epoch") for r in metrics]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
     for key, label, style in (("train_top1_err", "train top-1", dict(color="C0")),
@@ -149,7 +140,7 @@ def curves_png(metrics: list[dict]) -> bytes:
 
 def confusion_png(conf: np.ndarray, names: list[str]) -> bytes:
     """Row-normalised confusion matrix (rows: true class, columns: predicted)."""
-    plt = _pyplot()
+    plt = pyplot()
     k = len(names)
     rates = conf / np.maximum(conf.sum(1, keepdims=True), 1)
     size = min(10.0, 2.5 + 0.38 * k)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from alexnet.errors import UserError
+from alexnet.plotting import pyplot, save_figure
 
 
 def first_conv(model: nn.Module) -> nn.Conv2d:
@@ -71,10 +72,7 @@ def tile(kernels: np.ndarray, columns: int = 16, pad: int = 1) -> np.ndarray:
 def plot_kernels(model: nn.Module, out: str | os.PathLike, *, scale: str = "kernel", columns: int = 16,
                  title: str | None = None) -> Path:
     """Draw conv1's kernels to ``out`` (PNG), one block per tower; returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     towers = conv1_kernels(model)
     global_max = max(float(t.abs().max()) for t in towers)
@@ -98,8 +96,4 @@ def plot_kernels(model: nn.Module, out: str | os.PathLike, *, scale: str = "kern
     c = first_conv(model)
     fig.suptitle(title or f"conv1: {c.out_channels} kernels {k}x{k}x{c.in_channels}", fontsize=10)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=100)

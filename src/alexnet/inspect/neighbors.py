@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from alexnet.plotting import pyplot, save_figure
+
 
 def nearest(queries: np.ndarray | torch.Tensor, features: np.ndarray | torch.Tensor, k: int,
             *, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
@@ -37,10 +39,7 @@ def plot_neighbors(queries: Sequence[np.ndarray], neighbours: Sequence[Sequence[
                    out: str | os.PathLike, *, distances: np.ndarray | None = None,
                    query_titles: Sequence[str] | None = None, neighbour_titles: Sequence[Sequence[str]] | None = None) -> Path:
     """One row per query: the query image, then its neighbours, nearest first."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows, cols = len(queries), 1 + max(len(n) for n in neighbours)
     fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.95 * rows), squeeze=False)
@@ -64,8 +63,4 @@ def plot_neighbors(queries: Sequence[np.ndarray], neighbours: Sequence[Sequence[
             else:
                 ax.axis("off")
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=100)
