@@ -169,7 +169,6 @@ class Trainer:
         if fresh and run_dir is not None:
             self._on_rank0(lambda: rundir.check_fresh(Path(run_dir)))
         self.callback = callback
-        self.main = self.dist.is_main
         self.progress = Progress(enabled=progress is not False and self.main, epochs=c.epochs)
         self.handle_signals = handle_signals
         self.stop = _StopRequest()
@@ -509,7 +508,7 @@ class Trainer:
         elif self.val_loader.indices is not None and self.val_dataset is self.dataset:
             val = f"{len(self.val_loader.indices)} held out ({c.val_split:g}, seed {c.seed})"
         else:
-            val = f"{len(self.val_loader.indices)} from {c.val}"
+            val = f"{len(self.val_loader.indices)} validation images from {c.val or 'the given dataset'}"
         p.log(f"training {c.arch} on {self.data_desc}: {n_train} training images, {val}, "
               f"{len(self.classes)} classes")
         p.log(f"{c.epochs} epochs x {self.steps_per_epoch} steps of {c.batch_size} ({self.crop}x{self.crop} crops), "
