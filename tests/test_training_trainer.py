@@ -132,3 +132,9 @@ def test_history_errors_are_finite_fractions(tmp_path, tiny):
               dataset=tiny, progress=False)
     row = r.history[0]
     assert math.isfinite(row["train_loss"]) and row["lr"] == pytest.approx(0.01 * 0.1)
+
+
+def test_tensorboard_events_when_installed(tmp_path, tiny):
+    pytest.importorskip("tensorboard")
+    r = train(_config(tmp_path, epochs=1, ten_crop=False), dataset=tiny, progress=False)
+    assert list((r.run_dir / "tb").glob("events.out.tfevents.*"))

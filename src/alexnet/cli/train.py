@@ -65,7 +65,7 @@ def register(sub) -> None:
     p.add_argument("--compile", dest="compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the model (default: on for CUDA, off for CPU)")
     p.add_argument("--channels-last", dest="channels_last", action=argparse.BooleanOptionalAction, default=None,
-                   help="NHWC memory format (default: on for CUDA)")
+                   help="NHWC memory format (default: on for CUDA; on CPU for nets without grouped convs)")
     p.add_argument("--ten-crop", dest="ten_crop", action=argparse.BooleanOptionalAction, default=None,
                    help="evaluate with the paper's 10 crops at the end (default: on)")
     p.add_argument("--bias-decay", dest="bias_decay", action=argparse.BooleanOptionalAction, default=None,

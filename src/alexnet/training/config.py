@@ -101,7 +101,7 @@ class TrainConfig:
     compile: bool | None = None
     """``torch.compile`` the model; None: on for CUDA, off for CPU."""
     channels_last: bool | None = None
-    """NHWC memory format; None: on for CUDA."""
+    """NHWC memory format; None: on for CUDA, and on a CPU for nets without grouped convolutions."""
     out: str | None = None
     """Run directory; None: ``runs/<name>``."""
     name: str | None = None

@@ -137,6 +137,18 @@ def _cpu_share(dist: DistContext) -> int:
     return max(1, cpus // max(1, dist.local_world_size))
 
 
+def _channels_last_pays(module: nn.Module, device: torch.device) -> bool:
+    """NHWC by default on CUDA (tensor cores); on a CPU only for nets without grouped convolutions.
+
+    Measured on a 2-core Xeon (torch 2.15, oneDNN): alexnet_owt trains 15-20% faster in channels_last and
+    cifar_4layer about 20%, but the paper's net (groups=2 in conv2/4/5) is as fast or slower."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    return not any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in module.modules())
+
+
 class Trainer:
     """One training run. Build it, then :meth:`run`. Most callers use :func:`train` / :func:`resume`."""
 
@@ -160,7 +172,6 @@ class Trainer:
             torch.backends.cudnn.allow_tf32 = True
         self.precision = c.precision if c.precision != "auto" else ("bf16" if cuda else "fp32")
         self.compile = c.compile if c.compile is not None else cuda
-        self.channels_last = c.channels_last if c.channels_last is not None else cuda
         if c.batch_size % self.dist.world_size:
             raise UserError(f"--batch-size {c.batch_size} must be divisible by the number of processes "
                             f"({self.dist.world_size}): it is the global batch")
@@ -183,6 +194,14 @@ class Trainer:
         if self.crop > self.dataset.size:
             raise UserError(f"crop size {self.crop} is larger than the {self.dataset.size}x{self.dataset.size} "
                             "images of the dataset (set --crop-size)")
+
+        # ---- model, loaders, optimizer, schedule
+        torch.manual_seed(c.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+        self.module = create_model(c.arch, num_classes=len(self.classes), **c.model_options).to(self.device)
+        self.channels_last = c.channels_last if c.channels_last is not None else _channels_last_pays(
+            self.module, self.device)
+        if self.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
         from alexnet.data import Loader
 
         common = dict(crop_size=self.crop, device=self.device, seed=c.seed, mean=c.mean, std=self.std,
@@ -199,11 +218,6 @@ class Trainer:
             self.val_loader = Loader(self.val_dataset, self.batch_per_rank, train=False, lighting=0.0,
                                      indices=val_idx, channels_last=self.channels_last, **common)
 
-        # ---- model, optimizer, schedule
-        torch.manual_seed(c.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-        self.module = create_model(c.arch, num_classes=len(self.classes), **c.model_options).to(self.device)
-        if self.channels_last:
-            self.module = self.module.to(memory_format=torch.channels_last)
         torch.manual_seed(c.seed + self.dist.rank)  # dropout masks differ between ranks
         model: nn.Module = self.module
         if self.dist.enabled:
@@ -514,6 +528,7 @@ class Trainer:
         p.log(f"{c.epochs} epochs x {self.steps_per_epoch} steps of {c.batch_size} ({self.crop}x{self.crop} crops), "
               f"{c.optimizer} SGD lr {c.lr:g} momentum {c.momentum:g} weight decay {c.weight_decay:g}, "
               f"{c.schedule} schedule; {self.device}, {self.precision}"
+              f"{', channels_last' if self.channels_last else ''}"
               f"{', compiled' if self.compile else ''}"
               f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}"
               f"{f', {torch.get_num_threads()} threads' if self.device.type == 'cpu' else ''}")
