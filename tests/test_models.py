@@ -139,6 +139,22 @@ def test_lrn_matches_formula(alpha_over_n):
     assert not torch.allclose(a / 2.0 ** 0.75, expected)  # the normaliser changes something
 
 
+def test_lrn_runs_in_bf16_on_cpu():
+    # torch has no bf16 CPU kernel for the pooling inside F.local_response_norm; --precision bf16 on a CPU
+    # must still train the paper's net (the LRN then runs in float32 and returns bf16).
+    torch.manual_seed(0)
+    a = torch.randn(2, 7, 3, 3) * 30
+    lrn = LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
+    out = lrn(a.bfloat16())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), lrn(a), rtol=2e-2, atol=1e-2)
+    model = create_model("alexnet", num_classes=10)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(torch.randn(2, 3, 224, 224))
+    logits.float().sum().backward()
+    assert logits.dtype == torch.bfloat16 and torch.isfinite(model.features.conv1.weight.grad).all()
+
+
 def test_paper_model_uses_lrn_k2_before_pool_and_caffenet_after():
     names = [n for n, _ in create_model("alexnet").features.named_children()]
     assert names.index("norm1") < names.index("pool1")

@@ -30,6 +30,8 @@ class LocalResponseNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # F.local_response_norm averages the window (divides alpha by n); undo that for the literal form.
         alpha = self.alpha if self.alpha_over_n else self.alpha * self.size
+        if x.dtype == torch.bfloat16 and x.device.type == "cpu":  # no bf16 CPU kernel (avg_pool3d) in torch
+            return F.local_response_norm(x.float(), self.size, alpha=alpha, beta=self.beta, k=self.k).to(x.dtype)
         return F.local_response_norm(x, self.size, alpha=alpha, beta=self.beta, k=self.k)
 
     def extra_repr(self) -> str:

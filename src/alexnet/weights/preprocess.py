@@ -144,6 +144,7 @@ class Preprocess:
     mean_image: np.ndarray | None = field(default=None, repr=False)  # (S, S, 3) float32 RGB, 0..255
     use_mean_image: bool = True  # the metadata's "mean": "image" (else "channel")
     warp: bool = False
+    _normalizer_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # --- metadata round trip -------------------------------------------------------------------------
     @classmethod
@@ -179,15 +180,23 @@ class Preprocess:
             center_square(resize_shorter(img, self.resize), self.resize)
         return np.array(img, dtype=np.uint8)  # a writable copy (torch.from_numpy warns on read-only)
 
-    def _mean_for(self, size: int, device) -> torch.Tensor:
-        """The mean to subtract, as (3, size, size) or (3, 1, 1), float32 on ``device``."""
-        if not self.uses_mean_image:
-            return torch.tensor(self.mean_rgb, dtype=torch.float32, device=device).view(3, 1, 1)
-        m = torch.from_numpy(np.ascontiguousarray(self.mean_image)).to(device).permute(2, 0, 1).float()
-        if m.shape[-1] != size or m.shape[-2] != size:  # a mean image of another size: resample it
-            m = torch.nn.functional.interpolate(m[None], size=(size, size), mode="bilinear",
-                                                align_corners=False, antialias=True)[0]
-        return m
+    def _normalizers(self, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The mean to subtract, (3, size, size) or (3, 1, 1), and the std to divide by, (3, 1, 1) or None,
+        float32 on ``device``. Made once per (size, device): building them is a host-to-device copy, which
+        on a GPU would stall every batch of an evaluation."""
+        key = (size, str(device))
+        if key not in self._normalizer_cache:
+            if not self.uses_mean_image:
+                m = torch.tensor(self.mean_rgb, dtype=torch.float32, device=device).view(3, 1, 1)
+            else:
+                m = torch.from_numpy(np.ascontiguousarray(self.mean_image)).to(device).permute(2, 0, 1).float()
+                if m.shape[-1] != size or m.shape[-2] != size:  # a mean image of another size: resample it
+                    m = torch.nn.functional.interpolate(m[None], size=(size, size), mode="bilinear",
+                                                        align_corners=False, antialias=True)[0]
+            std = None if self.std_rgb is None else torch.tensor(
+                self.std_rgb, dtype=torch.float32, device=device).view(3, 1, 1)
+            self._normalizer_cache[key] = (m, std)
+        return self._normalizer_cache[key]
 
     def crops(self, squares: torch.Tensor, *, ten_crop: bool = False) -> torch.Tensor:
         """Normalised crops of a batch of squares.
@@ -202,8 +211,7 @@ class Preprocess:
         size, c = x.shape[-1], self.crop_size
         if x.shape[-2] != size:
             raise ValueError(f"expected square images, got {tuple(x.shape[-2:])}")
-        mean = self._mean_for(size, x.device)
-        std = None if self.std_rgb is None else torch.tensor(self.std_rgb, device=x.device).view(3, 1, 1)
+        mean, std = self._normalizers(size, x.device)
         out = []
         for top, left in crop_offsets(size, c, ten_crop):
             m = mean if mean.shape[-1] == 1 else mean[:, top:top + c, left:left + c]
