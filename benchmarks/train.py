@@ -112,6 +112,10 @@ def _batches(loader):
 def time_ours(dataset, arch: str, *, batch: int, steps: int, warmup: int, device: str, workers: int | None,
               compile_: bool | None = None, synthetic: bool = False) -> float:
     """Images/s of the trainer's step on the Loader's batches (or on one fixed on-device batch)."""
+    if compile_:
+        # Dynamo's cache outlives the model: a new batch size after another would be compiled as a dynamic
+        # shape, which the trainer (one batch size per run) never runs.
+        torch._dynamo.reset()
     config = TrainConfig(arch=arch, batch_size=batch, val_split=0.0, ten_crop=False, device=device,
                          workers=workers, compile=compile_, epochs=1)
     trainer = Trainer(config, dataset=dataset, run_dir=None, progress=False, handle_signals=False)

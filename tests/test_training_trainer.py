@@ -138,3 +138,18 @@ def test_tensorboard_events_when_installed(tmp_path, tiny):
     pytest.importorskip("tensorboard")
     r = train(_config(tmp_path, epochs=1, ten_crop=False), dataset=tiny, progress=False)
     assert list((r.run_dir / "tb").glob("events.out.tfevents.*"))
+
+
+def test_device_under_torchrun_is_the_local_rank_gpu(monkeypatch):
+    # resolve_device on a (pretended) CUDA machine with 2 processes: plain "cuda" maps to cuda:LOCAL_RANK;
+    # an explicit cuda:N would put every rank on one GPU, so it is a one-line error.
+    from alexnet.errors import UserError
+    from alexnet.training.distributed import DistContext
+    from alexnet.training.trainer import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    dist = DistContext(rank=1, world_size=2, local_rank=1, local_world_size=2)
+    assert resolve_device("cuda", dist) == torch.device("cuda", 1)
+    assert resolve_device("cuda:1", DistContext()) == torch.device("cuda", 1)
+    with pytest.raises(UserError, match="--device cuda:0 under torchrun"):
+        resolve_device("cuda:0", dist)

@@ -266,7 +266,9 @@ class Loader:
     def _run(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         pool = self._executor()
         cuda = self.device.type == "cuda"
-        depth = max(self.prefetch, self.workers) if cuda else self.prefetch
+        # On CUDA every worker may have a batch in flight; not for ten-crop batches, each 10x a training
+        # batch in float32 (770 MB at batch 128), which at large batches would fill the GPU's memory.
+        depth = max(self.prefetch, self.workers) if cuda and not self.ten_crop else self.prefetch
         batches = self._batches(start)
         queue: deque = deque()
 
@@ -338,6 +340,9 @@ class Loader:
     def _thread_state(self):
         st = self._local
         if not hasattr(st, "stream"):
+            # A new thread's current device is cuda:0; leaving a stream context sets the current device
+            # back, which would open a CUDA context on GPU 0 from every DDP rank's workers.
+            torch.cuda.set_device(self.device)
             st.stream = torch.cuda.Stream(device=self.device)
             st.pinned = {}
         return st
@@ -407,7 +412,7 @@ class Loader:
                 images = host.to(dev, non_blocking=True)
             x = self._device_stage(images, layout, batch, self._mean_hwc_dev, self._inv_std_dev)
             y = torch.from_numpy(self.labels[items]).to(dev, non_blocking=True)
-            event = torch.cuda.Event()
+            event = torch.cuda.Event(blocking=True)  # synchronize() below sleeps instead of spinning a core
             event.record(st.stream)
         # The pinned buffer is refilled by this thread's next batch: wait until the copy has used it.
         event.synchronize()

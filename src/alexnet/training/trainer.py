@@ -121,7 +121,10 @@ def resolve_device(name: str, dist: DistContext | None = None) -> torch.device:
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UserError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-        if name == "cuda" and dist is not None and dist.enabled:
+        if dist is not None and dist.enabled:
+            if name != "cuda":  # every rank would take the same GPU (NCCL refuses or hangs)
+                raise UserError(f"--device {name} under torchrun: use --device cuda (each process takes the "
+                                "GPU of its LOCAL_RANK; CUDA_VISIBLE_DEVICES picks which GPUs)")
             return torch.device("cuda", dist.local_rank)
         return torch.device(name if ":" in name else "cuda:0")
     if name == "mps" and not torch.backends.mps.is_available():
