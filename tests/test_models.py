@@ -263,3 +263,24 @@ def test_torch_hub_local(tmp_path):
     model = torch.hub.load(str(root), "alexnet", source="local", num_classes=5, trust_repo=True)
     assert model(torch.zeros(1, 3, 224, 224)).shape == (1, 5)
     assert math.isclose(count_parameters(model), 60_965_224 - 995 * 4097)
+
+
+def test_kaiming_init_statistics_and_model_init_untouched():
+    from alexnet.models.init import initialize
+
+    torch.manual_seed(0)
+    model = initialize(create_model("alexnet_owt", num_classes=10), "kaiming")
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for m in convs[:-1]:
+        fan_out = m.weight.shape[0] * (m.weight[0, 0].numel())
+        assert m.weight.std().item() == pytest.approx(math.sqrt(2 / fan_out), rel=0.1)
+        assert torch.count_nonzero(m.bias) == 0
+    assert convs[-1].weight.std().item() == pytest.approx(0.01, rel=0.1)
+    # "model" keeps the builder's own (here the paper's N(0, 0.01), biases 1 in conv2)
+    torch.manual_seed(0)
+    a = create_model("alexnet", num_classes=10)
+    torch.manual_seed(0)
+    b = initialize(create_model("alexnet", num_classes=10), "model")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    with pytest.raises(ValueError, match="unknown init"):
+        initialize(a, "xavier")

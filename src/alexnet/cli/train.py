@@ -16,6 +16,7 @@ from alexnet.errors import UserError
 # recipe's defaults show through.
 _FLAGS: list[tuple[str, str, object, str]] = [
     ("--arch", "arch", str, "registered model (default: alexnet; the demo: alexnet_owt)"),
+    ("--init", "init", str, "model (the model's own initialisation, default) or kaiming (the demo's)"),
     ("--data", "data", str, "prepared dataset directory (alexnet prepare); without it: the built-in demo"),
     ("--val", "val", str, "prepared validation dataset (default: hold out --val-split of the training data)"),
     ("--val-split", "val_split", float, "fraction of the training data held out for validation (default 0.1; "

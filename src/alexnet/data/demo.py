@@ -4,10 +4,13 @@
 pipeline (augmentation, training, validation, 10-crop, run directory) without downloading anything.
 
 Each class is a kind of picture: a shape (disc, square, triangle, ring, cross) or a texture (horizontal,
-vertical or diagonal stripes, checkerboard, dots) at a random position, size, orientation and phase, in
-random colours, over a background with a random colour gradient and pixel noise. Colours are random for
-every image, so a network has to learn shape and texture, not colour. Images are stored as uint8 RGB
-(N, size, size, 3), like a prepared dataset, and random ``crop_size`` crops of them are taken as usual.
+vertical or diagonal stripes, checkerboard, dots) at a random position, size, orientation and phase,
+over a background with a colour gradient and pixel noise. Colour is a second, coarse cue (see
+``_colours``): five foreground hues, each shared by two classes, one on dark and one on light
+backgrounds. That is what lets an ImageNet-sized network get most of the demo right in about a hundred
+SGD steps on a CPU; ``colour_cue=False`` draws every colour at random (shape and texture alone, a much
+slower task). Images are stored as uint8 RGB (N, size, size, 3), like a prepared dataset, and random
+``crop_size`` crops of them are taken as usual.
 
 The same ``seed`` always gives the same images, on any machine (numpy's PCG64 generator).
 """
@@ -30,15 +33,19 @@ def _colours(rng: np.random.Generator, kind: int, num_classes: int,
              colour_cue: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Background (two gradient ends) and foreground colours, the foreground far enough from both.
 
-    With ``colour_cue`` the foreground hue is the class's own (evenly spaced round the colour wheel, with
-    jitter) and the background is low-saturation; otherwise every colour is random.
+    With ``colour_cue`` colour carries part of the class, coarsely enough to be learnt in a hundred steps:
+    classes come in pairs that share a foreground hue (``num_classes / 2`` hues evenly round the colour
+    wheel, with jitter), and the two of a pair differ in background brightness (dark or light) and, like
+    every class, in shape. Without it every colour is random (shape and texture alone).
     """
     while True:
         if colour_cue:
-            hue = (kind + rng.uniform(-0.3, 0.3)) / num_classes
-            fg = _hsv_to_rgb(hue, rng.uniform(0.65, 1.0), rng.uniform(0.75, 1.0))
-            bg0, bg1 = (_hsv_to_rgb(hue + rng.uniform(-0.5, 0.5) / num_classes, rng.uniform(0.15, 0.45),
-                                    rng.uniform(0.05, 0.9)) for _ in range(2))
+            hues = (num_classes + 1) // 2
+            hue = (kind // 2 + rng.uniform(-0.2, 0.2)) / hues
+            fg = _hsv_to_rgb(hue, rng.uniform(0.7, 1.0), rng.uniform(0.8, 1.0))
+            lo, hi = (0.05, 0.35) if kind % 2 == 0 else (0.65, 0.95)
+            bg0, bg1 = (_hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0, 0.3), rng.uniform(lo, hi))
+                        for _ in range(2))
         else:
             bg0, bg1, fg = rng.uniform(0, 255, size=(3, 3))
         bg1 = 0.6 * bg0 + 0.4 * bg1  # a gentle gradient

@@ -38,6 +38,7 @@ from torch import nn
 
 from alexnet.errors import UserError
 from alexnet.models import create_model, model_info
+from alexnet.models.init import initialize
 from alexnet.training import checkpoint as ckpt
 from alexnet.training import rundir
 from alexnet.training.config import TrainConfig, departures, save_config_file
@@ -200,7 +201,8 @@ class Trainer:
 
         # ---- model, loaders, optimizer, schedule
         torch.manual_seed(c.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-        self.module = create_model(c.arch, num_classes=len(self.classes), **c.model_options).to(self.device)
+        self.module = initialize(create_model(c.arch, num_classes=len(self.classes), **c.model_options),
+                                 c.init).to(self.device)
         self.channels_last = c.channels_last if c.channels_last is not None else _channels_last_pays(
             self.module, self.device)
         if self.channels_last:
