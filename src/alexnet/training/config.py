@@ -222,7 +222,7 @@ class TrainConfig:
 # slow on CPU as alexnet_owt (LRN and grouped convolutions), and with the paper's batch of 128 a few hundred
 # images give a handful of steps, too few to leave the initial plateau. Even at batch 16 (128 steps),
 # PyTorch's default init left some seeds on it (final validation top-1 error 0.01, 0.24, 0.66, 0.30 for
-# seeds 0-3); He init (fan-out) with lr 0.005 ended at 0.02-0.23 for each of seeds 0-7 (median 0.04).
+# seeds 0-3); He init (fan-out) with lr 0.005 ended at 0.016-0.23 for each of seeds 0-7 (median 0.04).
 # (Measured 2026-11-23 on 2 CPU cores; half an epoch of lr warm-up made the worst seed worse, 0.44.)
 DEMO_RECIPE: dict = {
     "arch": "alexnet_owt",
