@@ -402,6 +402,7 @@ class Loader:
         st = self._thread_state()
         items = batch["items"]
         n, s, dev = len(items), self.size, self.device
+        copied = None
         with torch.cuda.stream(st.stream):
             if self.storage == "jpeg" and self.gpu_decode:
                 decoded = decode_rgb([self.dataset.jpeg(int(i)) for i in items], device=dev)
@@ -410,12 +411,16 @@ class Loader:
                 shape = (n, 3, s, s) if self.storage == "jpeg" else (n, s, s, 3)
                 host, layout = self._host_images(items, self._pinned(st, shape))
                 images = host.to(dev, non_blocking=True)
+                copied = torch.cuda.Event(blocking=True)  # its synchronize() sleeps instead of spinning a core
+                copied.record(st.stream)
             x = self._device_stage(images, layout, batch, self._mean_hwc_dev, self._inv_std_dev)
             y = torch.from_numpy(self.labels[items]).to(dev, non_blocking=True)
-            event = torch.cuda.Event(blocking=True)  # synchronize() below sleeps instead of spinning a core
+            event = torch.cuda.Event()
             event.record(st.stream)
-        # The pinned buffer is refilled by this thread's next batch: wait until the copy has used it.
-        event.synchronize()
+        # The pinned buffer is refilled by this thread's next batch: wait until the copy has read it (not
+        # for the augmentation kernels: the consumer's stream waits for those on the GPU, in finish()).
+        if copied is not None:
+            copied.synchronize()
         return x, y, event
 
     # ------------------------------------------------------------------------------ cleanup
