@@ -136,8 +136,16 @@ def test_history_errors_are_finite_fractions(tmp_path, tiny):
 
 def test_tensorboard_events_when_installed(tmp_path, tiny):
     pytest.importorskip("tensorboard")
-    r = train(_config(tmp_path, epochs=1, ten_crop=False), dataset=tiny, progress=False)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    r = train(_config(tmp_path, epochs=2, ten_crop=False), dataset=tiny, progress=False)
     assert list((r.run_dir / "tb").glob("events.out.tfevents.*"))
+    events = EventAccumulator(str(r.run_dir / "tb"))
+    events.Reload()
+    loss = events.Scalars("train/loss")
+    assert [e.step for e in loss] == [1, 2]  # one point per epoch, as in metrics.csv
+    assert [e.value for e in loss] == pytest.approx([row["train_loss"] for row in r.history], rel=1e-6)
+    assert "val/top1_err" in events.Tags()["scalars"]
 
 
 def test_device_under_torchrun_is_the_local_rank_gpu(monkeypatch):
