@@ -176,10 +176,12 @@ def test_cli_errors_are_one_line(tmp_path, capsys, argv, message):
 
 @pytest.mark.slow
 def test_real_cifar_subset_learns(shared_data):
-    """A few hundred real CIFAR-10 images: the ReLU net's running error drops below chance within the cap."""
-    images, labels, classes = read_labelled_images(shared_data / "cifar10-train.tar.gz", per_class=30)
-    assert len(classes) == 10 and images.shape == (300, 32, 32, 3)
-    cfg = ReluTanhConfig(lrs=(0.01,), sweep_epochs=1, max_epochs=8, target_error=0.8, activations=("relu",),
+    """A thousand real CIFAR-10 images: the ReLU net's running error drops well below chance (0.9) within
+    the cap. (300 images at lr 0.01 were too few: with torch 2.14 on an AMD EPYC the net hovered at 0.82-0.9
+    for 8 epochs; at these settings the best epoch was 0.63-0.64 for seeds 0-3.)"""
+    images, labels, classes = read_labelled_images(shared_data / "cifar10-train.tar.gz", per_class=100)
+    assert len(classes) == 10 and images.shape == (1000, 32, 32, 3)
+    cfg = ReluTanhConfig(lrs=(0.003,), sweep_epochs=1, max_epochs=8, target_error=0.75, activations=("relu",),
                          batch_size=32)
     r = run_relu_vs_tanh(images, labels, cfg, log=None).results["relu"]
-    assert r.reached and r.curve[-1] <= 0.8
+    assert r.reached and r.curve[-1] <= 0.8, r.curve
