@@ -272,7 +272,7 @@ def test_kaiming_init_statistics_and_model_init_untouched():
     model = initialize(create_model("alexnet_owt", num_classes=10), "kaiming")
     convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     for m in convs[:-1]:
-        fan_out = m.weight.shape[0] * (m.weight[0, 0].numel())
+        fan_out = m.weight.shape[0] * m.weight[0, 0].numel()
         assert m.weight.std().item() == pytest.approx(math.sqrt(2 / fan_out), rel=0.1)
         assert torch.count_nonzero(m.bias) == 0
     assert convs[-1].weight.std().item() == pytest.approx(0.01, rel=0.1)
