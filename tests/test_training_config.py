@@ -7,6 +7,7 @@ import pytest
 
 from alexnet.errors import UserError
 from alexnet.training import TrainConfig, departures, load_config_file
+from alexnet.training.config import warmup_steps
 
 
 def test_defaults_are_the_papers_recipe():
@@ -14,7 +15,14 @@ def test_defaults_are_the_papers_recipe():
     assert (c.arch, c.batch_size, c.lr, c.momentum, c.weight_decay, c.epochs) == ("alexnet", 128, 0.01, 0.9, 5e-4, 90)
     assert (c.optimizer, c.schedule, c.max_reductions, c.lr_factor, c.lighting, c.mean) == \
         ("paper", "plateau", 3, 0.1, 0.1, "image")
-    assert departures(TrainConfig(data="x")) == []
+    assert departures(TrainConfig.paper(data="x")) == []
+    # The one departure of the default: a warm-up, said on every run's "departs from" line
+    assert TrainConfig.paper() == TrainConfig(warmup_epochs=0)
+    assert departures(TrainConfig(data="x")) == [
+        "lr warm-up over 5 epochs or 150 steps, whichever is longer (paper: none; --warmup-epochs 0 for the "
+        "paper's; docs/RECIPE.md)"]
+    assert [warmup_steps(TrainConfig(), n) for n in (10, 27, 30, 10_000)] == [150, 150, 150, 50_000]
+    assert warmup_steps(TrainConfig(warmup_epochs=0.5), 10) == 5 and warmup_steps(TrainConfig.paper(), 99) == 0
 
 
 def test_demo_recipe_and_its_departures_are_stated():

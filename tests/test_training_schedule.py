@@ -63,3 +63,21 @@ def test_build_schedule_names():
         assert build_schedule(name, base_lr=0.01, total_steps=10).lr(0) == pytest.approx(0.01)
     with pytest.raises(BadOptionError, match="unknown schedule"):
         build_schedule("linear", base_lr=0.01, total_steps=10)
+
+
+def test_plateau_does_not_cut_the_lr_of_a_run_still_at_chance():
+    # 10 classes: chance is 0.9. A run stuck there keeps its lr however long it waits (the paper's rule
+    # is about a run that *stopped* improving; this one never started) ...
+    s = PlateauSchedule(0.01, patience=2, chance_err=0.9)
+    for e in [0.9, 0.9, 0.91, 0.9, 0.895, 0.9, 0.9]:
+        s.end_epoch(e)
+    assert s.lr(0) == pytest.approx(0.01) and s.reductions == 0 and not s.left_chance()
+    # ... and once it has learned something, the paper's rule applies as before.
+    for e in [0.6, 0.62, 0.61]:
+        s.end_epoch(e)
+    assert s.left_chance() and s.reductions == 1 and s.lr(0) == pytest.approx(0.001)
+    # Without a known chance level (the default), every epoch without a new best counts.
+    t = PlateauSchedule(0.01, patience=2)
+    for e in [0.9, 0.9, 0.9]:
+        t.end_epoch(e)
+    assert t.reductions == 1

@@ -13,7 +13,7 @@ from alexnet.data import ArrayDataset
 from alexnet.data.demo import make_demo_images
 from alexnet.training import NonFiniteLossError, TrainConfig, load_checkpoint, train
 from alexnet.training.rundir import METRIC_COLUMNS
-from alexnet.training.trainer import _WithStats
+from alexnet.training.trainer import _WithStats, label_chance
 from alexnet.weights import read_weights
 
 
@@ -30,7 +30,9 @@ def tiny():
 
 
 def _config(tmp_path, **kw):
+    # warmup_epochs=0: these tests are about the trainer's mechanics, calibrated at a constant lr
     base = dict(arch="cifar_4layer", crop_size=32, epochs=2, batch_size=16, val_split=0.25, lr=0.01,
+                warmup_epochs=0,
                 out=str(tmp_path / "run"), log_interval=1)
     return TrainConfig(**{**base, **kw})
 
@@ -161,3 +163,34 @@ def test_device_under_torchrun_is_the_local_rank_gpu(monkeypatch):
     assert resolve_device("cuda:1", DistContext()) == torch.device("cuda", 1)
     with pytest.raises(UserError, match="--device cuda:0 under torchrun"):
         resolve_device("cuda:0", dist)
+
+
+def test_a_run_at_chance_level_says_so_once_and_marks_its_epochs(tmp_path, tiny, capsys):
+    # Every image the same: no network can beat a constant guess, which is what a run whose ReLUs died
+    # looks like (docs/RECIPE.md). Balanced labels: the constant guess's loss is ln 4.
+    same = ArrayDataset(np.repeat(tiny.images[:1], len(tiny), axis=0), np.arange(len(tiny)) % 4,
+                        classes=tiny.classes)
+    r = train(_config(tmp_path, epochs=4, val_split=0.0, lighting=0.0, ten_crop=False, lr=0.003),
+              dataset=same, progress=True)
+    out = capsys.readouterr().out
+    assert out.count("the network is not learning") == 1, out
+    assert "--warmup-epochs" in out and "--lr" in out
+    flags = [row["stalled"] for row in r.history]
+    assert flags[0] == 0 and all(flags[1:]), flags  # never in the first epoch; every later one here
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        assert [row["stalled"] for row in csv.DictReader(f)] == [str(v) for v in flags]
+
+
+def test_a_learning_run_is_not_called_stalled(tmp_path, tiny, capsys):
+    r = train(_config(tmp_path, epochs=6, lr=0.003, val_split=0.0, lighting=0.0, ten_crop=False),
+              dataset=tiny, progress=True)
+    assert not any(row["stalled"] for row in r.history)
+    assert "not learning" not in capsys.readouterr().out
+
+
+def test_chance_level_of_unbalanced_labels():
+    data = ArrayDataset(np.zeros((10, 8, 8, 3), np.uint8), [0] * 6 + [1] * 3 + [2], classes=["a", "b", "c"])
+    c = label_chance(data, None, 3)
+    assert c["err"] == pytest.approx(0.4)  # always answer class 0
+    assert c["loss"] == pytest.approx(-(0.6 * math.log(0.6) + 0.3 * math.log(0.3) + 0.1 * math.log(0.1)))
+    assert label_chance(data, [6, 7], 3) == pytest.approx({"err": 0.0, "loss": 0.0})

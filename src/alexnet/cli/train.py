@@ -30,13 +30,16 @@ _FLAGS: list[tuple[str, str, object, str]] = [
     ("--lr", "lr", float, "learning rate (paper: 0.01)"),
     ("--momentum", "momentum", float, "momentum (paper: 0.9)"),
     ("--weight-decay", "weight_decay", float, "weight decay (paper: 5e-4)"),
+    ("--bias-lr-factor", "bias_lr_factor", float, "biases' lr as a multiple of the weights' (paper: 1; "
+                                                  "cuda-convnet and Caffe: 2)"),
     ("--schedule", "schedule", str, "plateau (paper: lr/10 when val error stops improving), step, cosine, constant"),
     ("--patience", "patience", int, "epochs without improvement before plateau divides the lr (default 5)"),
     ("--lr-factor", "lr_factor", float, "what plateau and step multiply the lr by (default 0.1)"),
     ("--max-reductions", "max_reductions", int, "lr reductions of plateau at most (paper: 3)"),
     ("--step-size", "step_size", int, "iterations between reductions of the step schedule (Caffe: 100000)"),
     ("--min-lr", "min_lr", float, "final lr of the cosine schedule"),
-    ("--warmup-epochs", "warmup_epochs", float, "linear lr warm-up over this many epochs (default 0)"),
+    ("--warmup-epochs", "warmup_epochs", float, "linear lr warm-up over this many epochs (default: 5 epochs or "
+                                                "150 steps, whichever is longer; 0 = none, the paper's)"),
     ("--seed", "seed", int, "seed of initialisation, data order, augmentation and the validation split"),
     ("--workers", "workers", int, "loader threads (default: the CPUs this process may use)"),
     ("--device", "device", str, "auto, cpu, cuda or cuda:N"),

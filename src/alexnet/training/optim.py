@@ -78,25 +78,32 @@ class PaperSGD(Optimizer):
         return loss
 
 
-def parameter_groups(model: nn.Module, weight_decay: float, bias_decay: bool = True) -> list[dict]:
-    """One group, or two when biases get no weight decay.
+def parameter_groups(model: nn.Module, weight_decay: float, bias_decay: bool = True,
+                     bias_lr_factor: float = 1.0) -> list[dict]:
+    """One group, or two when biases get no weight decay or their own learning rate.
 
-    The paper's formula decays every weight ``w``; cuda-convnet's layer files and Caffe's bvlc_alexnet set
-    no decay on biases, torchvision's recipe decays everything. Default: everything (the formula as
-    written, and what makes the paper's update equal torch's SGD); ``bias_decay=False`` for Caffe's choice.
+    The paper's formula decays every weight ``w`` with one learning rate for all; cuda-convnet's layer files
+    and Caffe's bvlc_alexnet set no decay on biases and give them twice the weights' learning rate (epsB =
+    2 epsW, ``lr_mult: 2``); torchvision's recipe treats biases like weights. Default: the formula as
+    written (what makes the paper's update equal torch's SGD). A group's ``lr_scale`` multiplies the lr
+    the schedule gives (the trainer applies it).
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    if bias_decay:
-        return [{"params": params, "weight_decay": weight_decay}]
+    if bias_decay and bias_lr_factor == 1.0:
+        return [{"params": params, "weight_decay": weight_decay, "lr_scale": 1.0}]
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [{"params": decay, "weight_decay": weight_decay, "lr_scale": 1.0},
+            {"params": no_decay, "weight_decay": weight_decay if bias_decay else 0.0,
+             "lr_scale": float(bias_lr_factor)}]
 
 
 def build_optimizer(name: str, model: nn.Module, *, lr: float, momentum: float, weight_decay: float,
-                    bias_decay: bool = True) -> Optimizer:
+                    bias_decay: bool = True, bias_lr_factor: float = 1.0) -> Optimizer:
     """``paper`` (PaperSGD), ``sgd`` (torch.optim.SGD) or ``nesterov`` (torch's SGD, Nesterov momentum)."""
-    groups = parameter_groups(model, weight_decay, bias_decay)
+    groups = parameter_groups(model, weight_decay, bias_decay, bias_lr_factor)
+    for group in groups:
+        group["lr"] = lr * group["lr_scale"]
     if name == "paper":
         return PaperSGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name in ("sgd", "nesterov"):

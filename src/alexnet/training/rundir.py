@@ -1,7 +1,7 @@
 """The run directory that ``alexnet train`` writes (rank 0 only).
 
     config.yaml          the resolved TrainConfig (what ``--resume`` reads back)
-    metrics.csv          one row per epoch (METRIC_COLUMNS)
+    metrics.csv          one row per epoch (METRIC_COLUMNS; ``stalled`` is 1 for an epoch at chance level)
     curves.png           loss and errors against epochs
     tb/                  TensorBoard events, when tensorboard is installed
     last.pt, best.pt     checkpoints (best = lowest validation top-1 error; a hard link, no second write)
@@ -21,7 +21,7 @@ from pathlib import Path
 from alexnet.errors import UserError
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_top1_err", "train_top5_err", "val_top1_err", "val_top5_err",
-                  "lr", "images_per_s", "seconds")
+                  "lr", "images_per_s", "seconds", "stalled")
 CONFIG_FILE = "config.yaml"
 LAST = "last.pt"
 BEST = "best.pt"

@@ -12,6 +12,8 @@ import math
 from alexnet.errors import BadOptionError
 
 SCHEDULES = ("plateau", "step", "cosine", "constant")
+CHANCE_MARGIN = 0.02
+"""How far (absolute) below chance-level error a run must get before ``plateau`` may cut its lr."""
 
 
 class Schedule:
@@ -50,14 +52,21 @@ class PlateauSchedule(Schedule):
 
     "Stopped improving" is read as: the best error seen so far has not been beaten for ``patience`` epochs
     in a row (the authors decided by hand; the patience is our choice).
+
+    A network still at chance level has not "stopped improving": it has not started. While the best error
+    is not below ``chance_err - CHANCE_MARGIN`` (``chance_err`` = 1 - 1/classes, given by the trainer),
+    epochs without improvement are not counted, so the lr is never cut before the run has learned
+    something (docs/RECIPE.md: cutting a stalled run's lr three times in 17 small epochs only made sure it
+    never recovered). A run that stays at chance is reported by the trainer instead.
     """
 
     name = "plateau"
 
     def __init__(self, base_lr: float, patience: int = 5, factor: float = 0.1, max_reductions: int = 3,
-                 warmup_steps: int = 0) -> None:
+                 warmup_steps: int = 0, chance_err: float | None = None) -> None:
         super().__init__(base_lr, warmup_steps)
         self.patience, self.factor, self.max_reductions = int(patience), float(factor), int(max_reductions)
+        self.chance_err = chance_err
         self.reductions = 0
         self.best: float | None = None
         self.bad_epochs = 0
@@ -71,6 +80,8 @@ class PlateauSchedule(Schedule):
         if self.best is None or metric < self.best:
             self.best, self.bad_epochs = float(metric), 0
             return False
+        if not self.left_chance():
+            return False
         self.bad_epochs += 1
         if self.bad_epochs >= self.patience and self.reductions < self.max_reductions:
             self.reductions += 1
@@ -78,6 +89,10 @@ class PlateauSchedule(Schedule):
             # The best error so far stays the reference: the new rate has to beat it too.
             return True
         return False
+
+    def left_chance(self) -> bool:
+        """True once the best error is clearly below chance (always, when chance is not known)."""
+        return self.chance_err is None or (self.best is not None and self.best < self.chance_err - CHANCE_MARGIN)
 
     def state_dict(self) -> dict:
         return {"reductions": self.reductions, "best": self.best, "bad_epochs": self.bad_epochs}
@@ -120,9 +135,9 @@ class CosineSchedule(Schedule):
 
 def build_schedule(name: str, *, base_lr: float, total_steps: int, patience: int = 5, factor: float = 0.1,
                    max_reductions: int = 3, step_size: int = 100_000, min_lr: float = 0.0,
-                   warmup_steps: int = 0) -> Schedule:
+                   warmup_steps: int = 0, chance_err: float | None = None) -> Schedule:
     if name == "plateau":
-        return PlateauSchedule(base_lr, patience, factor, max_reductions, warmup_steps)
+        return PlateauSchedule(base_lr, patience, factor, max_reductions, warmup_steps, chance_err)
     if name == "step":
         return StepSchedule(base_lr, step_size, factor, warmup_steps)
     if name == "cosine":

@@ -41,15 +41,39 @@ from alexnet.models import create_model, model_info
 from alexnet.models.init import initialize
 from alexnet.training import checkpoint as ckpt
 from alexnet.training import rundir
-from alexnet.training.config import TrainConfig, departures, save_config_file
+from alexnet.training.config import TrainConfig, departures, save_config_file, warmup_steps
 from alexnet.training.distributed import DistContext, init_distributed
 from alexnet.training.metrics import Meter, summarize
 from alexnet.training.optim import build_optimizer
 from alexnet.training.progress import Progress
-from alexnet.training.schedule import build_schedule
+from alexnet.training.schedule import CHANCE_MARGIN, build_schedule
 
 DEMO_DATA_SEED = 2012  # the demo images are the same whatever the training seed
 STAT_KEYS = ("mean_image", "mean_rgb", "std_rgb", "pca_eigval", "pca_eigvec")
+
+
+STALLED_LOSS_SHARE = 0.99
+"""An epoch whose training loss is at least this share of a constant guess's loss is at chance level."""
+
+
+def label_chance(dataset, indices, num_classes: int) -> dict:
+    """What a constant guess achieves on ``dataset[indices]``: the error of always answering the most
+    frequent class (``err``) and the cross-entropy of always answering the class frequencies (``loss``, the
+    entropy of the labels: ln(classes) when they are balanced)."""
+    import numpy as np
+
+    labels = getattr(dataset, "labels", None)
+    if labels is None:
+        return {"err": 1.0 - 1.0 / num_classes, "loss": math.log(num_classes)}
+    labels = np.asarray(labels)
+    if indices is not None:
+        labels = labels[np.asarray(indices)]
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    if counts.sum() == 0:
+        return {"err": 1.0 - 1.0 / num_classes, "loss": math.log(num_classes)}
+    share = counts / counts.sum()
+    nz = share[share > 0]
+    return {"err": float(1.0 - share.max()), "loss": float(-(nz * np.log(nz)).sum())}
 
 
 class NonFiniteLossError(UserError):
@@ -233,14 +257,20 @@ class Trainer:
         self.train_model = torch.compile(model) if self.compile else model
         self.eval_model = torch.compile(self.module) if self.compile else self.module
         self.optimizer = build_optimizer(c.optimizer, self.module, lr=c.lr, momentum=c.momentum,
-                                         weight_decay=c.weight_decay, bias_decay=c.bias_decay)
+                                         weight_decay=c.weight_decay, bias_decay=c.bias_decay,
+                                         bias_lr_factor=c.bias_lr_factor)
         total = c.epochs * self.steps_per_epoch
         if c.max_steps:
             total = min(total, c.max_steps)
+        # Chance level: what a constant guess (the most frequent class) achieves, in error and in loss.
+        self.train_chance = label_chance(self.dataset, self.train_loader.indices, len(self.classes))
+        self.val_chance = None if self.val_loader is None else label_chance(
+            self.val_dataset, self.val_loader.indices, len(self.classes))
+        self.warmup_steps = warmup_steps(c, self.steps_per_epoch)
         self.schedule = build_schedule(c.schedule, base_lr=c.lr, total_steps=total, patience=c.patience,
                                        factor=c.lr_factor, max_reductions=c.max_reductions,
-                                       step_size=c.step_size, min_lr=c.min_lr,
-                                       warmup_steps=round(c.warmup_epochs * self.steps_per_epoch))
+                                       step_size=c.step_size, min_lr=c.min_lr, warmup_steps=self.warmup_steps,
+                                       chance_err=(self.val_chance or self.train_chance)["err"])
         self.meter = Meter(self.device)
 
         # ---- position and history (from a checkpoint when resuming)
@@ -377,7 +407,7 @@ class Trainer:
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         lr = self.schedule.lr(self.step)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         with self._autocast():
             logits = self.train_model(x)
         loss = F.cross_entropy(logits.float(), y)
@@ -497,9 +527,11 @@ class Trainer:
                "val_top1_err": None if val is None else val["top1_err"],
                "val_top5_err": None if val is None else val["top5_err"],
                "lr": self.lr, "images_per_s": train["images"] / max(self.epoch_train_seconds, 1e-9),
-               "seconds": self.epoch_seconds}
+               "seconds": self.epoch_seconds, "stalled": int(self._stalled(train))}
         # The paper's schedule watches the validation error; without validation data, the training error.
         self.schedule.end_epoch(row["val_top1_err"] if val is not None else row["train_top1_err"])
+        if row["stalled"] and not any(r.get("stalled") for r in self.history):
+            self.progress.log(self._stalled_message(train))
         self.history.append(row)
         improved = val is not None and (self.best["val_top1_err"] is None
                                          or val["top1_err"] < self.best["val_top1_err"])
@@ -519,6 +551,26 @@ class Trainer:
                 self.tb.log_epoch(row)
         return row
 
+    def _stalled(self, train: dict) -> bool:
+        """True when a whole epoch after the first (and after any warm-up) trained at chance level: the
+        loss no lower than a constant guess's and the error at chance (docs/RECIPE.md, "A dead run")."""
+        if self.epoch < 1 or self.step - self.steps_per_epoch < self.warmup_steps:
+            return False
+        loss, err = train["loss"], train["top1_err"]
+        if math.isnan(loss):
+            return False
+        chance = self.train_chance
+        return loss >= STALLED_LOSS_SHARE * chance["loss"] and err >= chance["err"] - CHANCE_MARGIN
+
+    def _stalled_message(self, train: dict) -> str:
+        c = self.config
+        return (f"warning: the network is not learning: in epoch {self.epoch + 1} the training loss was "
+                f"{train['loss']:.4f}, no better than a constant guess ({self.train_chance['loss']:.4f}; "
+                f"ln {len(self.classes)} = {math.log(len(self.classes)):.4f}), and the top-1 error "
+                f"{train['top1_err']:.3f} is at chance. Its ReLUs most likely died in the first steps "
+                f"(docs/RECIPE.md); start again with a lower --lr (now {c.lr:g}) or a longer --warmup-epochs "
+                f"(now {self.warmup_steps / self.steps_per_epoch:g} epochs)")
+
     def _describe(self) -> None:
         c, p = self.config, self.progress
         n_train = len(self.train_loader.indices)
@@ -532,14 +584,16 @@ class Trainer:
               f"{len(self.classes)} classes")
         p.log(f"{c.epochs} epochs x {self.steps_per_epoch} steps of {c.batch_size} ({self.crop}x{self.crop} crops), "
               f"{c.optimizer} SGD lr {c.lr:g} momentum {c.momentum:g} weight decay {c.weight_decay:g}, "
-              f"{c.schedule} schedule; {self.device}, {self.precision}"
+              f"{c.schedule} schedule"
+              f"{f' after {self.warmup_steps} steps of linear warm-up' if self.warmup_steps else ''}"
+              f"; {self.device}, {self.precision}"
               f"{', channels_last' if self.channels_last else ''}"
               f"{', compiled' if self.compile else ''}"
               f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}"
               f"{f', {torch.get_num_threads()} threads' if self.device.type == 'cpu' else ''}")
         if self.demo:
             p.log("demo: the built-in generated images (nothing downloaded), a recipe for a few minutes on a CPU")
-        diff = departures(c)
+        diff = departures(c, demo=self.demo)
         p.log("departs from the paper's recipe: " + "; ".join(diff) if diff else "the paper's recipe")
         if self.run_dir is not None:
             p.log(f"run directory: {self.run_dir}")
