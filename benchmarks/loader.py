@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tarfile
@@ -38,6 +37,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import machine_info  # noqa: E402
 
 from alexnet.data import Loader, PreparedDataset, prepare_dataset  # noqa: E402
 from alexnet.data.prepare import default_workers  # noqa: E402
@@ -117,19 +119,6 @@ def torchvision_pipeline(folder: Path, repeats: int, workers: int):
         yield from dl
 
 
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cpus_usable": default_workers(), "python": platform.python_version(),
-            "torch": torch.__version__, "load_average_at_start": list(os.getloadavg())}
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a subset and short measurements (~1 minute)")
@@ -144,7 +133,7 @@ def main(argv=None) -> int:
     work = Path(args.cache) if args.cache else Path(tempfile.mkdtemp(prefix="alexnet-bench-"))
     sets = [("imagenet-samples", data / "imagenet-samples.tar.gz", 1, 40),
             ("imagenette", data / "imagenette-train.tar.gz", 10 if args.quick else 1, 4 if args.quick else 1)]
-    info = {"machine": machine(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    info = {"machine": machine_info(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "batch": BATCH, "crop": CROP, "workers": args.workers, "quick": args.quick, "results": {}}
     print(f"{info['machine']['cpu']}, {args.workers} workers, load {info['machine']['load_average_at_start']}",
           file=sys.stderr)

@@ -55,7 +55,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 
 
 def _data(args, tmp: Path):
-    """(train dataset or path, val dataset or None, description)."""
+    """(training dataset, held-out dataset, description); (None, None, ...) when the trainer should read
+    ``--data`` and ``--val`` itself."""
     if args.data is None:
         tar = SHARED / "imagenette-train.tar.gz"
         if not tar.is_file():
@@ -64,6 +65,10 @@ def _data(args, tmp: Path):
         prepare_dataset(tar, tmp / "imagenette", format="raw", progress=False)
         args.data = tmp / "imagenette"
     full = PreparedDataset(args.data)
+    if args.val is not None and not args.train_subset and not args.val_subset:
+        # Whole prepared sets (e.g. on a GPU): the trainer reads them from disk, nothing is held in memory.
+        return None, None, (f"{len(full)} training images of {args.data}, {len(PreparedDataset(args.val))} "
+                            f"held-out images of {args.val}, {len(full.classes)} classes")
     if args.val is not None:
         val_full = PreparedDataset(args.val)
         train_idx, val_idx = np.arange(len(full)), np.arange(len(val_full))
@@ -95,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0", help="comma-separated training seeds")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a TrainConfig option for every variant (e.g. --set schedule=constant)")
+    p.add_argument("--ten-crop", action="store_true", help="also evaluate with the 10 crops at the end")
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -115,22 +121,24 @@ def main(argv: list[str] | None = None) -> int:
             for seed in seeds:
                 config = TrainConfig.from_dict({
                     **changes, **common, "epochs": args.epochs, "batch_size": args.batch_size,
-                    "device": args.device, "seed": seed, "ten_crop": False, "workers": args.workers,
-                    "out": str(Path(tmp) / "runs" / f"{name}-{seed}"), "log_interval": 10_000})
+                    "device": args.device, "seed": seed, "ten_crop": args.ten_crop, "workers": args.workers,
+                    "out": str(Path(tmp) / "runs" / f"{name}-{seed}"), "log_interval": 10_000,
+                    **({} if train_ds is not None else {"data": str(args.data), "val": str(args.val)})})
                 print(f"== {name} (seed {seed}): {what}", flush=True)
                 t0 = time.perf_counter()
                 status = "ok"
                 try:
                     r = train(config, dataset=train_ds, val_dataset=val_ds, progress=True, handle_signals=False)
-                    history = r.history
+                    history, final = r.history, r.final
                 except Exception as e:  # a variant that diverges is a result, not a crash of the benchmark
-                    status, history = f"{type(e).__name__}: {e}", []
+                    status, history, final = f"{type(e).__name__}: {e}", [], {}
                 row = {"variant": name, "what": what, "seed": seed, "status": status,
                        "seconds": time.perf_counter() - t0, "config": config.to_dict(),
                        "history": [{k: h.get(k) for k in ("epoch", "train_loss", "train_top1_err", "val_top1_err",
                                                           "val_top5_err", "lr", "stalled")} for h in history]}
                 row["final_val_top1_err"] = history[-1]["val_top1_err"] if history else None
                 row["best_val_top1_err"] = min((h["val_top1_err"] for h in history), default=None)
+                row["ten_crop_top1_err"] = final.get("ten_crop_top1_err")
                 results.append(row)
                 write_json(out_json, {"machine": machine_info(args.device), "data": desc,
                                       "budget": {"epochs": args.epochs, "batch_size": args.batch_size,

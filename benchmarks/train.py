@@ -32,19 +32,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tarfile
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import machine_info  # noqa: E402
 
 from alexnet.training import TrainConfig  # noqa: E402
 from alexnet.training.trainer import Trainer  # noqa: E402
@@ -196,23 +197,6 @@ def summary(values: list[float]) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- main
-def machine(device: torch.device) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = {"cpu": cpu, "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer images, steps and repeats (a few minutes on a CPU)")
@@ -240,7 +224,7 @@ def main(argv=None) -> int:
         steps, warmup = args.steps or (4 if args.quick else 8), 2
         images = args.images or (256 if args.quick else 640)
     repeats = args.repeats or (1 if args.quick else 3)
-    results: dict = {"machine": machine(device), "device": str(device), "batch": batch, "steps": steps,
+    results: dict = {"machine": machine_info(device), "device": str(device), "batch": batch, "steps": steps,
                      "warmup_steps": warmup, "repeats": repeats, "workers": workers, "rows": []}
     print(f"machine: {results['machine']}")
 

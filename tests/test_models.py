@@ -73,7 +73,7 @@ def test_paper_per_layer_shapes_and_params():
     for name, (shape, params) in expected.items():
         assert rows[name].output_shape == shape, name
         assert rows[name].params == params, name
-    # about 0.72 GMAC per image (PAPER.md)
+    # about 0.72 GMAC per image (docs/PAPER.md)
     assert abs(sum(r.macs for r in rows.values()) / 1e9 - 0.724) < 0.001
 
 

@@ -106,3 +106,33 @@ def test_state_dict_round_trip_with_weights_only(tmp_path):
     opt2.load_state_dict(torch.load(tmp_path / "o.pt", weights_only=True))
     for p in model.parameters():
         torch.testing.assert_close(opt2.state[p]["velocity"], opt.state[p]["velocity"], rtol=0, atol=0)
+
+
+def test_bias_learning_rate_factor_in_the_trainers_step(monkeypatch):
+    """cuda-convnet's epsB = 2 epsW (Caffe's lr_mult 2): the trainer's step moves biases twice as far as
+    with factor 1, and weights exactly as far."""
+    import numpy as np
+
+    from alexnet.data import ArrayDataset
+    from alexnet.data.demo import make_demo_images
+    from alexnet.training import TrainConfig
+    from alexnet.training.trainer import Trainer
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    images, labels, classes = make_demo_images(32, 36, seed=1, num_classes=4)
+    data = ArrayDataset(images, labels, classes=classes)
+    moves = {}
+    for factor in (1.0, 2.0):
+        cfg = TrainConfig(arch="cifar_4layer", crop_size=32, batch_size=16, val_split=0.0, ten_crop=False,
+                          warmup_epochs=0, schedule="constant", bias_decay=False, bias_lr_factor=factor,
+                          lighting=0.0, device="cpu")
+        t = Trainer(cfg, dataset=data, run_dir=None, progress=False, handle_signals=False)
+        before = {n: p.detach().clone() for n, p in t.module.named_parameters()}
+        x, y = next(iter(t.train_loader))
+        t._train_step(x, y)
+        t.train_loader.close()
+        moves[factor] = {n: (p.detach() - before[n]) for n, p in t.module.named_parameters()}
+    for name, move in moves[2.0].items():
+        expected = moves[1.0][name] * (2.0 if name.endswith("bias") else 1.0)
+        assert move.abs().max() > 0, name
+        np.testing.assert_allclose(move.numpy(), expected.numpy(), rtol=1e-5, atol=1e-9, err_msg=name)

@@ -1,6 +1,6 @@
 """The paper's ablations: the full model against each of its switches, same budget, same seed.
 
-Sections 3.3-4.2 of the paper report what each ingredient is worth in top-1/top-5 error (PAPER.md):
+Sections 3.3-4.2 of the paper report what each ingredient is worth in top-1/top-5 error (docs/PAPER.md, "Results to compare with"):
 
 | switch            | model / data change                                       | paper's change when removed |
 |-------------------|-----------------------------------------------------------|-----------------------------|

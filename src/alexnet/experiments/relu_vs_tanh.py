@@ -5,7 +5,7 @@ What the paper says (section 3.1): "the learning rates for each network were cho
 make training as fast as possible. No regularization of any kind was employed." It plots training error
 against epochs. What we do, and why:
 
-- Net: ``cifar_4layer`` (cuda-convnet's layers-18pct, PAPER.md) with ``activation="relu"`` or ``"tanh"``,
+- Net: ``cifar_4layer`` (cuda-convnet's layers-18pct, docs/PAPER.md) with ``activation="relu"`` or ``"tanh"``,
   the same initial weights for both (same seed); LRN kept, since it is part of that net.
 - No regularisation: no weight decay, no dropout (the net has none), no augmentation: the plain 32x32
   images minus the training set's mean image (cuda-convnet's preprocessing), no flips, no crops, no

@@ -1,7 +1,7 @@
 """The four-layer CIFAR-10 network of the paper's Figure 1 (ReLU vs tanh).
 
 The paper does not list this net's layers. We follow cuda-convnet's CIFAR-10 example ``layers-18pct``
-(PAPER.md), three conv layers and one fully connected layer:
+(docs/PAPER.md, "Results to compare with"), three conv layers and one fully connected layer:
 
     conv1 32 @ 5x5 p2 -> act -> maxpool 3/2 -> LRN(3)    (B, 32, 32, 32) -> (B, 32, 16, 16)
     conv2 32 @ 5x5 p2 -> act -> avgpool 3/2 -> LRN(3)    (B, 32, 16, 16) -> (B, 32, 8, 8)

@@ -14,7 +14,7 @@ class LocalResponseNorm(nn.Module):
 
     b[c] = a[c] / (k + alpha' * sum_{j=c-n/2}^{c+n/2} a[j]^2) ^ beta
 
-    Interpretation of alpha (PAPER.md, "LRN"): cuda-convnet2 (the authors' code), Caffe and
+    Interpretation of alpha (docs/PAPER.md, "LRN"): cuda-convnet2 (the authors' code), Caffe and
     ``torch.nn.LocalResponseNorm`` all use alpha' = alpha / n, i.e. the *mean* of the squares; the
     paper's formula read literally uses alpha' = alpha, the *sum*. We follow the authors' code by default
     (``alpha_over_n=True``); ``alpha_over_n=False`` gives the literal formula. With alpha = 1e-4 the two

@@ -1,7 +1,8 @@
 """Training: the paper's recipe, exact resume, run directories, many processes.
 
     from alexnet.training import TrainConfig, train, resume
-    result = train(TrainConfig(data="data/imagenette"))      # the paper's recipe
+    result = train(TrainConfig(data="data/imagenette"))      # the paper's recipe with a warm-up (default)
+    result = train(TrainConfig.paper(data="data/imagenette"))  # the paper's recipe exactly (docs/RECIPE.md)
     result = train(TrainConfig.demo())                         # the built-in demo
     result = train(TrainConfig(arch="cifar_4layer", crop_size=32, lighting=0, epochs=10),
                    dataset=my_array_dataset, callback=lambda row: row["train_top1_err"] < 0.25)
@@ -13,7 +14,14 @@ resume), ``checkpoint`` (atomic save, weights_only load), ``metrics`` (device-si
 """
 
 from alexnet.training.checkpoint import load_checkpoint, save_checkpoint
-from alexnet.training.config import DEMO_DEPARTURES, DEMO_RECIPE, TrainConfig, departures, load_config_file
+from alexnet.training.config import (
+    DEMO_DEPARTURES,
+    DEMO_RECIPE,
+    PAPER_RECIPE,
+    TrainConfig,
+    departures,
+    load_config_file,
+)
 from alexnet.training.optim import PaperSGD, build_optimizer
 from alexnet.training.schedule import (
     CosineSchedule,
@@ -24,7 +32,7 @@ from alexnet.training.schedule import (
 )
 from alexnet.training.trainer import NonFiniteLossError, Trainer, TrainResult, resume, train
 
-__all__ = ["DEMO_DEPARTURES", "DEMO_RECIPE", "CosineSchedule", "NonFiniteLossError", "PaperSGD",
+__all__ = ["DEMO_DEPARTURES", "DEMO_RECIPE", "PAPER_RECIPE", "CosineSchedule", "NonFiniteLossError", "PaperSGD",
            "PlateauSchedule", "Schedule", "StepSchedule", "TrainConfig", "TrainResult", "Trainer",
            "build_optimizer", "build_schedule", "departures", "load_checkpoint", "load_config_file", "resume",
            "save_checkpoint", "train"]

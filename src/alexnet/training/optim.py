@@ -1,6 +1,6 @@
 """The paper's SGD update, and the choice between it and torch's SGD.
 
-Paper, section 5 (PAPER.md "Training"), with eps the learning rate::
+Paper, section 5 (docs/PAPER.md, "Training"), with eps the learning rate::
 
     v <- 0.9 * v - 0.0005 * eps * w - eps * dL/dw
     w <- w + v

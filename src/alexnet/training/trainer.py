@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,8 +61,6 @@ def label_chance(dataset, indices, num_classes: int) -> dict:
     """What a constant guess achieves on ``dataset[indices]``: the error of always answering the most
     frequent class (``err``) and the cross-entropy of always answering the class frequencies (``loss``, the
     entropy of the labels: ln(classes) when they are balanced)."""
-    import numpy as np
-
     labels = getattr(dataset, "labels", None)
     if labels is None:
         return {"err": 1.0 - 1.0 / num_classes, "loss": math.log(num_classes)}
@@ -569,7 +568,7 @@ class Trainer:
                 f"ln {len(self.classes)} = {math.log(len(self.classes)):.4f}), and the top-1 error "
                 f"{train['top1_err']:.3f} is at chance. Its ReLUs most likely died in the first steps "
                 f"(docs/RECIPE.md); start again with a lower --lr (now {c.lr:g}) or a longer --warmup-epochs "
-                f"(now {self.warmup_steps / self.steps_per_epoch:g} epochs)")
+                f"(now {self.warmup_steps / self.steps_per_epoch:.3g} epochs)")
 
     def _describe(self) -> None:
         c, p = self.config, self.progress
