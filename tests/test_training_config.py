@@ -113,3 +113,18 @@ def test_cli_bad_values_are_one_line(args, needle, tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], r.stderr
     assert lines[0].startswith("alexnet train: error:")
+
+
+def test_quiet_run_still_prints_its_result_once(tmp_path, capsys, monkeypatch):
+    """--quiet silences progress, not the answer (one line, from rank 0 only under torchrun)."""
+    from alexnet.cli.main import main
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    args = ["train", "--quiet", "--arch", "cifar_4layer", "--demo-images", "40", "--demo-size", "36",
+            "--demo-classes", "4", "--epochs", "1", "--batch-size", "8", "--no-ten-crop"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("done: 1 epochs") and "validation top-1 error" in out[0], out
+    monkeypatch.setenv("RANK", "1")  # another torchrun process: says nothing
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    assert capsys.readouterr().out.strip() == ""

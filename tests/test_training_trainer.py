@@ -11,7 +11,7 @@ import yaml
 
 from alexnet.data import ArrayDataset
 from alexnet.data.demo import make_demo_images
-from alexnet.training import NonFiniteLossError, TrainConfig, load_checkpoint, train
+from alexnet.training import NonFiniteLossError, TrainConfig, load_checkpoint, resume, train
 from alexnet.training.rundir import METRIC_COLUMNS
 from alexnet.training.trainer import _WithStats, label_chance
 from alexnet.weights import read_weights
@@ -119,6 +119,11 @@ def test_max_steps_stops_mid_epoch_and_still_evaluates(tmp_path, tiny):
     assert r.final["steps"] == 4 and len(r.history) == 1
     assert r.final["val_top1_err"] is not None
     assert load_checkpoint(r.run_dir / "last.pt")["position"] == {"epoch": 1, "batch": 1, "step": 4}
+    # Resuming a run that has used its step budget takes no further step, however often it is resumed.
+    for _ in range(2):
+        again = resume(r.run_dir, dataset=tiny, progress=False)
+        assert again.final["steps"] == 4
+        assert load_checkpoint(r.run_dir / "last.pt")["position"]["step"] == 4
 
 
 def test_separate_validation_data_is_normalised_with_the_training_statistics(tiny):

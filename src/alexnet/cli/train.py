@@ -7,6 +7,7 @@ Values come from, lowest first: the paper's recipe (or the demo's, without data)
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 
 from alexnet.cli.common import add_model_options_arg, parse_options
@@ -74,7 +75,7 @@ def register(sub) -> None:
                    help="evaluate with the paper's 10 crops at the end (default: on)")
     p.add_argument("--bias-decay", dest="bias_decay", action=argparse.BooleanOptionalAction, default=None,
                    help="weight decay on biases too (default: on, the formula as written)")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--quiet", action="store_true", help="no progress output (the final result line is still printed)")
     p.set_defaults(func=run)
 
 
@@ -112,7 +113,8 @@ def run(args) -> int:
         result = train(build_config(args), progress=not args.quiet)
     if result.interrupted:
         return 128 + int(getattr(signal, result.interrupted, signal.SIGINT))
-    if not args.quiet and result.run_dir is not None:
+    # The answer is printed even with --quiet (which silences progress), once under torchrun (rank 0).
+    if result.run_dir is not None and int(os.environ.get("RANK", "0")) == 0:
         f = result.final
         err = ""
         if f.get("val_top1_err") is not None:

@@ -612,6 +612,8 @@ class Trainer:
         self.lr = self.schedule.lr(self.step)
         try:
             while self.epoch < c.epochs:
+                if c.max_steps and self.step >= c.max_steps:
+                    break  # resumed at its step budget already: no extra step
                 outcome = self._train_epoch()
                 if outcome == "stop":
                     interrupted = self.stop.signal
