@@ -106,6 +106,14 @@ def test_create_model_with_torchvision_weights(local_record, tv_model, tmp_path)
         alexnet.create_model("alexnet", weights="torchvision")
 
 
+def test_the_download_note_goes_to_stderr_not_stdout(local_record, capfd):
+    """stdout stays the answer alone (``alexnet predict --json``): torch.hub's "Downloading" goes to stderr."""
+    record, _ = local_record
+    record.get_state_dict(progress=False)
+    out, err = capfd.readouterr()
+    assert out == "" and "Downloading" in err
+
+
 def test_download_with_wrong_hash_is_refused(local_record, monkeypatch):
     record, served = local_record
     bad = served.with_name("alexnet-owt-00000000.pth")

@@ -12,6 +12,8 @@ hash-checked, ``weights_only=True``).
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import urllib.error
 from dataclasses import dataclass, field
 
@@ -54,8 +56,11 @@ class WeightsRecord:
     def get_state_dict(self, *, progress: bool = True, model_dir: str | None = None) -> dict:
         """Download (once; then from torch.hub's cache) and load the state dict, never unpickling code."""
         try:
-            return torch.hub.load_state_dict_from_url(self.url, model_dir=model_dir, map_location="cpu",
-                                                      progress=progress, check_hash=True, weights_only=True)
+            # torch.hub announces a download on stdout; it goes to stderr, with the progress bar, so that
+            # the stdout of e.g. `alexnet predict --json` stays the answer alone.
+            with contextlib.redirect_stdout(sys.stderr):
+                return torch.hub.load_state_dict_from_url(self.url, model_dir=model_dir, map_location="cpu",
+                                                          progress=progress, check_hash=True, weights_only=True)
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", None) or e
             raise UserError(f"could not download the {self.name} weights from {self.url}: {reason}") from None
