@@ -74,6 +74,83 @@ def atomic_save_npz(path: Path, **arrays) -> None:
     os.replace(tmp, path)
 
 
+# Bounds on what a meta.json may ask for: nothing is allocated or opened beyond them.
+MAX_IMAGES = 100_000_000
+MAX_CLASSES = 1_000_000
+MAX_SIZE = 4096
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _finite_numbers(v, shape: tuple[int, ...]) -> bool:
+    try:
+        a = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return a.shape == shape and bool(np.isfinite(a).all())
+
+
+def _check_meta(meta: dict, root: Path) -> None:
+    """Refuse (ValueError) a meta.json whose fields have the wrong type, leave their bounds, or name a
+    shard outside the dataset directory: a prepared dataset is user input like any other."""
+    count, size, classes, shards = meta.get("count"), meta.get("size"), meta.get("classes"), meta.get("shards")
+    if not _is_int(count) or not 0 <= count <= MAX_IMAGES:
+        raise ValueError(f"count must be an integer in 0..{MAX_IMAGES}, got {count!r}")
+    if not _is_int(size) or not 1 <= size <= MAX_SIZE:
+        raise ValueError(f"size must be an integer in 1..{MAX_SIZE}, got {size!r}")
+    if meta.get("format") not in ("jpeg", "raw"):
+        raise ValueError(f"format must be jpeg or raw, got {meta.get('format')!r}")
+    if not isinstance(classes, list) or not 1 <= len(classes) <= MAX_CLASSES or not all(
+            isinstance(c, dict) and isinstance(c.get("name"), str) for c in classes):
+        raise ValueError("classes must be a list of 1.."
+                         f"{MAX_CLASSES} entries, each with a name")
+    for key, shape in (("mean_rgb", (3,)), ("std_rgb", (3,)), ("pca_eigval", (3,)), ("pca_eigvec", (3, 3))):
+        if not _finite_numbers(meta.get(key), shape):
+            raise ValueError(f"{key} must be {'x'.join(map(str, shape))} finite numbers")
+    if not isinstance(shards, list) or not all(
+            isinstance(sh, dict) and isinstance(sh.get("file"), str) and _is_int(sh.get("count"))
+            and sh["count"] >= 0 for sh in shards):
+        raise ValueError("shards must be a list of {file, count} entries")
+    if sum(sh["count"] for sh in shards) != count:
+        raise ValueError("the shards' counts do not add up to count")
+    base = root.resolve()
+    for sh in shards:
+        f = (root / sh["file"]).resolve()
+        if not f.is_relative_to(base) or f == base:
+            raise ValueError(f"shard {sh['file']!r} lies outside the dataset directory")
+
+
+def _check_arrays(meta: dict, root: Path, labels: np.ndarray, mean_image: np.ndarray, index: dict) -> None:
+    """The arrays beside meta.json: labels in range, the mean image's shape, every index entry inside
+    its shard (raw: the image exists; jpeg: the byte range lies within the shard file)."""
+    count, size, shards = meta["count"], meta["size"], meta["shards"]
+    if labels.shape != (count,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels.npy must hold {count} integers")
+    if count and (labels.min() < 0 or labels.max() >= len(meta["classes"])):
+        raise ValueError(f"labels must lie in 0..{len(meta['classes']) - 1}")
+    if mean_image.shape != (size, size, 3) or not np.isfinite(mean_image).all():
+        raise ValueError(f"the mean image must be {size}x{size}x3 finite numbers")
+    need = ("shard", "local") if meta["format"] == "raw" else ("shard", "offset", "length")
+    for key in need:
+        if key not in index or index[key].shape != (count,) or not np.issubdtype(index[key].dtype, np.integer):
+            raise ValueError(f"index.npz must hold {count} integers '{key}'")
+    shard = index["shard"].astype(np.int64)
+    if count and (shard.min() < 0 or shard.max() >= len(shards)):
+        raise ValueError("the index names a shard that meta.json does not list")
+    if meta["format"] == "raw":
+        local = index["local"].astype(np.int64)
+        per_shard = np.asarray([sh["count"] for sh in shards], np.int64)
+        if count and (local.min() < 0 or (local >= per_shard[shard]).any()):
+            raise ValueError("the index points past the end of a shard")
+    else:
+        sizes = np.asarray([(root / sh["file"]).stat().st_size for sh in shards], np.int64)
+        offset, length = index["offset"].astype(np.int64), index["length"].astype(np.int64)
+        if count and (offset.min() < 0 or length.min() < 1 or (offset + length > sizes[shard]).any()):
+            raise ValueError("the index points past the end of a shard")
+
+
 class PreparedDataset:
     """A dataset written by :func:`~alexnet.data.prepare_dataset` (``alexnet prepare``).
 
@@ -99,14 +176,18 @@ class PreparedDataset:
                             "'alexnet prepare SRC OUT'")
         try:
             self.meta = json.loads(meta_path.read_text())
+            if not isinstance(self.meta, dict):
+                raise ValueError("meta.json is not a mapping")
             if self.meta.get("format_version") != FORMAT_VERSION:
                 raise UserError(f"{self.path}: dataset format version {self.meta.get('format_version')} "
                                 f"is not supported (this alexnet reads version {FORMAT_VERSION})")
+            _check_meta(self.meta, self.path)
             self.labels = np.load(self.path / LABELS)
             self.mean_image = np.load(self.path / MEAN).astype(np.float32, copy=False)
             with np.load(self.path / INDEX) as idx:
                 self._index = {k: idx[k] for k in idx.files}
-        except (OSError, ValueError, KeyError) as e:
+            _check_arrays(self.meta, self.path, self.labels, self.mean_image, self._index)
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise UserError(f"{self.path}: prepared dataset is damaged ({e})") from None
         self.classes: list[dict] = self.meta["classes"]
         self.size: int = int(self.meta["size"])
@@ -115,8 +196,6 @@ class PreparedDataset:
         self.std_rgb = np.asarray(self.meta["std_rgb"], np.float64)
         self.pca_eigval = np.asarray(self.meta["pca_eigval"], np.float64)
         self.pca_eigvec = np.asarray(self.meta["pca_eigvec"], np.float64)
-        if len(self.labels) != self.meta["count"] or len(self._index["shard"]) != self.meta["count"]:
-            raise UserError(f"{self.path}: prepared dataset is damaged (index and count disagree)")
         self._shards: list[torch.Tensor | None] = [None] * len(self.meta["shards"])
         self._keys: list[str] | None = None
 

@@ -1,0 +1,116 @@
+"""A prepared dataset is user input: a damaged or hostile meta.json, index or labels file is refused in one
+line before anything is read through it (issue 12: "Untrusted metadata and datasets")."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from alexnet.cli.main import main
+from alexnet.data import PreparedDataset, prepare_dataset
+from alexnet.errors import UserError
+
+
+@pytest.fixture(scope="module", params=["jpeg", "raw"])
+def good(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(f"untrusted-{request.param}")
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (root / "src" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / "src" / c / f"{i}.jpg")
+    prepare_dataset(root / "src", root / "ok", size=32, format=request.param, workers=1, progress=False)
+    return root / "ok"
+
+
+def _copy(good, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(good, bad)
+    return bad
+
+
+def _edit_meta(path, change):
+    meta = json.loads((path / "meta.json").read_text())
+    change(meta)
+    (path / "meta.json").write_text(json.dumps(meta))
+
+
+def _refused(path, needle):
+    with pytest.raises(UserError) as e:
+        PreparedDataset(path)
+    message = str(e.value)
+    assert "\n" not in message and "damaged" in message and needle in message, message
+    return message
+
+
+def test_the_good_dataset_opens(good):
+    ds = PreparedDataset(good)
+    assert len(ds) == 6 and ds.get_uint8(5).shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("change,needle", [
+    (lambda m: m.pop("classes"), "classes"),
+    (lambda m: m.update(classes=[]), "classes"),
+    (lambda m: m.update(classes=["a", "b"]), "classes"),
+    (lambda m: m.update(size="abc"), "size"),
+    (lambda m: m.update(size=10**9), "size"),
+    (lambda m: m.update(count=-1), "count"),
+    (lambda m: m.update(count=10**12), "count"),
+    (lambda m: m.update(format="png"), "format"),
+    (lambda m: m.update(shards=[]), "add up"),
+    (lambda m: m.update(shards="x"), "shards"),
+    (lambda m: m.update(mean_rgb=[1, 2]), "mean_rgb"),
+    (lambda m: m.update(pca_eigvec=[[1, 2, 3]] * 3 + [[0, 0, float("nan")]]), "pca_eigvec"),
+])
+def test_bad_meta_fields_are_refused_in_one_line(good, tmp_path, change, needle):
+    bad = _copy(good, tmp_path)
+    _edit_meta(bad, change)
+    _refused(bad, needle)
+
+
+def test_meta_json_that_is_not_a_mapping(good, tmp_path):
+    bad = _copy(good, tmp_path)
+    (bad / "meta.json").write_text("[]")
+    _refused(bad, "not a mapping")
+
+
+@pytest.mark.parametrize("target", ["../../../../../../etc/passwd", "/etc/passwd", "."])
+def test_a_shard_outside_the_dataset_is_never_opened(good, tmp_path, target):
+    bad = _copy(good, tmp_path)
+
+    def point_outside(meta):
+        meta["shards"][0]["file"] = target
+
+    _edit_meta(bad, point_outside)
+    _refused(bad, "outside the dataset directory")
+
+
+def test_labels_out_of_range_are_refused(good, tmp_path):
+    bad = _copy(good, tmp_path)
+    labels = np.load(bad / "labels.npy")
+    labels[0] = 7  # two classes
+    np.save(bad / "labels.npy", labels)
+    _refused(bad, "labels must lie in 0..1")
+
+
+def test_an_index_past_the_end_of_its_shard_is_refused(good, tmp_path):
+    bad = _copy(good, tmp_path)
+    with np.load(bad / "index.npz") as z:
+        index = {k: z[k].copy() for k in z.files}
+    if "offset" in index:
+        index["offset"][-1] += 10**6
+    else:
+        index["local"][-1] += 10
+    np.savez(bad / "index.npz", **index)
+    _refused(bad, "past the end of a shard")
+
+
+def test_train_on_a_hostile_dataset_is_one_line_and_exit_1(good, tmp_path, capsys):
+    bad = _copy(good, tmp_path)
+    _edit_meta(bad, lambda m: m["shards"][0].update(file="../../../../etc/passwd"))
+    assert main(["train", "--data", str(bad), "--out", str(tmp_path / "run")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "outside the dataset directory" in err[0] and "Traceback" not in err[0], err
+    assert not (tmp_path / "run").exists()
