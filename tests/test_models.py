@@ -284,3 +284,30 @@ def test_kaiming_init_statistics_and_model_init_untouched():
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     with pytest.raises(ValueError, match="unknown init"):
         initialize(a, "xavier")
+
+
+@pytest.mark.parametrize("options,needle", [
+    ({"lrn": "maybe"}, "lrn must be true or false"),
+    ({"overlap_pool": 2}, "overlap_pool must be true or false"),
+    ({"dropout": "abc"}, "dropout must be a number"),
+    ({"dropout": float("nan")}, "dropout must be a number"),
+    ({"towers": 1.5}, "towers must be an integer"),
+    ({"towers": True}, "towers must be an integer"),
+    ({"activation": 3}, "activation must be str"),
+])
+def test_model_options_of_the_wrong_type_are_refused(options, needle):
+    with pytest.raises(BadOptionError, match=needle):
+        create_model("alexnet", num_classes=10, **options)
+
+
+def test_model_options_given_as_text_mean_what_they_say():
+    m = create_model("alexnet", num_classes=10, lrn="false", towers="1", dropout="0.25", overlap_pool="0")
+    assert (m.config.lrn, m.config.widths[0], m.config.dropout, m.config.pool_kernel) == (False, 48, 0.25, 2)
+
+
+def test_cli_bad_model_option_is_one_line(capsys):
+    from alexnet.cli.main import main
+
+    assert main(["info", "--arch", "alexnet", "--opt", "lrn=maybe"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lrn must be true or false" in err[0], err

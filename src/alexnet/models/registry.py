@@ -44,6 +44,53 @@ def register_model(*, description: str, input_size: int, default_num_classes: in
     return wrap
 
 
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _coerce_option(model: str, key: str, value, annotation):
+    """A model option as the type its builder declares (``bool``, ``int``, ``float``, ``str``), from a
+    value or its text ("false", "0.3"); anything else is a BadOptionError (``lrn="maybe"`` must not
+    build a net with LRN, ``dropout="abc"`` must not end in a traceback)."""
+    kind = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    bad = BadOptionError(f"model {model!r}: option {key} must be "
+                         f"{ {'bool': 'true or false', 'int': 'an integer', 'float': 'a number'}.get(kind, kind)}, "
+                         f"got {value!r}")
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise bad
+    if kind == "int":
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise bad from None
+        if not number.is_integer():
+            raise bad
+        return int(number)
+    if kind == "float":
+        if isinstance(value, bool):
+            raise bad
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise bad from None
+        if number != number or number in (float("inf"), float("-inf")):
+            raise bad
+        return number
+    if kind == "str" and not isinstance(value, str):
+        raise bad
+    return value
+
+
 def list_models() -> list[str]:
     """Names of every registered model, sorted."""
     return sorted(_REGISTRY)
@@ -80,6 +127,8 @@ def create_model(name: str, num_classes: int | None = None, *, weights=None, **o
         raise BadOptionError(
             f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"its options: {', '.join(info.options) or 'none'}")
+    params = inspect.signature(info.builder).parameters
+    options = {k: _coerce_option(name, k, v, params[k].annotation) for k, v in options.items()}
     if num_classes is None:
         num_classes = info.default_num_classes
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
