@@ -52,3 +52,13 @@ def test_models_lists_registry():
 def test_help_lists_subcommands():
     r = run("--help")
     assert r.returncode == 0 and "models" in r.stdout and "info" in r.stdout
+
+
+def test_experiment_without_a_name_is_a_usage_error(capsys):
+    from alexnet.cli.main import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["experiment"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "name an experiment" in err[0], err

@@ -114,3 +114,21 @@ def test_train_on_a_hostile_dataset_is_one_line_and_exit_1(good, tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "outside the dataset directory" in err[0] and "Traceback" not in err[0], err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["OUT_EMPTY"], "OUT must name a folder"),
+    (["--workers", "-1"], "workers must be an integer >= 1"),
+    (["--workers", "0"], "workers must be an integer >= 1"),
+])
+def test_prepare_refuses_an_empty_out_and_bad_worker_counts(tmp_path, capsys, monkeypatch, args, needle):
+    src = tmp_path / "src" / "a"
+    src.mkdir(parents=True)
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(src / "x.jpg")
+    monkeypatch.chdir(tmp_path)
+    out = "" if args == ["OUT_EMPTY"] else str(tmp_path / "out")
+    rest = [] if args == ["OUT_EMPTY"] else args
+    assert main(["prepare", str(tmp_path / "src"), out, *rest]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # nothing written anywhere

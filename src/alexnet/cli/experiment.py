@@ -29,7 +29,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("experiment", help="reproduce the paper's experiments (Figure 1, ablations)",
                        description="Reproduce the paper's experiments.")
-    p.set_defaults(func=lambda args: p.print_help() or 0)
+    # No experiment named is a usage error like any other: one line, exit 2.
+    p.set_defaults(func=lambda args: p.error("name an experiment: relu-vs-tanh or ablations"))
     exp = p.add_subparsers(dest="experiment", metavar="EXPERIMENT", title="experiments",
                            parser_class=ArgumentParser)
 

@@ -91,8 +91,12 @@ def prepare_dataset(src: str | Path, out: str | Path, *, classes_file: str | Pat
         raise BadOptionError(f"JPEG quality must be 1..100, got {quality!r}")
     if shard_size is not None and shard_size < 1:
         raise BadOptionError(f"shard_size must be >= 1, got {shard_size!r}")
-    workers = default_workers() if workers is None else max(1, int(workers))
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise BadOptionError(f"workers must be an integer >= 1, got {workers!r}")
+    workers = default_workers() if workers is None else workers
     say = log or (lambda msg: None)
+    if not str(out).strip():
+        raise BadOptionError("OUT must name a folder, got an empty path (it would write into the current one)")
     src, out = Path(src), Path(out)
     if not src.exists():
         raise UserError(f"SRC not found: {src}")
