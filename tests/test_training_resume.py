@@ -114,3 +114,27 @@ def test_a_torn_file_is_a_clear_error_not_a_crash(tmp_path):
     bad.write_bytes(b"PK\x03\x04 torn")
     with pytest.raises(Exception, match="not a readable checkpoint"):
         ckpt.load_checkpoint(bad)
+
+
+class _RunsCode:
+    """Unpickling this would run ``touch <marker>``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_holding_code_is_refused_as_unsafe_and_never_run(tmp_path, capsys):
+    from alexnet.cli.main import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    marker = tmp_path / "pwned"
+    torch.save({"format": "alexnet-checkpoint", "evil": _RunsCode(marker)}, run / "last.pt")
+    assert main(["train", "--resume", str(run)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refusing to load" in err[0] and "could run code" in err[0], err
+    assert "weights_only=False" not in err[0] and "trust" not in err[0]
+    assert not marker.exists()

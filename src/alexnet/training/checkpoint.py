@@ -18,9 +18,7 @@ the directory fsynced), so a kill at any moment leaves either the old or the new
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
-import zipfile
 from pathlib import Path
 
 import torch
@@ -72,14 +70,10 @@ def link_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no code runs)."""
+    from alexnet.weights.torchfile import torch_load_safe
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path}: not a readable checkpoint ({first})") from None
+    state = torch_load_safe(path, what="checkpoint")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path}: not an alexnet training checkpoint")
     if state.get("version", 0) > VERSION:

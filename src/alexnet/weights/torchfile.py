@@ -24,11 +24,13 @@ class UnsafeFileError(UserError):
     """A PyTorch file holding Python objects that would have to be unpickled (and could run code)."""
 
 
-def torch_load_safe(path: str | os.PathLike):
-    """``torch.load(path, weights_only=True)`` on the CPU with one-line errors."""
+def torch_load_safe(path: str | os.PathLike, what: str = "PyTorch file"):
+    """``torch.load(path, weights_only=True)`` on the CPU with one-line errors (``what`` names the file in
+    them). A file holding pickled objects is refused as unsafe, never with torch's advice to load it with
+    ``weights_only=False``."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
+        raise UserError(f"{what} not found: {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -39,10 +41,10 @@ def torch_load_safe(path: str | os.PathLike):
                 f"{path}: refusing to load: it holds Python objects, not only tensors, and unpickling them "
                 f"could run code; only plain state dicts are accepted{' (' + detail + ')' if detail else ''}"
             ) from None
-        raise UserError(f"{path}: not a readable PyTorch file ({lines[0] if lines else 'bad pickle'})") from None
+        raise UserError(f"{path}: not a readable {what} ({lines[0] if lines else 'bad pickle'})") from None
     except Exception as e:  # noqa: BLE001  (torch.load raises anything on a damaged file: its fault, not ours)
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path}: not a readable PyTorch file ({msg})") from None
+        raise UserError(f"{path}: not a readable {what} ({msg})") from None
 
 
 def _strip_prefixes(sd: dict) -> dict:
