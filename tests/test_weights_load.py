@@ -139,3 +139,56 @@ def test_mean_image_of_any_memory_layout_is_saved(small_paper_net, tmp_path):
     hwc = chw.transpose(1, 2, 0)  # a non-contiguous view, as from tensor.permute(...).numpy()
     path = save_weights(tmp_path / "w.safetensors", small_paper_net, mean_image=hwc)
     assert np.array_equal(read_weights(path).mean_image, hwc)
+
+
+def _with_metadata(src, dst, change):
+    """A copy of weights file ``src`` whose alexnet metadata went through ``change`` (or is ``change``)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        meta = json.loads(f.metadata()["alexnet"])
+    if not isinstance(change, str):
+        change(meta)
+    raw = change if isinstance(change, str) else json.dumps(meta)
+    save_file(load_file(str(src)), str(dst), metadata={"alexnet": raw})
+    return dst
+
+
+@pytest.mark.parametrize("change,needle", [
+    ("[1, 2]", "not a JSON object"),
+    ("{not json", "bad alexnet metadata"),
+    (lambda m: m.pop("arch"), "arch must be"),
+    (lambda m: m.update(num_classes="abc"), "num_classes must be"),
+    (lambda m: m.update(num_classes=10**9), "num_classes must be"),
+    (lambda m: m.update(classes="x"), "classes must be"),
+    (lambda m: m.update(model_options=[1]), "model_options must be"),
+    (lambda m: m["preprocess"].update(resize=100_000), "resize must be an integer in 8..4096"),
+    (lambda m: m["preprocess"].update(resize=-5), "resize must be"),
+    (lambda m: m["preprocess"].update(crop_size=300), "crop_size must be"),
+    (lambda m: m["preprocess"].update(std_rgb=[0, 1, 1]), "std_rgb must be"),
+    (lambda m: m["preprocess"].update(mean="both"), "mean must be"),
+])
+def test_bad_weights_metadata_is_refused_in_one_line(small_paper_net, tmp_path, capsys, change, needle):
+    good = save_weights(tmp_path / "w.safetensors", small_paper_net, model_options={"towers": 1},
+                        classes=CLASSES, preprocess={"resize": 256, "crop_size": 224, "mean": "channel"})
+    bad = _with_metadata(good, tmp_path / "bad.safetensors", change)
+    with pytest.raises(UserError, match=needle):
+        alexnet.load(bad)
+    img = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(img)
+    assert main(["predict", "--weights", str(bad), str(img)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+
+
+def test_a_mean_image_that_does_not_fit_the_resize_is_refused(small_paper_net, tmp_path):
+    path = save_weights(tmp_path / "w.safetensors", small_paper_net, model_options={"towers": 1}, classes=CLASSES,
+                        preprocess={"resize": 256, "crop_size": 224, "mean": "image"},
+                        mean_image=np.zeros((64, 64, 3), np.float32))
+    with pytest.raises(UserError, match="mean image must be 256x256x3"):
+        alexnet.load(path)

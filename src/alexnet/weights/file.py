@@ -86,6 +86,27 @@ def save_weights(path: str | os.PathLike, model: nn.Module, *, arch: str | None 
     return path
 
 
+MAX_CLASSES = 1_000_000
+
+
+def _check_metadata(meta) -> None:
+    """The file-level fields of a weights file's metadata (preprocessing is checked by Preprocess)."""
+    if not isinstance(meta, dict):
+        raise ValueError("not a JSON object")
+    if not isinstance(meta.get("arch"), str):
+        raise ValueError(f"arch must be a model name, got {meta.get('arch')!r}")
+    n = meta.get("num_classes")
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_CLASSES:
+        raise ValueError(f"num_classes must be an integer in 1..{MAX_CLASSES}, got {n!r}")
+    for key, kind in (("model_options", dict), ("classes", list), ("preprocess", dict), ("extra", dict)):
+        if not isinstance(meta.get(key, kind()), kind):
+            raise ValueError(f"{key} must be a JSON {'object' if kind is dict else 'list'}")
+    classes = meta.get("classes", [])
+    if len(classes) > MAX_CLASSES or not all(isinstance(c, dict) and isinstance(c.get("name", ""), str)
+                                             for c in classes):
+        raise ValueError("classes must be a list of objects with a name")
+
+
 def _infer_num_classes(tensors: dict[str, torch.Tensor]) -> int:
     last_bias = [v for k, v in tensors.items() if k.endswith("bias") and v.ndim == 1][-1]
     return int(last_bias.shape[0])
@@ -106,7 +127,11 @@ def read_weights(path: str | os.PathLike) -> WeightsFile:
         raise UserError(f"{path}: not a readable safetensors file ({e})") from None
     if raw is None:
         raise UserError(f"{path}: safetensors file without alexnet metadata; use 'alexnet convert' first")
-    meta = json.loads(raw)
+    try:
+        meta = json.loads(raw)
+        _check_metadata(meta)
+    except (ValueError, UserError) as e:
+        raise UserError(f"{path}: bad alexnet metadata: {e}") from None
     mean = tensors.pop(MEAN_IMAGE_KEY, None)
     return WeightsFile(
         arch=meta["arch"], state_dict=tensors, num_classes=int(meta["num_classes"]),

@@ -129,6 +129,46 @@ def crop_offsets(size: int, crop: int, ten_crop: bool) -> list[tuple[int, int]]:
     return [(c, c), (0, 0), (0, e), (e, 0), (e, e)]
 
 
+MAX_RESIZE = 4096
+"""The largest image side a weights file's preprocessing may ask for (nothing larger is allocated)."""
+
+
+def check_preprocess_metadata(meta: dict, mean_image: np.ndarray | None = None) -> None:
+    """Refuse (UserError, one line) preprocessing metadata outside what an AlexNet can have: a weights
+    file is user input, and ``resize: 100000`` would otherwise allocate until the machine gives out."""
+    def bad(what: str):
+        raise UserError(f"weights metadata: preprocess.{what}")
+
+    def number_list(v, positive=False) -> bool:
+        try:
+            a = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            return False
+        return a.shape == (3,) and bool(np.isfinite(a).all()) and (not positive or bool((a > 0).all()))
+
+    def is_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    resize = meta.get("resize", 256)
+    if not is_int(resize) or not 8 <= resize <= MAX_RESIZE:
+        bad(f"resize must be an integer in 8..{MAX_RESIZE}, got {resize!r}")
+    crop = meta.get("crop_size")
+    if crop is not None and (not is_int(crop) or not 1 <= crop <= resize):
+        bad(f"crop_size must be an integer in 1..resize ({resize}), got {crop!r}")
+    if meta.get("mean_rgb") is not None and not number_list(meta["mean_rgb"]):
+        bad("mean_rgb must be 3 finite numbers")
+    if meta.get("std_rgb") is not None and not number_list(meta["std_rgb"], positive=True):
+        bad("std_rgb must be 3 positive numbers, or null")
+    if meta.get("mean", "image") not in ("image", "channel"):
+        bad(f"mean must be 'image' or 'channel', got {meta.get('mean')!r}")
+    if not isinstance(meta.get("warp", False), bool):
+        bad(f"warp must be true or false, got {meta.get('warp')!r}")
+    if mean_image is not None:
+        shape = tuple(np.shape(mean_image))
+        if shape != (resize, resize, 3) or not np.isfinite(np.asarray(mean_image, np.float64)).all():
+            bad(f"the mean image must be {resize}x{resize}x3 finite numbers, got shape {shape}")
+
+
 @dataclass
 class Preprocess:
     """How images must be prepared for a set of weights (stored in the weights file's metadata).
@@ -151,6 +191,7 @@ class Preprocess:
     def from_metadata(cls, meta: dict | None, mean_image: np.ndarray | None = None, *,
                       crop_size: int | None = None, pixel_std=None) -> Preprocess:
         meta = dict(meta or {})
+        check_preprocess_metadata(meta, mean_image)
         std = meta.get("std_rgb", pixel_std)
         mean_rgb = meta.get("mean_rgb")
         if mean_rgb is None:
