@@ -54,3 +54,31 @@ def test_export_cli_dynamic_batch_matches_pytorch(tmp_path, capsys):
     assert meta["alexnet.arch"] == "alexnet"
     assert json.loads(meta["alexnet.preprocess"])["crop_size"] == 224
     assert json.loads(meta["alexnet.classes"])[3]["name"] == "c3"
+
+
+def test_unsupported_opset_is_refused_and_nothing_is_written(tmp_path, capsys):
+    torch.manual_seed(0)
+    weights = save_weights(tmp_path / "w.safetensors", alexnet.create_model("cifar_4layer").eval(),
+                           classes=[{"index": i, "wnid": None, "name": f"c{i}"} for i in range(10)])
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--weights", str(weights), "--out", str(out), "--opset", "999"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--opset must be 18.." in err[0], err
+    assert not out.exists()
+
+
+def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    from alexnet.errors import UserError
+    from alexnet.weights import onnx as ours
+    from alexnet.weights.onnx import export_onnx
+
+    def disk_full(proto, path):
+        with open(path, "wb") as f:
+            f.write(b"half a model")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ours, "_write_proto", disk_full)
+    out = tmp_path / "c.onnx"
+    with pytest.raises(UserError, match="No space left"):
+        export_onnx(alexnet.create_model("cifar_4layer").eval(), out)
+    assert list(tmp_path.iterdir()) == []  # neither the file asked for nor a temporary one

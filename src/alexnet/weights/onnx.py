@@ -21,6 +21,14 @@ from torch import nn
 from alexnet.errors import UserError
 from alexnet.weights.load import model_classes, model_preprocess
 
+MIN_OPSET = 18  # torch's dynamo exporter writes opset 18 and later
+
+
+def _write_proto(proto, path: Path) -> None:
+    import onnx
+
+    onnx.save(proto, str(path))
+
 
 def _require_onnx():
     try:
@@ -37,7 +45,23 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int | None 
     import onnx
 
     path = Path(path)
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and not MIN_OPSET <= opset <= newest:
+        raise UserError(f"--opset must be {MIN_OPSET}..{newest} (what torch's exporter and the installed onnx "
+                        f"support), got {opset}")
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Written under a temporary name and renamed when complete: a full disk or a failed export never
+    # leaves a truncated file at the path asked for.
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        return _export(model, path, tmp, opset, verbose)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _export(model: nn.Module, path: Path, tmp: Path, opset: int | None, verbose: bool) -> Path:
+    import onnx
+
     pre = model_preprocess(model)
     model = model.eval().cpu()
     x = torch.zeros(2, 3, pre.crop_size, pre.crop_size)
@@ -47,13 +71,13 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int | None 
     try:
         with warnings.catch_warnings(), quiet:
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["logits"],
+            torch.onnx.export(model, (x,), str(tmp), input_names=["image"], output_names=["logits"],
                               dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), dynamo=True,
                               external_data=False, verbose=verbose, **kwargs)
     except Exception as e:  # the exporter's errors are long; keep the first line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"ONNX export failed: {first}") from None
-    proto = onnx.load(str(path))
+    proto = onnx.load(str(tmp))
     meta = {
         "alexnet.arch": str(getattr(model, "model_name", type(model).__name__)),
         "alexnet.preprocess": json.dumps(pre.to_metadata()),
@@ -65,5 +89,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int | None 
     for k, v in meta.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
-    onnx.save(proto, str(path))
+    try:
+        _write_proto(proto, tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
     return path
