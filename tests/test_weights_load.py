@@ -192,3 +192,14 @@ def test_a_mean_image_that_does_not_fit_the_resize_is_refused(small_paper_net, t
                         mean_image=np.zeros((64, 64, 3), np.float32))
     with pytest.raises(UserError, match="mean image must be 256x256x3"):
         alexnet.load(path)
+
+
+def test_weights_files_follow_the_umask(small_paper_net, tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        path = save_weights(tmp_path / "w.safetensors", small_paper_net, model_options={"towers": 1})
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o644

@@ -82,6 +82,7 @@ def save_weights(path: str | os.PathLike, model: nn.Module, *, arch: str | None 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
+    os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates 0600; follow the umask like every other file
     os.replace(tmp, path)
     return path
 
@@ -105,6 +106,12 @@ def _check_metadata(meta) -> None:
     if len(classes) > MAX_CLASSES or not all(isinstance(c, dict) and isinstance(c.get("name", ""), str)
                                              for c in classes):
         raise ValueError("classes must be a list of objects with a name")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _infer_num_classes(tensors: dict[str, torch.Tensor]) -> int:
