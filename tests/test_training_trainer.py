@@ -199,3 +199,15 @@ def test_chance_level_of_unbalanced_labels():
     assert c["err"] == pytest.approx(0.4)  # always answer class 0
     assert c["loss"] == pytest.approx(-(0.6 * math.log(0.6) + 0.3 * math.log(0.3) + 0.1 * math.log(0.1)))
     assert label_chance(data, [6, 7], 3) == pytest.approx({"err": 0.0, "loss": 0.0})
+
+
+def test_temporaries_of_an_interrupted_write_are_removed_on_resume(tmp_path, tiny, capsys):
+    r = train(_config(tmp_path, epochs=1, ten_crop=False), dataset=tiny, progress=False)
+    stale = [r.run_dir / ".last.pt.tmp4242", r.run_dir / "weights.safetensors.tmp", r.run_dir / ".metrics.csv.tmp7"]
+    for p in stale:
+        p.write_bytes(b"half")
+    keep = r.run_dir / "notes.tmp1"  # not a name the trainer writes: left alone
+    keep.write_text("mine")
+    resume(r.run_dir, dataset=tiny, epochs=2, progress=True)
+    assert not any(p.exists() for p in stale) and keep.exists()
+    assert "removed 3 temporary file(s)" in capsys.readouterr().out

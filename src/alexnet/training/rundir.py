@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 from alexnet.errors import UserError
@@ -38,6 +39,19 @@ def default_run_dir(name: str, root: str | os.PathLike = "runs") -> Path:
         path = root / f"{name}-{k}"
         k += 1
     return path
+
+
+_TEMPORARY = re.compile(r"\.(last\.pt|best\.pt|metrics\.csv|curves\.png|summary\.json)\.tmp\d+"
+                        r"|weights\.safetensors\.tmp")
+
+
+def remove_temporaries(path: Path) -> list[Path]:
+    """Delete the temporary files that a run killed in the middle of a write left in its directory (the
+    names this module and the checkpoint writer use, nothing else); return them."""
+    stale = [p for p in path.iterdir() if p.is_file() and _TEMPORARY.fullmatch(p.name)] if path.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def check_fresh(path: Path) -> None:

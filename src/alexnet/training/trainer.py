@@ -513,6 +513,10 @@ class Trainer:
         if not self.main or self.run_dir is None:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        stale = rundir.remove_temporaries(self.run_dir)
+        if stale:
+            self.progress.log(f"removed {len(stale)} temporary file(s) left by an interrupted write: "
+                              + ", ".join(p.name for p in stale))
         save_config_file(self.config, self.run_dir / rundir.CONFIG_FILE)
         self.tb = rundir.TensorBoard(self.run_dir / "tb", purge_step=len(self.history) + 1)
 
