@@ -62,3 +62,16 @@ def test_experiment_without_a_name_is_a_usage_error(capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "name an experiment" in err[0], err
+
+
+def test_an_unwritable_out_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    """A file where a folder belongs (root ignores permissions, so this is the portable unwritable case)."""
+    from alexnet.cli.main import main
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    code = main(["train", "--out", str(blocker / "run"), "--arch", "cifar_4layer", "--demo-images", "40",
+                 "--demo-size", "36", "--demo-classes", "4", "--epochs", "1", "--batch-size", "8"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0 and len(err) == 1 and "Not a directory" in err[0] and str(blocker) in err[0], err

@@ -43,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(prog, str(e))
     except FileNotFoundError as e:
         return fail(prog, f"no such file: {e.filename or e}")
+    except OSError as e:  # unwritable, full, a file where a folder belongs...: the machine's answer, one line
+        where = f": {e.filename}" if e.filename else ""
+        return fail(prog, f"{e.strerror or type(e).__name__}{where}")
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
