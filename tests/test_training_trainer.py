@@ -211,3 +211,13 @@ def test_temporaries_of_an_interrupted_write_are_removed_on_resume(tmp_path, tin
     resume(r.run_dir, dataset=tiny, epochs=2, progress=True)
     assert not any(p.exists() for p in stale) and keep.exists()
     assert "removed 3 temporary file(s)" in capsys.readouterr().out
+
+
+def test_a_run_stopped_before_its_first_checkpoint_can_be_started_again(tmp_path, tiny):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("arch: cifar_4layer\n")  # what a run killed in its first epoch leaves
+    with pytest.raises(Exception, match="stopped before its first one; start it again"):
+        resume(run, dataset=tiny, progress=False)
+    r = train(_config(tmp_path, epochs=1, ten_crop=False), dataset=tiny, progress=False)
+    assert r.run_dir == run and (run / "last.pt").is_file()

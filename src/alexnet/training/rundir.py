@@ -55,8 +55,9 @@ def remove_temporaries(path: Path) -> list[Path]:
 
 
 def check_fresh(path: Path) -> None:
-    """Refuse to start a new run over an existing one (that is what ``--resume`` is for)."""
-    if (path / LAST).exists() or (path / CONFIG_FILE).exists():
+    """Refuse to start a new run over one that has a checkpoint (that is what ``--resume`` is for). A run
+    stopped before its first checkpoint left nothing to continue: its folder may be started afresh."""
+    if (path / LAST).exists():
         raise UserError(f"{path} already holds a run; continue it with --resume {path}, or choose another --out")
 
 

@@ -760,7 +760,8 @@ def resume(run_dir: str | Path, *, dataset=None, val_dataset=None, progress: boo
         raise UserError(f"run directory not found: {run_dir}")
     path = run_dir / rundir.LAST
     if not path.exists():
-        raise UserError(f"{run_dir} has no checkpoint ({rundir.LAST}) to resume from")
+        raise UserError(f"{run_dir} has no checkpoint ({rundir.LAST}) to resume from: the run stopped before "
+                        "its first one; start it again with the same command (its folder is reused)")
     state = ckpt.load_checkpoint(path)
     bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if bad:
