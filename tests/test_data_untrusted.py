@@ -132,3 +132,59 @@ def test_prepare_refuses_an_empty_out_and_bad_worker_counts(tmp_path, capsys, mo
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # nothing written anywhere
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has exited
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="Linux: /proc and prctl")
+def test_prepare_workers_die_with_a_killed_parent(shared_data, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    workers: list[int] = []
+    proc = subprocess.Popen([sys.executable, "-m", "alexnet", "prepare", str(shared_data / "imagenette-train.tar.gz"),
+                             str(tmp_path / "out"), "--workers", "2", "--format", "raw", "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and len(workers) < 2 and proc.poll() is None:
+            workers = _children(proc.pid)
+            time.sleep(0.2)
+        assert len(workers) >= 2, "the workers never started"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 15
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers), "workers outlived their parent"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for w in workers:  # a worker that outlived its parent is no longer the parent's child
+            try:
+                os.kill(w, signal.SIGKILL)
+            except OSError:
+                pass

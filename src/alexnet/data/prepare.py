@@ -22,6 +22,7 @@ import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -273,7 +274,8 @@ def _write_shards(source: Source, out: Path, chunks, todo, settings_id, *, size,
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with warnings.catch_warnings(), cf.ProcessPoolExecutor(
-            max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_init_worker) as pool:
+            max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
+            initargs=(os.getpid(),)) as pool:
         # Python >= 3.12 warns about fork() in a process with threads (torch's, tqdm's): the workers
         # take no lock those threads could hold, so the warning does not apply.
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -293,10 +295,27 @@ def _write_shards(source: Source, out: Path, chunks, todo, settings_id, *, size,
             raise
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int | None = None) -> None:
     # These are the user's own files: ImageNet has very large images, which PIL would refuse as
     # "decompression bombs". JPEGs are decoded at a reduced scale anyway (preprocess.py).
     Image.MAX_IMAGE_PIXELS = None
+    _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int | None) -> None:
+    """Linux: this worker gets SIGTERM when the process that started it dies (even by SIGKILL), instead
+    of running on forever with nobody to collect its work. Elsewhere nothing happens."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent is not None and os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 @contextlib.contextmanager
