@@ -188,3 +188,46 @@ def test_prepare_workers_die_with_a_killed_parent(shared_data, tmp_path):
                 os.kill(w, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def _png_bomb(path, side=60_000):
+    """A PNG whose header claims side x side RGB pixels (10.8 GB decoded), a few dozen bytes on disk."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_decompression_bomb_is_refused_by_predict_and_the_good_image_still_predicted(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    _png_bomb(folder / "bomb.png")
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(folder / "good.png")
+    import alexnet
+    from alexnet.weights import save_weights
+
+    w = save_weights(tmp_path / "w.safetensors", alexnet.create_model("cifar_4layer").eval(),
+                     classes=[{"index": i, "wnid": None, "name": f"c{i}"} for i in range(10)])
+    code = main(["predict", "--weights", str(w), str(folder), "--json"])
+    out, err = capsys.readouterr()
+    doc = json.loads(out)  # stdout is the JSON answer alone
+    assert code == 1 and doc["failed"] == 1  # something was skipped, and said so
+    assert [p["image"].rsplit("/", 1)[-1] for p in doc["images"]] == ["good.png"], doc
+    assert "bomb.png: image too large: 60000x60000" in err
+
+
+def test_prepare_skips_a_decompression_bomb_with_its_reason(tmp_path):
+    src = tmp_path / "src" / "a"
+    src.mkdir(parents=True)
+    _png_bomb(src / "bomb.png")
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(src / "good.png")
+    ds = prepare_dataset(tmp_path / "src", tmp_path / "out", size=32, workers=1, progress=False)
+    assert len(ds) == 1
+    (skipped,) = ds.meta["skipped"]
+    assert "bomb.png" in json.dumps(skipped) and "image too large" in json.dumps(skipped)

@@ -21,6 +21,7 @@ Interpretations (the paper does not say):
 from __future__ import annotations
 
 import io
+import os
 import warnings
 
 import numpy as np
@@ -28,6 +29,28 @@ from PIL import Image, UnidentifiedImageError
 
 RESAMPLE = Image.Resampling.BILINEAR
 DRAFT_MARGIN = 2  # decode JPEGs at no less than this multiple of the output size
+
+
+DEFAULT_MAX_IMAGE_PIXELS = 250_000_000
+
+
+def max_image_pixels() -> int:
+    """The most pixels any reader of this project decodes from one image (after JPEG's reduced-scale
+    decoding): 250 million (750 MB of RGB), or ``ALEXNET_MAX_IMAGE_PIXELS``. A larger image, a
+    "decompression bomb" or not, is an unreadable file: skipped by prepare, refused by predict."""
+    value = os.environ.get("ALEXNET_MAX_IMAGE_PIXELS", "")
+    try:
+        return int(value) if value.strip() else DEFAULT_MAX_IMAGE_PIXELS
+    except ValueError:
+        return DEFAULT_MAX_IMAGE_PIXELS
+
+
+def check_pixels(w: int, h: int) -> str | None:
+    """Why an image of ``w x h`` decoded pixels is too large, or None."""
+    limit = max_image_pixels()
+    if w * h > limit:
+        return f"image too large: {w}x{h} pixels to decode, over the limit of {limit:,} (ALEXNET_MAX_IMAGE_PIXELS)"
+    return None
 
 
 class BadImage(Exception):
@@ -69,6 +92,9 @@ def preprocess(data: bytes, size: int = 256, warp: bool = False) -> np.ndarray:
                 want = (min(w, int(np.ceil(w * s))), min(h, int(np.ceil(h * s))))
             img.draft(None, want)  # picks the largest DCT reduction that keeps >= want
             w, h = img.size
+        too_large = check_pixels(w, h)
+        if too_large:
+            raise BadImage(too_large)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Palette images with transparency": converted below
             img.load()

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from alexnet.data.preprocess import check_pixels
 from alexnet.errors import UserError
 
 # ImageNet's mean and std in 0..255 units (torchvision's 0.485/0.456/0.406 and 0.229/0.224/0.225 x 255).
@@ -91,6 +92,9 @@ def load_image(source, *, min_size: int | None = None) -> Image.Image:
                 if min_size and img.format == "JPEG" and w * h > _DRAFT_PIXELS and min_size / min(w, h) < 0.5:
                     scale = min_size / min(w, h)
                     img.draft(None, (math.ceil(w * scale), math.ceil(h * scale)))
+                too_large = check_pixels(*img.size)
+                if too_large:
+                    raise UserError(f"{path}: {too_large}")
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 return _to_rgb(img)
