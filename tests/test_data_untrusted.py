@@ -231,3 +231,37 @@ def test_prepare_skips_a_decompression_bomb_with_its_reason(tmp_path):
     assert len(ds) == 1
     (skipped,) = ds.meta["skipped"]
     assert "bomb.png" in json.dumps(skipped) and "image too large" in json.dumps(skipped)
+
+
+def test_a_symlink_loop_in_a_class_folder_lists_each_image_once(tmp_path, capsys):
+    import os
+
+    src = tmp_path / "src"
+    for c in ("a", "b"):
+        (src / c).mkdir(parents=True)
+        Image.fromarray(np.full((20, 20, 3), 100, np.uint8)).save(src / c / "x.png")
+    os.symlink(src / "a", src / "a" / "loop")  # a -> a -> a ...
+    os.symlink(src / "a", src / "b" / "alias")  # class a's images again, under b
+    assert main(["prepare", str(src), str(tmp_path / "out"), "--workers", "1", "--no-progress"]) == 0
+    ds = PreparedDataset(tmp_path / "out")
+    assert len(ds) == 2 and sorted(ds.labels.tolist()) == [0, 1]
+    assert sorted(ds.meta["folders_listed_already"]) == ["a/loop", "b/alias"]
+    assert "left out 2 folder(s)" in capsys.readouterr().err
+
+
+def test_predict_counts_a_dangling_symlink_as_unreadable(tmp_path, capsys):
+    import os
+
+    import alexnet
+    from alexnet.weights import save_weights
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(folder / "good.png")
+    os.symlink(tmp_path / "gone.jpg", folder / "broken.jpg")
+    w = save_weights(tmp_path / "w.safetensors", alexnet.create_model("cifar_4layer").eval(),
+                     classes=[{"index": i, "wnid": None, "name": f"c{i}"} for i in range(10)])
+    assert main(["predict", "--weights", str(w), str(folder), "--json"]) == 1
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["failed"] == 1 and len(doc["images"]) == 1 and "broken.jpg" in err

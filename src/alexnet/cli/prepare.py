@@ -63,6 +63,10 @@ def run(args) -> int:
     mb = sum(s["bytes"] for s in meta["shards"]) / 1e6
     fmt = f"jpeg q{meta['quality']}" if meta["format"] == "jpeg" else "raw"
     present = sum(1 for c in meta["class_counts"] if c)
+    again = meta.get("folders_listed_already") or []
+    if again:
+        print(f"left out {len(again)} folder(s) reached again through a directory symlink (listed once): "
+              + ", ".join(again[:SHOW_SKIPPED]) + (" ..." if len(again) > SHOW_SKIPPED else ""), file=sys.stderr)
     print(f"prepared {args.out}: {meta['count']} images written, {len(skipped)} skipped, {meta['found']} found; "
           f"{present} of {meta['num_classes']} classes present; {meta['size']}x{meta['size']} {fmt}, "
           f"{len(meta['shards'])} shards, {mb:.1f} MB")

@@ -430,6 +430,8 @@ def _finalize(source: Source, out: Path, chunks, settings, settings_id, *, size,
         "pca_units": PCA_UNITS,
         "mean_image": MEAN,
         "skipped": skipped,
+        # folders reached again through a directory symlink (a loop, or a second link): listed once only
+        "folders_listed_already": source.settings.get("folders_listed_already", []),
         "shards": shards,
         "settings_id": settings_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

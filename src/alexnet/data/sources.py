@@ -220,9 +220,20 @@ def _open_folder(src: Path, synsets: list[dict] | None, subdir: str | None) -> S
     per_class: dict[str, list[str]] = {}
     direct_files = 0
     second_level: list[set[str]] = []
+    # Directory symlinks are followed (class folders linked in from elsewhere are common), but no real
+    # directory is listed twice: a link loop, or a link to a folder already listed, would add the same
+    # images again (under the wrong class). What is left out is recorded in the settings (and meta.json).
+    listed: set[str] = set()
+    repeated: list[str] = []
     for name in class_dirs:
         files = []
         for dirpath, dirnames, filenames in os.walk(root / name, followlinks=True):
+            real = os.path.realpath(dirpath)
+            if real in listed:
+                repeated.append(os.path.relpath(dirpath, root).replace(os.sep, "/"))
+                dirnames[:] = []
+                continue
+            listed.add(real)
             dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
             rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
             files += [f"{rel}/{f}" for f in sorted(filenames) if not _ignored(f)]
@@ -244,8 +255,11 @@ def _open_folder(src: Path, synsets: list[dict] | None, subdir: str | None) -> S
     for name in class_dirs:
         keys += per_class[name]
         labels += [index[name]] * len(per_class[name])
+    settings: dict = {"subdir": subdir}
+    if repeated:
+        settings["folders_listed_already"] = repeated
     return Source("folder", str(root.resolve()), classes, keys, np.asarray(labels, np.int64), root=root,
-                  settings={"subdir": subdir})
+                  settings=settings)
 
 
 def _open_labels(src: Path, labels_file, synsets: list[dict] | None, subdir: str | None) -> Source:

@@ -113,7 +113,10 @@ def iter_image_files(inputs: Iterable[str | os.PathLike]) -> list[str]:
     seen: set[str] = set()
     for item in inputs:
         p = Path(item)
-        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in exts) if p.is_dir() else [p]
+        # A dangling symlink is listed too: it then fails to open and is counted with the unreadable files,
+        # instead of vanishing from both lists.
+        files = sorted(f for f in p.rglob("*") if (f.is_file() or (f.is_symlink() and not f.exists()))
+                       and f.suffix.lower() in exts) if p.is_dir() else [p]
         for f in files:
             key = os.fspath(f)
             if key not in seen:
