@@ -265,3 +265,19 @@ def test_predict_counts_a_dangling_symlink_as_unreadable(tmp_path, capsys):
     out, err = capsys.readouterr()
     doc = json.loads(out)
     assert doc["failed"] == 1 and len(doc["images"]) == 1 and "broken.jpg" in err
+
+
+def test_a_16_bit_png_gives_the_same_pixels_in_prepare_and_predict(tmp_path):
+    """16-bit images are scaled to 0..255 (not clipped to white) by both readers."""
+    from alexnet.weights.preprocess import load_image
+
+    src = tmp_path / "src" / "a"
+    src.mkdir(parents=True)
+    ramp = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)  # 0..65520
+    Image.fromarray(ramp).save(src / "deep.png")
+    assert Image.open(src / "deep.png").mode.startswith("I")
+    ds = prepare_dataset(tmp_path / "src", tmp_path / "out", size=64, format="raw", workers=1, progress=False)
+    prepared = ds.get_uint8(0)
+    predicted = np.asarray(load_image(src / "deep.png"))
+    assert prepared.mean() < 160 and prepared.min() < 10 and prepared.max() > 245  # a ramp, not white
+    assert np.abs(prepared.astype(int) - predicted.astype(int)).max() <= 1

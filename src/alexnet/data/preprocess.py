@@ -53,6 +53,24 @@ def check_pixels(w: int, h: int) -> str | None:
     return None
 
 
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB, the same for prepare and predict: grayscale replicated, CMYK
+    converted, 16-bit and float images scaled (not clipped) to 0..255, alpha composited on white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if a.max(initial=0) > 255 else 255.0
+        return Image.fromarray(np.clip(a * (255.0 / top), 0, 255).astype(np.uint8)).convert("RGB")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
 class BadImage(Exception):
     """A file that cannot be decoded; its message is the reason listed in ``meta.json`` "skipped"."""
 
@@ -98,8 +116,7 @@ def preprocess(data: bytes, size: int = 256, warp: bool = False) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "Palette images with transparency": converted below
             img.load()
-            if img.mode != "RGB":
-                img = img.convert("RGB")
+            img = to_rgb(img)
         if warp:
             box = (0.0, 0.0, float(w), float(h))
         else:

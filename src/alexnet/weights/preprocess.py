@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from alexnet.data.preprocess import check_pixels
+from alexnet.data.preprocess import check_pixels, to_rgb
 from alexnet.errors import UserError
 
 # ImageNet's mean and std in 0..255 units (torchvision's 0.485/0.456/0.406 and 0.229/0.224/0.225 x 255).
@@ -46,23 +46,6 @@ def _no_pixel_limit():
         Image.MAX_IMAGE_PIXELS = old
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any Pillow mode to 8-bit RGB: grayscale replicated, CMYK converted, alpha composited on white."""
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        a = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if a.max(initial=0) > 255 else 255.0
-        return Image.fromarray(np.clip(a * (255.0 / top), 0, 255).astype(np.uint8)).convert("RGB")
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
-
-
 # Above this many pixels a JPEG is decoded at a reduced scale (libjpeg's DCT scaling, "draft"), which
 # keeps memory and time small for huge photos. Below it decoding is full, so that the pixels equal
 # torchvision's transforms (draft decoding differs by about 1/255 per pixel on average).
@@ -77,11 +60,11 @@ def load_image(source, *, min_size: int | None = None) -> Image.Image:
     Unreadable files raise :class:`UserError` with the reason in one line.
     """
     if isinstance(source, Image.Image):
-        return _to_rgb(source)
+        return to_rgb(source)
     if isinstance(source, np.ndarray):
         if source.dtype != np.uint8 or source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (1, 3, 4)):
             raise UserError(f"an image array must be uint8 (H, W), (H, W, 3) or (H, W, 4), got {source.dtype} {source.shape}")
-        return _to_rgb(Image.fromarray(source.squeeze(2) if source.ndim == 3 and source.shape[2] == 1 else source))
+        return to_rgb(Image.fromarray(source.squeeze(2) if source.ndim == 3 and source.shape[2] == 1 else source))
     path = Path(source)
     if not path.is_file():
         raise UserError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
@@ -97,7 +80,7 @@ def load_image(source, *, min_size: int | None = None) -> Image.Image:
                     raise UserError(f"{path}: {too_large}")
                 img.load()
                 img = ImageOps.exif_transpose(img)
-                return _to_rgb(img)
+                return to_rgb(img)
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image Pillow can read") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
