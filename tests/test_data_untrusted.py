@@ -281,3 +281,30 @@ def test_a_16_bit_png_gives_the_same_pixels_in_prepare_and_predict(tmp_path):
     predicted = np.asarray(load_image(src / "deep.png"))
     assert prepared.mean() < 160 and prepared.min() < 10 and prepared.max() > 245  # a ramp, not white
     assert np.abs(prepared.astype(int) - predicted.astype(int)).max() <= 1
+
+
+def test_a_zeroed_jpeg_in_a_shard_is_a_one_line_error_naming_the_image(tmp_path, capsys):
+    from alexnet.data import Loader
+
+    src = tmp_path / "src"
+    rng = np.random.default_rng(1)
+    for c in ("a", "b"):
+        (src / c).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(src / c / f"{i}.jpg")
+    ds = prepare_dataset(src, tmp_path / "ok", size=32, format="jpeg", workers=1, progress=False)
+    shard = tmp_path / "ok" / ds.meta["shards"][0]["file"]
+    data = bytearray(shard.read_bytes())
+    off, length = int(ds._index["offset"][2]), int(ds._index["length"][2])
+    data[off:off + length] = bytes(length)  # image 2 zeroed in place: the index still fits
+    shard.write_bytes(bytes(data))
+    loader = Loader(PreparedDataset(tmp_path / "ok"), 4, train=False, crop_size=32, workers=1)
+    with pytest.raises(UserError, match=r"image 2 \(shard 0\) is damaged") as e:
+        for _ in loader:
+            pass
+    assert "\n" not in str(e.value)
+    loader.close()
+    assert main(["train", "--data", str(tmp_path / "ok"), "--arch", "cifar_4layer", "--crop-size", "32",
+                 "--batch-size", "4", "--epochs", "1", "--val-split", "0", "--out", str(tmp_path / "run")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is damaged" in err[0], err

@@ -41,7 +41,7 @@ from alexnet.data.augment import (
     ten_crop_batch,
     ten_crop_one,
 )
-from alexnet.errors import BadOptionError
+from alexnet.errors import BadOptionError, UserError
 
 try:  # the storage reference count tells when the consumer has let go of a batch (see _BufferPool)
     _storage_use_count = torch._C._storage_Use_Count
@@ -298,11 +298,30 @@ class Loader:
         self._advance = True
 
     # ------------------------------------------------------------------------------ CPU
+    def _decode(self, items: list[int], device="cpu") -> list[torch.Tensor]:
+        """The stored JPEGs of ``items`` decoded to uint8 (3, S, S); a damaged one is a one-line UserError
+        naming the image and its shard (the dataset's files changed after prepare wrote them)."""
+        ds = self.dataset
+        try:
+            out = decode_rgb([ds.jpeg(i) for i in items], device=device)
+        except RuntimeError as e:
+            out, reason = None, str(e).strip().splitlines()[0] if str(e).strip() else "cannot decode"
+        else:
+            bad = [k for k, t in enumerate(out) if tuple(t.shape) != (3, self.size, self.size)]
+            reason = f"decoded to {tuple(out[bad[0]].shape)}, not (3, {self.size}, {self.size})" if bad else None
+        if reason is None:
+            return out
+        where = items[0] if len(items) == 1 else f"one of images {items[0]}..{items[-1]}"
+        shard = getattr(ds, "_index", {}).get("shard")
+        in_shard = f" (shard {int(shard[items[0]])})" if shard is not None and len(items) == 1 else ""
+        raise UserError(f"{getattr(ds, 'path', 'the dataset')}: image {where}{in_shard} is damaged ({reason}); "
+                        "the prepared dataset's files changed after it was written: prepare it again")
+
     def _source_chw(self, i: int) -> torch.Tensor:
         """Stored image ``i`` as uint8 (3, S, S): a view of the shard, or freshly decoded."""
         ds = self.dataset
         if self.storage == "jpeg":
-            return decode_rgb(ds.jpeg(i))
+            return self._decode([i])[0]
         if hasattr(ds, "pixels"):
             return ds.pixels(i).permute(2, 0, 1)
         return torch.from_numpy(np.ascontiguousarray(ds.get_uint8(i))).permute(2, 0, 1)
@@ -405,7 +424,7 @@ class Loader:
         copied = None
         with torch.cuda.stream(st.stream):
             if self.storage == "jpeg" and self.gpu_decode:
-                decoded = decode_rgb([self.dataset.jpeg(int(i)) for i in items], device=dev)
+                decoded = self._decode([int(i) for i in items], device=dev)
                 images, layout = torch.stack(decoded), "chw"
             else:
                 shape = (n, 3, s, s) if self.storage == "jpeg" else (n, s, s, 3)
