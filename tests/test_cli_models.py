@@ -75,3 +75,24 @@ def test_an_unwritable_out_is_one_line_not_a_traceback(tmp_path, capsys, monkeyp
                  "--demo-size", "36", "--demo-classes", "4", "--epochs", "1", "--batch-size", "8"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1 and "Not a directory" in err[0] and str(blocker) in err[0], err
+
+
+def test_files_asked_for_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A write that fails half-way (a full disk) leaves neither a partial file nor a temporary one."""
+    import os
+
+    from alexnet.files import write_atomic
+
+    target = tmp_path / "report.html"
+    target.write_text("the previous report")
+    real_fsync = os.fsync
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_atomic(target, "<html>" + "x" * 10_000)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert target.read_text() == "the previous report"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]

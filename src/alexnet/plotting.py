@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from alexnet.files import write_atomic
+
 
 def pyplot():
     """``matplotlib.pyplot``, on the headless Agg backend unless the caller already chose one.
@@ -25,10 +27,10 @@ def pyplot():
 def save_figure(fig, out: str | os.PathLike, **savefig_kwargs) -> Path:
     """Write ``fig`` to ``out`` (creating its folder), close it, and return the path."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, **savefig_kwargs)
+    buf = io.BytesIO()  # rendered in memory, then written complete or not at all
+    fig.savefig(buf, format=savefig_kwargs.pop("format", out.suffix.lstrip(".") or "png"), **savefig_kwargs)
     pyplot().close(fig)
-    return out
+    return write_atomic(out, buf.getvalue())
 
 
 def png_bytes(fig, dpi: int = 100) -> bytes:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from alexnet.errors import UserError
+from alexnet.files import write_atomic
 
 FORMAT_VERSION = 1
 FORMATS = ("jpeg", "raw")
@@ -54,12 +55,7 @@ def npy_header(shape: tuple[int, ...]) -> bytes:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``path`` so that it either does not exist or is complete (temp file + rename)."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, data)
 
 
 def atomic_save_npy(path: Path, arr: np.ndarray) -> None:

@@ -12,6 +12,7 @@ processes once at the end, and a per-image tally checks that every image was cou
 from __future__ import annotations
 
 import csv
+import io
 import os
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from alexnet.errors import UserError
 from alexnet.evaluation.batches import iter_squares, shard
 from alexnet.evaluation.predict import _device_of
 from alexnet.evaluation.progress import Progress
+from alexnet.files import write_atomic
 from alexnet.weights.classes import match_classes
 from alexnet.weights.load import model_classes, model_preprocess
 
@@ -71,19 +73,17 @@ class EvalResult:
         }
 
     def write_per_class_csv(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         fields = ["index", "wnid", "name", "model_index", "images", "top1_correct", "top5_correct",
                   "top1_accuracy", "top5_accuracy"]
-        with path.open("w", newline="", encoding="utf-8") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            for row in self.per_class:
-                n = row["images"]
-                w.writerow({**{k: row.get(k) for k in fields[:7]},
-                            "top1_accuracy": f"{row['top1_correct'] / n:.6f}" if n else "",
-                            "top5_accuracy": f"{row['top5_correct'] / n:.6f}" if n else ""})
-        return path
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        w.writeheader()
+        for row in self.per_class:
+            n = row["images"]
+            w.writerow({**{k: row.get(k) for k in fields[:7]},
+                        "top1_accuracy": f"{row['top1_correct'] / n:.6f}" if n else "",
+                        "top5_accuracy": f"{row['top5_correct'] / n:.6f}" if n else ""})
+        return write_atomic(path, buf.getvalue())
 
 
 def _dist_info(rank: int | None, world_size: int | None) -> tuple[int, int, bool]:

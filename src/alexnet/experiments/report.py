@@ -22,6 +22,7 @@ import torch
 
 from alexnet.errors import UserError
 from alexnet.experiments import html as H
+from alexnet.files import write_atomic
 from alexnet.plotting import png_bytes, pyplot
 
 CONFIG_NAMES = ("config.json", "config.yaml", "config.yml", "config.toml", "train_config.json")
@@ -365,9 +366,7 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
     when = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = H.page(f"Training run: {run_dir.name}", sections,
                   subtitle=f"{arch}, {len(classes)} classes; report written {when} by alexnet {alexnet.__version__}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
-    return out
+    return write_atomic(out, text)
 
 
 def _fmt(v: object) -> str:

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 from alexnet.errors import UserError
+from alexnet.files import write_atomic
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_top1_err", "train_top5_err", "val_top1_err", "val_top5_err",
                   "lr", "images_per_s", "seconds", "stalled")
@@ -67,13 +68,6 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
 
 
 def write_metrics_csv(path: Path, history: list[dict]) -> None:
