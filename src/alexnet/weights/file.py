@@ -81,9 +81,12 @@ def save_weights(path: str | os.PathLike, model: nn.Module, *, arch: str | None 
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
-    os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates 0600; follow the umask like every other file
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates 0600; follow the umask like every other file
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves nothing behind
     return path
 
 
