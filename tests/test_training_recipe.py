@@ -27,10 +27,10 @@ def imagenette(shared_data, tmp_path_factory):
     return _subset(PreparedDataset(out), idx)
 
 
-def _run(tmp_path, data, **changes):
+def _run(tmp_path, data, progress=False, **changes):
     config = TrainConfig(**{"batch_size": 32, "val_split": 0.0, "ten_crop": False, "device": "cpu",
                             "out": str(tmp_path / "run"), **changes})
-    return train(config, dataset=data, progress=False)
+    return train(config, dataset=data, progress=progress)
 
 
 def test_the_default_recipe_learns_real_images(tmp_path, imagenette, monkeypatch):
@@ -46,11 +46,13 @@ def test_the_default_recipe_learns_real_images(tmp_path, imagenette, monkeypatch
     assert r.history[-1]["train_top1_err"] < 0.86, r.history[-1]
 
 
-def test_the_papers_literal_recipe_dies_on_ten_classes(tmp_path, imagenette, monkeypatch):
+def test_the_papers_literal_recipe_dies_on_ten_classes(tmp_path, imagenette, monkeypatch, capsys):
     """What the paper's recipe (lr 0.01 from the first step) does here: the top layer overshoots, fc7's
     ReLUs die, and from the second epoch on the loss is a constant guess's; the run says so."""
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    r = _run(tmp_path, imagenette, epochs=3, warmup_epochs=0)
+    r = _run(tmp_path, imagenette, progress=True, epochs=3, warmup_epochs=0)
     first, *later = r.history
     assert first["stalled"] == 0 and all(row["stalled"] for row in later), r.history
     assert all(abs(row["train_loss"] - LN10) < 0.05 for row in later), r.history
+    out = capsys.readouterr().out
+    assert out.count("warning: the network is dead and will not learn") == 1, out

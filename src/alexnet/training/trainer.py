@@ -53,8 +53,11 @@ DEMO_DATA_SEED = 2012  # the demo images are the same whatever the training seed
 STAT_KEYS = ("mean_image", "mean_rgb", "std_rgb", "pca_eigval", "pca_eigvec")
 
 
-STALLED_LOSS_SHARE = 0.99
-"""An epoch whose training loss is at least this share of a constant guess's loss is at chance level."""
+STALLED_LOSS_TOLERANCE = 0.02
+"""An epoch whose training loss is within this share of a constant guess's loss is at chance level."""
+DEAD_UNITS = 0.05
+"""Below this share of the last hidden layer's units responding to any image, a net at chance is dead."""
+PROBE_IMAGES = 64
 
 
 def label_chance(dataset, indices, num_classes: int) -> dict:
@@ -283,6 +286,7 @@ class Trainer:
         if state is not None:
             self._load_state(state)
         self.tb = None
+        self._stall_reported: set[str] = set()  # "dead" / "plateau": each said once
 
     def _on_rank0(self, fn: Callable[[], None]) -> None:
         """Run a check on rank 0 only; if it fails every rank raises (instead of the others hanging)."""
@@ -455,6 +459,8 @@ class Trainer:
                 since += 1
                 self.progress.count(images)
                 last = self.batch == self.steps_per_epoch
+                if last:  # a few of the epoch's images, to look inside the net if the epoch was at chance
+                    self._probe_batch = x[:PROBE_IMAGES].detach().clone()
                 log_now = self.batch % c.log_interval == 0 or last
                 ckpt_now = bool(c.checkpoint_interval) and self.step % c.checkpoint_interval == 0 and not last
                 max_now = bool(c.max_steps) and self.step >= c.max_steps
@@ -533,8 +539,12 @@ class Trainer:
                "seconds": self.epoch_seconds, "stalled": int(self._stalled(train))}
         # The paper's schedule watches the validation error; without validation data, the training error.
         self.schedule.end_epoch(row["val_top1_err"] if val is not None else row["train_top1_err"])
-        if row["stalled"] and not any(r.get("stalled") for r in self.history):
-            self.progress.log(self._stalled_message(train))
+        if row["stalled"]:
+            alive = self._last_hidden_alive()
+            kind = "dead" if alive is not None and alive < DEAD_UNITS else "plateau"
+            if kind not in self._stall_reported:
+                self._stall_reported.add(kind)
+                self.progress.log(self._stalled_message(train, alive))
         self.history.append(row)
         improved = val is not None and (self.best["val_top1_err"] is None
                                          or val["top1_err"] < self.best["val_top1_err"])
@@ -556,23 +566,52 @@ class Trainer:
 
     def _stalled(self, train: dict) -> bool:
         """True when a whole epoch after the first (and after any warm-up) trained at chance level: the
-        loss no lower than a constant guess's and the error at chance (docs/RECIPE.md, "A dead run")."""
+        loss that of a constant guess (within 2%: a loss far above it is an overshoot, not a dead net)
+        and the error at chance (docs/RECIPE.md, "A run that is dead says so")."""
         if self.epoch < 1 or self.step - self.steps_per_epoch < self.warmup_steps:
             return False
         loss, err = train["loss"], train["top1_err"]
         if math.isnan(loss):
             return False
         chance = self.train_chance
-        return loss >= STALLED_LOSS_SHARE * chance["loss"] and err >= chance["err"] - CHANCE_MARGIN
+        return abs(loss - chance["loss"]) <= STALLED_LOSS_TOLERANCE * chance["loss"] \
+            and err >= chance["err"] - CHANCE_MARGIN
 
-    def _stalled_message(self, train: dict) -> str:
+    @torch.no_grad()
+    def _last_hidden_alive(self) -> float | None:
+        """The share of the units feeding the last layer (fc7 for AlexNet) that are non-zero for at least
+        one of a few of the last epoch's images, in eval mode: near 0 when the ReLUs have died (the output
+        no longer depends on the image), well above it on a plateau the net may still leave. None if there
+        is no batch or no final linear layer."""
+        x = getattr(self, "_probe_batch", None)
+        last = [m for m in self.module.modules() if isinstance(m, nn.Linear)]
+        if x is None or not last:
+            return None
+        seen = {}
+        handle = last[-1].register_forward_pre_hook(lambda m, args: seen.update(x=args[0].detach()))
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            with self._autocast():
+                self.module(x)
+        finally:
+            handle.remove()
+            self.module.train(was_training)
+        h = seen["x"].float().flatten(1)
+        return float((h != 0).any(0).float().mean())
+
+    def _stalled_message(self, train: dict, alive: float | None) -> str:
         c = self.config
-        return (f"warning: the network is not learning: in epoch {self.epoch + 1} the training loss was "
-                f"{train['loss']:.4f}, no better than a constant guess ({self.train_chance['loss']:.4f}; "
-                f"ln {len(self.classes)} = {math.log(len(self.classes)):.4f}), and the top-1 error "
-                f"{train['top1_err']:.3f} is at chance. Its ReLUs most likely died in the first steps "
-                f"(docs/RECIPE.md); start again with a lower --lr (now {c.lr:g}) or a longer --warmup-epochs "
-                f"(now {self.warmup_steps / self.steps_per_epoch:.3g} epochs)")
+        at = (f"in epoch {self.epoch + 1} the training loss was {train['loss']:.4f}, that of a constant guess "
+              f"({self.train_chance['loss']:.4f}; ln {len(self.classes)} = {math.log(len(self.classes)):.4f}), "
+              f"and the top-1 error {train['top1_err']:.3f} is at chance")
+        units = "" if alive is None else f" ({alive:.1%} of the last hidden layer's units respond to an image)"
+        if alive is not None and alive < DEAD_UNITS:
+            return (f"warning: the network is dead and will not learn: {at}. Its ReLUs died{units}, most likely "
+                    f"in the first steps (docs/RECIPE.md); start again with a lower --lr (now {c.lr:g}) or a "
+                    f"longer --warmup-epochs (now {self.warmup_steps / self.steps_per_epoch:.3g} epochs)")
+        return (f"note: the network has not learned anything yet: {at}. It is alive{units} and may still "
+                "leave this plateau; if it stays there, try a lower --lr or --init kaiming (docs/RECIPE.md)")
 
     def _describe(self) -> None:
         c, p = self.config, self.progress
