@@ -176,8 +176,16 @@ class AblationTable:
         lines.append(f"Errors in percent on {self.val_images} validation images; Δ = model minus full model "
                      f"(top-1 / top-5, percentage points; positive = the switch hurts). Budget per model: "
                      f"{c.epochs} epoch(s) on {self.train_images} training images, batch {c.batch_size}, "
-                     f"lr {c.lr:g} (paper's plateau schedule), seed {c.seed}.")
+                     f"lr {c.lr:g} (paper's plateau schedule) after {self.warmup_steps()} steps of linear warm-up "
+                     f"(the default recipe's; docs/RECIPE.md), seed {c.seed}.")
         return "\n".join(lines)
+
+    def warmup_steps(self) -> int:
+        """The warm-up each model had: the default recipe's for this many images and batch."""
+        from alexnet.training import TrainConfig
+        from alexnet.training.config import warmup_steps
+
+        return warmup_steps(TrainConfig(), max(1, self.train_images // self.config.batch_size))
 
     def to_dict(self) -> dict:
         return {"config": asdict(self.config), "train_images": self.train_images, "val_images": self.val_images,
