@@ -249,3 +249,15 @@ def test_a_run_stopped_before_its_first_checkpoint_can_be_started_again(tmp_path
         resume(run, dataset=tiny, progress=False)
     r = train(_config(tmp_path, epochs=1, ten_crop=False), dataset=tiny, progress=False)
     assert r.run_dir == run and (run / "last.pt").is_file()
+
+
+def test_validation_is_not_a_silent_phase(tmp_path, tiny, capsys, monkeypatch):
+    """Without a terminal, a long validation prints a line now and then (here: every time, for the test)."""
+    from alexnet.evaluation import progress as eval_progress
+
+    real = eval_progress.Progress.__init__
+    monkeypatch.setattr(eval_progress.Progress, "__init__",
+                        lambda self, *a, **kw: real(self, *a, **{**kw, "log_every_s": 0.0}))
+    train(_config(tmp_path, epochs=1, ten_crop=True), dataset=tiny, progress=True)
+    err = capsys.readouterr().err
+    assert "validation: 1/1 batch" in err and "validation, 10 crops: 1/1 batch" in err, err

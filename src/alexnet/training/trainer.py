@@ -495,10 +495,17 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, loader, *, ten_crop: bool = False) -> dict:
         """Loss and top-1/top-5 error over ``loader`` (centre crops, or the 10 crops' mean softmax)."""
+        from alexnet.evaluation.progress import Progress as Phase
+
         model = self.eval_model
         model.eval()
         meter = Meter(self.device)
+        # Validation can take minutes (the 10 crops of a large set): a bar on a terminal, else a line on
+        # stderr every 30 s, never a silent phase.
+        phase = Phase(len(loader), "validation, 10 crops" if ten_crop else "validation", unit="batch",
+                      enabled=self.progress.enabled)
         for x, y in loader:
+            phase.update(1)
             with self._autocast():
                 if ten_crop:
                     b = x.shape[0]
@@ -512,6 +519,7 @@ class Trainer:
                     scores = model(x).float()
                     loss = F.cross_entropy(scores, y)
             meter.update(loss, scores, y)
+        phase.close()
         return summarize(meter.reduced(self.dist.all_reduce_sum if self.dist.enabled else None))
 
     # ------------------------------------------------------------------------------------------ run
