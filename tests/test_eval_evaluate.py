@@ -123,7 +123,7 @@ def test_summary_and_per_class_csv(tmp_path):
     assert s["top1_error"] + s["top1_accuracy"] == pytest.approx(100)
     path = r.write_per_class_csv(tmp_path / "per_class.csv")
     rows = list(csv.DictReader(path.open()))
-    assert len(rows) == K and sum(int(x["images"]) for x in rows) == 30
+    assert len(rows) == sum(1 for p in r.per_class if p["images"]) and sum(int(x["images"]) for x in rows) == 30
     for x in rows:
         if int(x["images"]):
             assert float(x["top1_accuracy"]) == pytest.approx(int(x["top1_correct"]) / int(x["images"]))
@@ -239,3 +239,13 @@ def test_torchrun_two_processes_count_every_image_once(cifar, tmp_path):
     s = json.loads(proc.stdout)  # rank 0 alone prints
     assert s["processes"] == 2 and s["images"] == len(ds) == 49
     assert (s["top1_correct"], s["top5_correct"]) == (single.top1_correct, single.top5_correct)
+
+
+def test_per_class_csv_lists_the_classes_that_have_images(tmp_path):
+    ds = FakeDataset(30)
+    ds.labels = np.zeros_like(np.asarray(ds.labels))  # every image of class 0
+    r = evaluate(RedNet(), ds, progress=False)
+    rows = list(csv.DictReader(r.write_per_class_csv(tmp_path / "a.csv").open()))
+    assert [int(x["index"]) for x in rows] == [0] and int(rows[0]["images"]) == 30
+    every = list(csv.DictReader(r.write_per_class_csv(tmp_path / "b.csv", include_empty=True).open()))
+    assert len(every) == K

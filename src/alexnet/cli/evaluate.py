@@ -102,5 +102,8 @@ def run(args) -> int:
         if s["images_per_second"]:
             print(f"{s['images_per_second']:.1f} images/s", file=sys.stderr)
     if args.per_class:
-        print(f"wrote {args.per_class}", file=sys.stderr)
+        empty = sum(1 for row in result.per_class if not row["images"])
+        print(f"wrote {args.per_class}: {len(result.per_class) - empty} classes with images"
+              + (f" ({empty} of the dataset's classes have none here and are left out)" if empty else ""),
+              file=sys.stderr)
     return 0

@@ -72,7 +72,9 @@ class EvalResult:
             "processes": self.world_size,
         }
 
-    def write_per_class_csv(self, path: str | os.PathLike) -> Path:
+    def write_per_class_csv(self, path: str | os.PathLike, *, include_empty: bool = False) -> Path:
+        """One row per class that has images in the evaluated data (``include_empty``: every class of the
+        dataset, e.g. all 1000 of ImageNet's for Imagenette prepared with ``--classes``)."""
         fields = ["index", "wnid", "name", "model_index", "images", "top1_correct", "top5_correct",
                   "top1_accuracy", "top5_accuracy"]
         buf = io.StringIO()
@@ -80,6 +82,8 @@ class EvalResult:
         w.writeheader()
         for row in self.per_class:
             n = row["images"]
+            if not n and not include_empty:
+                continue
             w.writerow({**{k: row.get(k) for k in fields[:7]},
                         "top1_accuracy": f"{row['top1_correct'] / n:.6f}" if n else "",
                         "top5_accuracy": f"{row['top5_correct'] / n:.6f}" if n else ""})
