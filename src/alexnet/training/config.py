@@ -6,7 +6,7 @@ most), 90 epochs, random 224 crops with reflections and PCA lighting (std 0.1), 
 with one departure, a linear lr warm-up (5 epochs, at least 150 steps), without which the paper's net
 dies in its first steps on data with few classes (docs/RECIPE.md). ``PAPER_RECIPE`` holds the
 fields that give the paper's recipe exactly (``TrainConfig.paper()``, or ``--warmup-epochs 0``).
-``TrainConfig.demo()`` is the built-in demo's recipe, which departs from the paper where a 3-minute CPU
+``TrainConfig.demo()`` is the built-in demo's recipe, which departs from the paper where a short CPU
 run needs it (see ``DEMO_DEPARTURES``).
 
 A config round-trips through plain dicts (``to_dict`` / ``from_dict``), YAML and TOML files, and is

@@ -642,7 +642,7 @@ class Trainer:
               f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}"
               f"{f', {torch.get_num_threads()} threads' if self.device.type == 'cpu' else ''}")
         if self.demo:
-            p.log("demo: the built-in generated images (nothing downloaded), a recipe for a few minutes on a CPU")
+            p.log("demo: the built-in generated images (nothing downloaded), a short recipe for a CPU")
         diff = departures(c, demo=self.demo)
         p.log("departs from the paper's recipe: " + "; ".join(diff) if diff else "the paper's recipe")
         if self.run_dir is not None:
