@@ -1,0 +1,76 @@
+"""README's Python snippets run as written, on a CPU, on tiny stand-ins for the files they name.
+
+The Quick start's shell commands are run by .ci/run itself; this runs every ```python block, in order,
+in one namespace, in a folder holding what the snippets refer to (a prepared ``data/imagenette`` and
+``data/imagenette-val``, a run directory ``runs/imagenette``, ``cat.jpg`` and ``dog.png``), with the
+torchvision weights record pointed at a local file (nothing is downloaded in tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import alexnet
+from alexnet.data import prepare_dataset
+from alexnet.weights import records, save_weights
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+
+
+@pytest.fixture
+def readme_world(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    rng = np.random.default_rng(0)
+    for c in ("n01440764", "n02102040"):
+        (tmp_path / "src" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(tmp_path / "src" / c / f"{i}.jpg")
+    for name in ("imagenette", "imagenette-val"):
+        prepare_dataset(tmp_path / "src", tmp_path / "data" / name, workers=1, progress=False)
+    Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(tmp_path / "cat.jpg")
+    Image.fromarray(rng.integers(0, 255, (70, 70, 3), dtype=np.uint8)).save(tmp_path / "dog.png")
+    torch.manual_seed(0)
+    classes = [{"index": i, "wnid": w, "name": w} for i, w in enumerate(("n01440764", "n02102040"))]
+    save_weights(tmp_path / "runs" / "imagenette" / "weights.safetensors",
+                 alexnet.create_model("alexnet_owt", num_classes=2).eval(), classes=classes)
+    # torchvision's published weights, served from a local file (the record's name carries its hash)
+    tv = alexnet.create_model("alexnet_owt").eval()
+    staging = tmp_path / "served"
+    staging.mkdir()
+    torch.save(tv.state_dict(), staging / "w.pth")
+    digest = hashlib.sha256((staging / "w.pth").read_bytes()).hexdigest()[:8]
+    served = (staging / "w.pth").rename(staging / f"alexnet-owt-{digest}.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    record = dataclasses.replace(records.TORCHVISION, url=served.as_uri(), sha256_prefix=digest)
+    monkeypatch.setitem(records.RECORDS, "torchvision", record)
+    monkeypatch.setattr(alexnet.weights, "TORCHVISION", record)
+    return tmp_path
+
+
+def test_readme_has_python_snippets():
+    assert len(python_blocks()) >= 3
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_every_readme_python_snippet_runs(readme_world, capsys):
+    namespace: dict = {}
+    for i, block in enumerate(python_blocks(), 1):
+        try:
+            exec(compile(block, f"README.md python block {i}", "exec"), namespace)
+        except Exception as e:  # noqa: BLE001 (the failing block is the message)
+            pytest.fail(f"README python block {i} failed: {type(e).__name__}: {e}\n{block}")
+    assert namespace["feats"].shape == (2, 4096)  # block 1's fc7 features
+    assert "cat.jpg" in capsys.readouterr().out  # block 3's predictions
