@@ -261,3 +261,9 @@ def test_validation_is_not_a_silent_phase(tmp_path, tiny, capsys, monkeypatch):
     train(_config(tmp_path, epochs=1, ten_crop=True), dataset=tiny, progress=True)
     err = capsys.readouterr().err
     assert "validation: 1/1 batch" in err and "validation, 10 crops: 1/1 batch" in err, err
+
+
+def test_the_start_banner_states_the_real_budget(tmp_path, tiny, capsys):
+    train(_config(tmp_path, epochs=3, max_steps=2, ten_crop=False), dataset=tiny, progress=True)
+    out = capsys.readouterr().out
+    assert "2 steps (--max-steps; 3 epochs would be 9) of 16" in out, out

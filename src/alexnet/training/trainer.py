@@ -632,7 +632,10 @@ class Trainer:
             val = f"{len(self.val_loader.indices)} validation images from {c.val or 'the given dataset'}"
         p.log(f"training {c.arch} on {self.data_desc}: {n_train} training images, {val}, "
               f"{len(self.classes)} classes")
-        p.log(f"{c.epochs} epochs x {self.steps_per_epoch} steps of {c.batch_size} ({self.crop}x{self.crop} crops), "
+        budget = f"{c.epochs} epochs x {self.steps_per_epoch} steps"
+        if c.max_steps and c.max_steps < c.epochs * self.steps_per_epoch:
+            budget = f"{c.max_steps} steps (--max-steps; {c.epochs} epochs would be {c.epochs * self.steps_per_epoch})"
+        p.log(f"{budget} of {c.batch_size} ({self.crop}x{self.crop} crops), "
               f"{c.optimizer} SGD lr {c.lr:g} momentum {c.momentum:g} weight decay {c.weight_decay:g}, "
               f"{c.schedule} schedule"
               f"{f' after {self.warmup_steps} steps of linear warm-up' if self.warmup_steps else ''}"
