@@ -45,12 +45,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import machine_info  # noqa: E402
+from common import SHARED, machine_info  # noqa: E402
 
 from alexnet.training import TrainConfig  # noqa: E402
 from alexnet.training.trainer import Trainer  # noqa: E402
-
-SHARED = Path(os.environ.get("ALEXNET_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 # ---------------------------------------------------------------------------------------------- data

@@ -231,7 +231,7 @@ def test_chance_level_of_unbalanced_labels():
 
 def test_temporaries_of_an_interrupted_write_are_removed_on_resume(tmp_path, tiny, capsys):
     r = train(_config(tmp_path, epochs=1, ten_crop=False), dataset=tiny, progress=False)
-    stale = [r.run_dir / ".last.pt.tmp4242", r.run_dir / "weights.safetensors.tmp", r.run_dir / ".metrics.csv.tmp7"]
+    stale = [r.run_dir / ".last.pt.tmp4242", r.run_dir / ".weights.safetensors.tmp99", r.run_dir / ".metrics.csv.tmp7"]
     for p in stale:
         p.write_bytes(b"half")
     keep = r.run_dir / "notes.tmp1"  # not a name the trainer writes: left alone

@@ -25,7 +25,6 @@ import numpy as np
 import torch
 
 from alexnet.errors import UserError
-from alexnet.files import write_atomic
 
 FORMAT_VERSION = 1
 FORMATS = ("jpeg", "raw")
@@ -51,11 +50,6 @@ def npy_header(shape: tuple[int, ...]) -> bytes:
     if pad < 0:  # pragma: no cover (shapes are 4 small ints)
         raise ValueError(f"shape {shape} does not fit a {NPY_HEADER}-byte header")
     return b"\x93NUMPY\x01\x00" + (NPY_HEADER - 10).to_bytes(2, "little") + body + b" " * pad + b"\n"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``path`` so that it either does not exist or is complete (temp file + rename)."""
-    write_atomic(path, data)
 
 
 def atomic_save_npy(path: Path, arr: np.ndarray) -> None:

@@ -46,7 +46,6 @@ from alexnet.data.format import (
     PreparedDataset,
     atomic_save_npy,
     atomic_save_npz,
-    atomic_write,
     npy_header,
     shard_name,
 )
@@ -54,6 +53,7 @@ from alexnet.data.preprocess import BadImage, encode_jpeg, preprocess
 from alexnet.data.sources import Source, open_source, read_items
 from alexnet.data.stats import PCA_UNITS, PixelStats
 from alexnet.errors import BadOptionError, UserError
+from alexnet.files import write_atomic
 
 MAX_SHARD = 1024  # images per shard at most: 200 MB raw / ~25 MB JPEG at 256x256
 
@@ -142,7 +142,7 @@ def prepare_dataset(src: str | Path, out: str | Path, *, classes_file: str | Pat
         plan = {"settings_id": settings_id, "shard_size": ss, "found": n}
         (out / SHARDS).mkdir(parents=True, exist_ok=True)
         partial.mkdir(exist_ok=True)
-        atomic_write(plan_path, json.dumps(plan).encode())
+        write_atomic(plan_path, json.dumps(plan).encode())
     (out / SHARDS).mkdir(exist_ok=True)
     ss = int(plan["shard_size"])
     chunks = [(s, min(s + ss, len(source))) for s in range(0, len(source), ss)]
@@ -368,7 +368,7 @@ def _write_shard(task: dict) -> dict:
     atomic_save_npz(out / PARTIAL / f"{c:05d}.stats.npz", **stats.state())
     record = {"settings_id": task["settings_id"], "chunk": c, "written": written, "skipped": skipped,
               "offsets": offsets, "lengths": lengths, "bytes": data_path.stat().st_size}
-    atomic_write(_record_path(out, c), json.dumps(record).encode())
+    write_atomic(_record_path(out, c), json.dumps(record).encode())
     return {"chunk": c, "found": len(keys), "written": len(written)}
 
 
@@ -405,7 +405,7 @@ def _finalize(source: Source, out: Path, chunks, settings, settings_id, *, size,
     atomic_save_npy(out / MEAN, res["mean_image"])
     atomic_save_npy(out / LABELS, labels.astype(np.int64))
     atomic_save_npz(out / INDEX, **index)
-    atomic_write(out / FILES, "\n".join(source.keys[i].replace("\n", "?") for i in written).encode(
+    write_atomic(out / FILES, "\n".join(source.keys[i].replace("\n", "?") for i in written).encode(
         "utf-8", "surrogateescape"))
     counts = np.bincount(labels, minlength=len(source.classes))
     meta = {
@@ -436,7 +436,7 @@ def _finalize(source: Source, out: Path, chunks, settings, settings_id, *, size,
         "settings_id": settings_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    atomic_write(out / META, json.dumps(meta, indent=1).encode())  # last: now the dataset is complete
+    write_atomic(out / META, json.dumps(meta, indent=1).encode())  # last: now the dataset is complete
     shutil.rmtree(out / PARTIAL, ignore_errors=True)
     for tmp in (out / SHARDS).glob("*.tmp*"):
         with contextlib.suppress(OSError):

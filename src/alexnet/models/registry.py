@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -64,28 +65,18 @@ def _coerce_option(model: str, key: str, value, annotation):
         if text in _FALSE:
             return False
         raise bad
-    if kind == "int":
+    if kind in ("int", "float"):
         if isinstance(value, bool):
             raise bad
-        if isinstance(value, int):
+        if kind == "int" and isinstance(value, int):
             return value
         try:
             number = float(value)
         except (TypeError, ValueError):
             raise bad from None
-        if not number.is_integer():
+        if not math.isfinite(number) or (kind == "int" and not number.is_integer()):
             raise bad
-        return int(number)
-    if kind == "float":
-        if isinstance(value, bool):
-            raise bad
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise bad from None
-        if number != number or number in (float("inf"), float("-inf")):
-            raise bad
-        return number
+        return int(number) if kind == "int" else number
     if kind == "str" and not isinstance(value, str):
         raise bad
     return value

@@ -42,8 +42,8 @@ def default_run_dir(name: str, root: str | os.PathLike = "runs") -> Path:
     return path
 
 
-_TEMPORARY = re.compile(r"\.(last\.pt|best\.pt|metrics\.csv|curves\.png|summary\.json)\.tmp\d+"
-                        r"|weights\.safetensors\.tmp")
+_TEMPORARY = re.compile(r"\.(last\.pt|best\.pt|metrics\.csv|curves\.png|summary\.json|weights\.safetensors)"
+                        r"\.tmp\d+")
 
 
 def remove_temporaries(path: Path) -> list[Path]:

@@ -266,13 +266,13 @@ class Trainer:
             total = min(total, c.max_steps)
         # Chance level: what a constant guess (the most frequent class) achieves, in error and in loss.
         self.train_chance = label_chance(self.dataset, self.train_loader.indices, len(self.classes))
-        self.val_chance = None if self.val_loader is None else label_chance(
+        val_chance = None if self.val_loader is None else label_chance(
             self.val_dataset, self.val_loader.indices, len(self.classes))
         self.warmup_steps = warmup_steps(c, self.steps_per_epoch)
         self.schedule = build_schedule(c.schedule, base_lr=c.lr, total_steps=total, patience=c.patience,
                                        factor=c.lr_factor, max_reductions=c.max_reductions,
                                        step_size=c.step_size, min_lr=c.min_lr, warmup_steps=self.warmup_steps,
-                                       chance_err=(self.val_chance or self.train_chance)["err"])
+                                       chance_err=(val_chance or self.train_chance)["err"])
         self.meter = Meter(self.device)
 
         # ---- position and history (from a checkpoint when resuming)

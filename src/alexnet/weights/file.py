@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from alexnet.errors import UserError
+from alexnet.files import write_atomic
 
 META_KEY = "alexnet"
 MEAN_IMAGE_KEY = "preprocess.mean_image"
@@ -79,15 +80,9 @@ def save_weights(path: str | os.PathLike, model: nn.Module, *, arch: str | None 
         "preprocess": preprocess or {},
         "extra": extra or {},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta)})
-        os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates 0600; follow the umask like every other file
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves nothing behind
-    return path
+    # Serialised in memory and written by the shared atomic writer: complete or absent, the umask's
+    # permissions (safetensors' save_file creates 0600), no temporary left after a failed write.
+    return write_atomic(path, save(tensors, metadata={META_KEY: json.dumps(meta)}))
 
 
 MAX_CLASSES = 1_000_000
@@ -109,12 +104,6 @@ def _check_metadata(meta) -> None:
     if len(classes) > MAX_CLASSES or not all(isinstance(c, dict) and isinstance(c.get("name", ""), str)
                                              for c in classes):
         raise ValueError("classes must be a list of objects with a name")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _infer_num_classes(tensors: dict[str, torch.Tensor]) -> int:
