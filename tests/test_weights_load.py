@@ -157,6 +157,14 @@ def _with_metadata(src, dst, change):
     return dst
 
 
+@pytest.fixture(scope="module")
+def good_weights(small_paper_net, tmp_path_factory):
+    """One valid weights file (200 MB) that the bad-metadata cases copy and damage."""
+    return save_weights(tmp_path_factory.mktemp("good") / "w.safetensors", small_paper_net,
+                        model_options={"towers": 1}, classes=CLASSES,
+                        preprocess={"resize": 256, "crop_size": 224, "mean": "channel"})
+
+
 @pytest.mark.parametrize("change,needle", [
     ("[1, 2]", "not a JSON object"),
     ("{not json", "bad alexnet metadata"),
@@ -171,10 +179,8 @@ def _with_metadata(src, dst, change):
     (lambda m: m["preprocess"].update(std_rgb=[0, 1, 1]), "std_rgb must be"),
     (lambda m: m["preprocess"].update(mean="both"), "mean must be"),
 ])
-def test_bad_weights_metadata_is_refused_in_one_line(small_paper_net, tmp_path, capsys, change, needle):
-    good = save_weights(tmp_path / "w.safetensors", small_paper_net, model_options={"towers": 1},
-                        classes=CLASSES, preprocess={"resize": 256, "crop_size": 224, "mean": "channel"})
-    bad = _with_metadata(good, tmp_path / "bad.safetensors", change)
+def test_bad_weights_metadata_is_refused_in_one_line(good_weights, tmp_path, capsys, change, needle):
+    bad = _with_metadata(good_weights, tmp_path / "bad.safetensors", change)
     with pytest.raises(UserError, match=needle):
         alexnet.load(bad)
     img = tmp_path / "x.png"
