@@ -30,6 +30,11 @@ def machine_info(device: torch.device | str | None = None) -> dict:
             "python": platform.python_version(), "torch": torch.__version__,
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
             "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    for package in ("torchvision", "torchcodec"):
+        try:
+            info[package] = __import__(package).__version__
+        except Exception:  # not installed, or built for another torch
+            info[package] = None
     if device is not None and torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info

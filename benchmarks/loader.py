@@ -6,7 +6,9 @@ Every pipeline produces the same thing: batches of 128 float32 224x224 random cr
 images, normalised, on the CPU (ours adds the paper's PCA lighting and subtracts the mean image):
 
 - ``prepared-raw``:  ``alexnet.data.Loader`` over a dataset prepared with ``--format raw``;
-- ``prepared-jpeg``: the same over ``--format jpeg`` (quality 90);
+- ``prepared-jpeg``: the same over ``--format jpeg`` (quality 90), decoded by TorchCodec where it works
+  (the default, see ``alexnet.data.jpeg``), and ``prepared-jpeg-tv`` the same with torchvision.io's
+  deprecated decoder (the fallback, and what the loader used before): the before/after of that move;
 - ``torchvision``:   what users would otherwise write: ``ImageFolder`` + ``transforms.v2`` Resize(256),
   RandomCrop(224), RandomHorizontalFlip, ToDtype, Normalize + ``DataLoader`` with the same number of
   workers (persistent, default prefetch).
@@ -22,7 +24,6 @@ shorter measurements (about a minute on 2 cores).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -39,9 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import machine_info  # noqa: E402
+from common import machine_info, write_json  # noqa: E402
 
-from alexnet.data import Loader, PreparedDataset, prepare_dataset  # noqa: E402
+from alexnet.data import Loader, PreparedDataset, jpeg, prepare_dataset  # noqa: E402
 from alexnet.data.prepare import default_workers  # noqa: E402
 
 BATCH = 128
@@ -88,7 +89,8 @@ def measure(batches, seconds: float, min_batches: int = 5) -> dict:
             "seconds": round(elapsed, 2)}
 
 
-def ours(ds: PreparedDataset, repeats: int, workers: int):
+def ours(ds: PreparedDataset, repeats: int, workers: int, decoder: str | None = None):
+    jpeg.use(decoder)
     loader = Loader(ds, BATCH, train=True, crop_size=CROP, indices=np.tile(np.arange(len(ds)), repeats),
                     workers=workers)
     epoch = 0
@@ -163,9 +165,13 @@ def main(argv=None) -> int:
             reps = max(1, repeats)
             for label, gen in (("torchvision", torchvision_pipeline(folder, reps, args.workers)),
                                ("prepared-raw", ours(prepared["raw"], reps, args.workers)),
-                               ("prepared-jpeg", ours(prepared["jpeg"], reps, args.workers))):
+                               ("prepared-jpeg", ours(prepared["jpeg"], reps, args.workers)),
+                               ("prepared-jpeg-tv", ours(prepared["jpeg"], reps, args.workers, "torchvision"))):
                 r = measure(gen, seconds)
                 gen.close()
+                jpeg.use(None)
+                if label == "prepared-jpeg":
+                    r["decoder"] = jpeg.decoder()
                 r = {"name": label, **{k: round(v, 1) if isinstance(v, float) else v for k, v in r.items()},
                      "images": n_files}
                 rows.append(r)
@@ -180,14 +186,13 @@ def main(argv=None) -> int:
     print()
     print(f"Loader benchmark: batch {BATCH}, {CROP} crops, flip, normalised, CPU; {args.workers} workers; "
           f"{info['machine']['cpu']}; {info['date'][:10]}" + (" (quick)" if args.quick else ""))
-    print(f"{'data set':<18} {'pipeline':<14} {'images/s':>9} {'batches/s':>9} {'x torchvision':>13}")
+    print(f"{'data set':<18} {'pipeline':<16} {'images/s':>9} {'batches/s':>9} {'x torchvision':>13}")
     for name, rows in info["results"].items():
         for r in rows:
-            print(f"{name:<18} {r['name']:<14} {r['images_per_s']:>9.0f} {r['batches_per_s']:>9.2f} "
+            print(f"{name:<18} {r['name']:<16} {r['images_per_s']:>9.0f} {r['batches_per_s']:>9.2f} "
                   f"{r['vs_torchvision']:>13.2f}")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(info, indent=1))
+        write_json(Path(args.json), info)
     return 0
 
 

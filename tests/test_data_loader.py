@@ -17,8 +17,6 @@ from alexnet.data import ArrayDataset, Loader, PreparedDataset, prepare_dataset,
 from alexnet.data.augment import center_offset, normalize_batch, ten_crop_batch, ten_crop_offsets
 from alexnet.errors import UserError
 
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
-
 
 def coordinate_images(n: int, size: int) -> np.ndarray:
     """R = 10 * row, G = 10 * column, B = image number: every pixel says where it came from."""

@@ -25,7 +25,6 @@ from alexnet.errors import UserError
 
 IMAGENETTE_INDICES = [0, 217, 482, 491, 497, 566, 569, 571, 574, 701]
 # torchvision 0.29 deprecates its decoders (alexnet.data.jpeg silences this outside pytest)
-pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 
 
 # --------------------------------------------------------------------------- helpers / fixtures

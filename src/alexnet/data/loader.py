@@ -9,8 +9,8 @@ Output buffers are recycled once the consumer has dropped every reference to the
 storage's reference count), which saves the page faults of a fresh 77 MB tensor per batch.
 
 On CUDA the worker threads only gather uint8 images into pinned memory (or, for JPEG datasets, hand the
-compressed bytes to ``torchvision.io.decode_jpeg(device="cuda")``); the copy, crop, mirror, lighting and
-mean run batched on the GPU on a side stream, overlapping the training step.
+compressed bytes to nvJPEG via ``decode_jpeg(device="cuda")``, TorchCodec's or torchvision's); the copy,
+crop, mirror, lighting and mean run batched on the GPU on a side stream, overlapping the training step.
 
 Order and augmentation come from a per-epoch plan (see :mod:`alexnet.data.augment`); sharding across
 DDP ranks takes a strided share of the epoch's positions:
@@ -50,7 +50,7 @@ except AttributeError:  # pragma: no cover
 
 
 def decode_rgb(data, device="cpu"):
-    """torchvision's JPEG decoder, imported on first use (importing torchvision takes seconds)."""
+    """The JPEG decoder (TorchCodec or torchvision, see :mod:`alexnet.data.jpeg`), imported on first use."""
     from alexnet.data.jpeg import decode_rgb as decode
 
     return decode(data, device)
