@@ -14,7 +14,8 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from alexnet.data import ArrayDataset, Loader, PreparedDataset, prepare_dataset, split_indices
-from alexnet.data.augment import center_offset, normalize_batch, ten_crop_batch, ten_crop_offsets
+from alexnet.data.augment import normalize_batch, ten_crop_batch
+from alexnet.data.crops import center_offset, ten_crop_offsets
 from alexnet.errors import UserError
 
 

@@ -19,7 +19,7 @@ from alexnet.cli.main import main
 from alexnet.data import PreparedDataset, prepare_dataset, read_synsets
 from alexnet.data import prepare as prepare_mod
 from alexnet.data.format import META, PARTIAL
-from alexnet.data.preprocess import BadImage, preprocess
+from alexnet.data.images import BadImage, preprocess
 from alexnet.data.stats import IMAGENET_PCA_EIGVEC
 from alexnet.errors import UserError
 

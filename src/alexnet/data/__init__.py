@@ -16,8 +16,9 @@ resumable writing), ``format`` (shards, ``PreparedDataset``), ``stats`` (mean im
 """
 
 from alexnet.data.array import ArrayDataset
-from alexnet.data.augment import center_offset, lighting_shift, ten_crop_offsets
+from alexnet.data.augment import lighting_shift
 from alexnet.data.classes import make_classes, read_synsets
+from alexnet.data.crops import center_offset, ten_crop_offsets
 from alexnet.data.format import PreparedDataset
 from alexnet.data.loader import Loader
 from alexnet.data.prepare import prepare_dataset

@@ -18,23 +18,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from alexnet.data.crops import ten_crop_offsets
+
 # The paper's sigma for the lighting alphas: "alpha_i ~ N(0, 0.1)".
 PAPER_LIGHTING_STD = 0.1
-
-
-def center_offset(size: int, crop: int) -> int:
-    """Offset of the centre crop, rounded as torchvision's ``CenterCrop`` (256 -> 224: 16; -> 227: 14)."""
-    return int(round((size - crop) / 2.0))
-
-
-def ten_crop_offsets(size: int, crop: int) -> list[tuple[int, int]]:
-    """(y, x) of the paper's five test patches: the four corners and the centre.
-
-    Order: top-left, top-right, bottom-left, bottom-right, centre (torchvision's ``FiveCrop`` order).
-    The ten-crop output holds these five and then the mirror image of each, in the same order.
-    """
-    e, c = size - crop, center_offset(size, crop)
-    return [(0, 0), (0, e), (e, 0), (e, e), (c, c)]
 
 
 def epoch_plan(n: int, *, seed: int, epoch: int, size: int, crop: int, lighting: float) -> dict:

@@ -33,7 +33,6 @@ import torch
 
 from alexnet.data.augment import (
     PAPER_LIGHTING_STD,
-    center_offset,
     epoch_plan,
     lighting_shift,
     normalize_batch,
@@ -41,6 +40,7 @@ from alexnet.data.augment import (
     ten_crop_batch,
     ten_crop_one,
 )
+from alexnet.data.crops import center_offset
 from alexnet.errors import BadOptionError, UserError
 
 try:  # the storage reference count tells when the consumer has let go of a batch (see _BufferPool)

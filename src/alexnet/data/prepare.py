@@ -49,7 +49,7 @@ from alexnet.data.format import (
     npy_header,
     shard_name,
 )
-from alexnet.data.preprocess import BadImage, encode_jpeg, preprocess
+from alexnet.data.images import BadImage, encode_jpeg, preprocess
 from alexnet.data.sources import Source, open_source, read_items
 from alexnet.data.stats import PCA_UNITS, PixelStats
 from alexnet.errors import BadOptionError, UserError

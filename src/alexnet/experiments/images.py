@@ -8,7 +8,6 @@ the folder names, sorted (CIFAR-10's standard label order; ImageNet's WNID order
 
 from __future__ import annotations
 
-import io
 import os
 import tarfile
 from collections import defaultdict
@@ -17,27 +16,19 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from alexnet.data.images import BadImage, open_rgb, square
 from alexnet.errors import UserError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".webp"}
 
 
 def _decode(data: bytes, size: int | None, name: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
+    """An image's pixels as uint8 (H, W, 3), or with ``size`` its central square (the paper's
+    preprocessing, with the rules of :mod:`alexnet.data.images`, as ``prepare`` stores it)."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im = im.convert("RGB")
-            if size is not None and im.size != (size, size):
-                # Shorter side to ``size``, central square: the paper's preprocessing (section 2).
-                w, h = im.size
-                s = size / min(w, h)
-                im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
-                w, h = im.size
-                left, top = (w - size) // 2, (h - size) // 2
-                im = im.crop((left, top, left + size, top + size))
-            return np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as e:
+        img = open_rgb(data, size=size)
+        return square(img, size) if size is not None else np.asarray(img, dtype=np.uint8)
+    except BadImage as e:
         raise UserError(f"{name}: not a readable image ({e})") from None
 
 

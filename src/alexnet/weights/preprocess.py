@@ -4,7 +4,8 @@ The pipeline is the paper's test-time one (section 2 and 4.1), shared by ``predi
 every weights record's ``transforms()``:
 
     any image Pillow reads -> RGB uint8 -> shorter side to ``resize`` (256), central ``resize`` square
-    (the form ``prepare_dataset`` stores) -> centre crop (or the paper's 10 crops) of ``crop_size``
+    (:mod:`alexnet.data.images`: the same pixels ``prepare_dataset`` stores for the same file)
+    -> centre crop (or the paper's 10 crops, :mod:`alexnet.data.crops`) of ``crop_size``
     -> minus the weights' mean (the mean image's pixels under the crop, or a per-channel mean)
     -> divided by the std for weights trained that way (torchvision's) -> float32 (3, C, C).
 
@@ -15,48 +16,27 @@ Caffe's weights were trained on images *warped* to 256x256 (``warp=True``) inste
 
 from __future__ import annotations
 
-import contextlib
-import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from alexnet.data.preprocess import check_pixels, to_rgb
+from alexnet.data.crops import center_offset, ten_crop_offsets
+from alexnet.data.images import BadImage, open_rgb, square, to_rgb
 from alexnet.errors import UserError
 
 # ImageNet's mean and std in 0..255 units (torchvision's 0.485/0.456/0.406 and 0.229/0.224/0.225 x 255).
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
 IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
 
-@contextlib.contextmanager
-def _no_pixel_limit():
-    # Pillow refuses images over ~178 MP as "decompression bombs". A user asking us to predict their own
-    # huge photo is not an attack; JPEGs are decoded downscaled (draft) so memory stays small.
-    old = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
-
-
-# Above this many pixels a JPEG is decoded at a reduced scale (libjpeg's DCT scaling, "draft"), which
-# keeps memory and time small for huge photos. Below it decoding is full, so that the pixels equal
-# torchvision's transforms (draft decoding differs by about 1/255 per pixel on average).
-_DRAFT_PIXELS = 24_000_000
-
-
 def load_image(source, *, min_size: int | None = None) -> Image.Image:
-    """Open an image as 8-bit RGB, EXIF orientation applied.
+    """Open an image as 8-bit RGB with the project's rules (:mod:`alexnet.data.images`: EXIF orientation
+    applied, alpha on white, 16-bit scaled), the same as ``prepare``.
 
-    ``source``: a path, a PIL image, or a uint8 array (H, W, 3) / (H, W). With ``min_size``, huge JPEGs
-    (over 24 MP) are decoded at a reduced scale that keeps the shorter side >= ``min_size``.
+    ``source``: a path, a PIL image, or a uint8 array (H, W, 3) / (H, W). With ``min_size``, large JPEGs
+    are decoded at a reduced scale that keeps the shorter side >= 2 ``min_size`` (as ``prepare`` does).
     Unreadable files raise :class:`UserError` with the reason in one line.
     """
     if isinstance(source, Image.Image):
@@ -69,51 +49,19 @@ def load_image(source, *, min_size: int | None = None) -> Image.Image:
     if not path.is_file():
         raise UserError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     try:
-        with _no_pixel_limit():
-            with Image.open(path) as img:
-                w, h = img.size
-                if min_size and img.format == "JPEG" and w * h > _DRAFT_PIXELS and min_size / min(w, h) < 0.5:
-                    scale = min_size / min(w, h)
-                    img.draft(None, (math.ceil(w * scale), math.ceil(h * scale)))
-                too_large = check_pixels(*img.size)
-                if too_large:
-                    raise UserError(f"{path}: {too_large}")
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                return to_rgb(img)
-    except UnidentifiedImageError:
-        raise UserError(f"{path}: not an image Pillow can read") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise UserError(f"{path}: unreadable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-
-
-def resize_shorter(img: Image.Image, size: int) -> Image.Image:
-    """Shorter side to ``size`` (bilinear, antialiased), the longer one as torchvision's Resize(int)."""
-    w, h = img.size
-    if min(w, h) == size:
-        return img
-    if w <= h:
-        new = (size, int(size * h / w))
-    else:
-        new = (int(size * w / h), size)
-    return img.resize(new, Image.BILINEAR)
-
-
-def center_square(img: Image.Image, size: int) -> Image.Image:
-    w, h = img.size
-    left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
-    return img.crop((left, top, left + size, top + size))
+        return open_rgb(path, size=min_size)
+    except BadImage as e:
+        raise UserError(f"{path}: {e}") from None
 
 
 def crop_offsets(size: int, crop: int, ten_crop: bool) -> list[tuple[int, int]]:
-    """(top, left) of the centre crop, or of the paper's five: centre and the four corners."""
+    """(top, left) of the centre crop, or of the paper's five (:mod:`alexnet.data.crops`'s order)."""
     if crop > size:
         raise UserError(f"crop {crop} is larger than the {size}x{size} image")
-    c = (size - crop) // 2  # floor, as Caffe and torchvision (for these sizes) do
     if not ten_crop:
+        c = center_offset(size, crop)
         return [(c, c)]
-    e = size - crop
-    return [(c, c), (0, 0), (0, e), (e, 0), (e, e)]
+    return ten_crop_offsets(size, crop)
 
 
 MAX_RESIZE = 4096
@@ -203,10 +151,7 @@ class Preprocess:
     # --- images -> squares -> crops --------------------------------------------------------------------
     def square(self, image) -> np.ndarray:
         """The ``resize`` x ``resize`` uint8 RGB square of an image, as ``prepare_dataset`` stores it."""
-        img = load_image(image, min_size=self.resize)
-        img = img.resize((self.resize, self.resize), Image.BILINEAR) if self.warp else \
-            center_square(resize_shorter(img, self.resize), self.resize)
-        return np.array(img, dtype=np.uint8)  # a writable copy (torch.from_numpy warns on read-only)
+        return square(load_image(image, min_size=self.resize), self.resize, self.warp)
 
     def _normalizers(self, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The mean to subtract, (3, size, size) or (3, 1, 1), and the std to divide by, (3, 1, 1) or None,
@@ -230,7 +175,7 @@ class Preprocess:
         """Normalised crops of a batch of squares.
 
         ``squares``: uint8 (B, S, S, 3) (HWC, as stored) or (B, 3, S, S). Returns float32 (B, 3, C, C), or
-        with ``ten_crop`` (B, 10, 3, C, C): the centre and four corners, then their mirror images.
+        with ``ten_crop`` (B, 10, 3, C, C): the four corners and the centre, then their mirror images.
         """
         if squares.ndim != 4:
             raise ValueError(f"expected a batch (B, S, S, 3), got shape {tuple(squares.shape)}")
