@@ -1,7 +1,8 @@
-"""README's Python snippets run as written, on a CPU, on tiny stand-ins for the files they name.
+"""README's and docs/'s Python snippets run as written, on a CPU, on tiny stand-ins for the files they name.
 
-The Quick start's shell commands are run by .ci/run itself; this runs every ```python block, in order,
-in one namespace, in a folder holding what the snippets refer to (a prepared ``data/imagenette`` and
+The Quick start's shell commands are run by .ci/run itself; this runs every ```python block of README.md,
+in order, in one namespace, and then those of each docs/*.md page (each page in a namespace of its own:
+a page is read on its own), in a folder holding what the snippets refer to (a prepared ``data/imagenette`` and
 ``data/imagenette-val``, a run directory ``runs/imagenette``, ``cat.jpg`` and ``dog.png``), with the
 torchvision weights record pointed at a local file (nothing is downloaded in tests).
 """
@@ -22,11 +23,25 @@ import alexnet
 from alexnet.data import prepare_dataset
 from alexnet.weights import records, save_weights
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
 
 
-def python_blocks() -> list[str]:
-    return re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+def python_blocks(page: Path = README) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", page.read_text(), flags=re.S | re.M)
+
+
+def run_blocks(page: Path) -> dict:
+    """Run every python block of ``page``, in order, in one fresh namespace; fail naming the block."""
+    namespace: dict = {}
+    name = page.relative_to(ROOT)
+    for i, block in enumerate(python_blocks(page), 1):
+        try:
+            exec(compile(block, f"{name} python block {i}", "exec"), namespace)
+        except Exception as e:  # noqa: BLE001 (the failing block is the message)
+            pytest.fail(f"{name} python block {i} failed: {type(e).__name__}: {e}\n{block}")
+    return namespace
 
 
 @pytest.fixture
@@ -60,17 +75,25 @@ def readme_world(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_readme_has_python_snippets():
-    assert len(python_blocks()) >= 3
+def test_readme_and_docs_have_python_snippets():
+    assert len(python_blocks()) >= 2
+    pages = {p.name: len(python_blocks(p)) for p in DOCS}
+    assert pages.get("DATA.md") and pages.get("EVALUATION.md") and pages.get("WEIGHTS.md"), pages
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_every_readme_python_snippet_runs(readme_world, capsys):
-    namespace: dict = {}
-    for i, block in enumerate(python_blocks(), 1):
-        try:
-            exec(compile(block, f"README.md python block {i}", "exec"), namespace)
-        except Exception as e:  # noqa: BLE001 (the failing block is the message)
-            pytest.fail(f"README python block {i} failed: {type(e).__name__}: {e}\n{block}")
-    assert namespace["feats"].shape == (2, 4096)  # block 1's fc7 features
-    assert "cat.jpg" in capsys.readouterr().out  # block 3's predictions
+    namespace = run_blocks(README)
+    assert namespace["feats"].shape == (2, 4096)  # the Models block's fc7 features
+    assert "cat.jpg" in capsys.readouterr().out  # the predict block's predictions
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_every_docs_python_snippet_runs(readme_world, capsys):
+    ran = {}
+    for page in DOCS:
+        if python_blocks(page):
+            ran[page.name] = run_blocks(page)
+    assert ran["WEIGHTS.md"]["x"].shape == (3, 224, 224)  # torchvision's transforms of cat.jpg
+    assert ran["EVALUATION.md"]["result"].images == 6  # evaluated every image of data/imagenette-val
+    assert "cat.jpg" in capsys.readouterr().out  # EVALUATION.md's predictions
