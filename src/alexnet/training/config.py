@@ -248,10 +248,10 @@ def warmup_steps(config: TrainConfig, steps_per_epoch: int) -> int:
         return round(config.warmup_epochs * steps_per_epoch)
     return max(round(DEFAULT_WARMUP_EPOCHS * steps_per_epoch), DEFAULT_WARMUP_MIN_STEPS)
 
-# The demo: a registered ImageNet-geometry model at its own 224 input size, on generated images, within
-# 3 minutes on 2 CPU cores. Chosen by measurement (README, "Training"): the paper's net is about twice as
-# slow on CPU as alexnet_owt (LRN and grouped convolutions), and with the paper's batch of 128 a few hundred
-# images give a handful of steps, too few to leave the initial plateau. Even at batch 16 (128 steps),
+# The demo: a registered ImageNet-geometry model at its own 224 input size, on generated images, in a
+# couple of minutes on a laptop CPU (docs/TIMINGS.md). Chosen by measurement (docs/TRAINING.md, "The
+# demo"): the paper's net is several times as slow on CPU as alexnet_owt (LRN and grouped convolutions),
+# and with the paper's batch of 128 a few hundred images give a handful of steps, too few to leave the initial plateau. Even at batch 16 (128 steps),
 # PyTorch's default init left some seeds on it (final validation top-1 error 0.01, 0.24, 0.66, 0.30 for
 # seeds 0-3); He init (fan-out) with lr 0.005 ended at 0.016-0.23 for each of seeds 0-7 (median 0.04).
 # (Measured 2026-11-23 on 2 CPU cores; half an epoch of lr warm-up made the worst seed worse, 0.44.)
@@ -302,13 +302,13 @@ def departures(config: TrainConfig, *, demo: bool | None = None) -> list[str]:
 
 
 DEMO_DEPARTURES = (
-    "alexnet_owt (torchvision's one-weird-trick AlexNet: about twice as fast on a CPU as the paper's net) "
+    "alexnet_owt (torchvision's one-weird-trick AlexNet: several times faster on a CPU than the paper's net) "
     "without dropout",
     "640 generated images of 10 classes (128 held out), 4 epochs",
     "batch 16 instead of 128 (more steps from few images); He init and lr 0.005 with cosine decay (off the "
     "initial plateau within a hundred steps)",
 )
-"""Why the demo departs from the paper (README and the demo's output say so)."""
+"""Why the demo departs from the paper (docs/TRAINING.md and the demo's output say so)."""
 
 
 def load_config_file(path: str | Path) -> dict:
