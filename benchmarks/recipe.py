@@ -147,9 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{desc}; {args.epochs} epochs of batch {args.batch_size} on {args.device}")
     print(f"{'variant':24s} {'seed':>4s} {'val top-1 err per epoch':60s} final")
     for row in results:
-        errs = " ".join("  -  " if h["val_top1_err"] is None or math.isnan(h["val_top1_err"])
-                        else f"{h['val_top1_err']:.3f}" for h in row["history"])
-        final = "n/a" if row["final_val_top1_err"] is None else f"{row['final_val_top1_err']:.3f}"
+        errs = " ".join("   -   " if h["val_top1_err"] is None or math.isnan(h["val_top1_err"])
+                        else f"{100 * h['val_top1_err']:.2f}%" for h in row["history"])
+        final = "n/a" if row["final_val_top1_err"] is None else f"{100 * row['final_val_top1_err']:.2f}%"
         print(f"{row['variant']:24s} {row['seed']:4d} {errs:60s} {final}"
               + ("" if row["status"] == "ok" else f"  ({row['status'][:60]})"))
     print(f"wrote {out_json}")

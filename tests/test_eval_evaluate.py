@@ -19,7 +19,7 @@ from torch import nn
 import alexnet
 from alexnet.cli.main import main
 from alexnet.errors import UserError
-from alexnet.evaluation import evaluate
+from alexnet.evaluation import EvalResult, evaluate
 from alexnet.weights import Preprocess, save_weights
 
 # --- an oracle model on synthetic images, so that the right counts are known -------------------------
@@ -120,13 +120,21 @@ def test_summary_and_per_class_csv(tmp_path):
     r = evaluate(RedNet(), ds, progress=False)
     s = r.summary()
     assert {"top1_error", "top5_error", "top1_accuracy", "top5_accuracy", "images"} <= set(s)
-    assert s["top1_error"] + s["top1_accuracy"] == pytest.approx(100)
+    assert s["top1_error"] + s["top1_accuracy"] == pytest.approx(1)  # fractions, like the attributes
     path = r.write_per_class_csv(tmp_path / "per_class.csv")
     rows = list(csv.DictReader(path.open()))
     assert len(rows) == sum(1 for p in r.per_class if p["images"]) and sum(int(x["images"]) for x in rows) == 30
     for x in rows:
         if int(x["images"]):
             assert float(x["top1_accuracy"]) == pytest.approx(int(x["top1_correct"]) / int(x["images"]))
+
+
+def test_summary_holds_the_attributes_fractions():
+    r = EvalResult(images=10000, crops=1, top1_correct=7266, top5_correct=9000, topk=5)
+    s = r.summary()
+    assert (s["top1_error"], s["top5_error"], s["top1_accuracy"], s["top5_accuracy"]) == \
+        (r.top1_error, r.top5_error, r.top1_accuracy, r.top5_accuracy) == (0.2734, 0.1, 0.7266, 0.9)
+    assert '"top1_error": 0.2734' in json.dumps(s)  # counted, not 1 - accuracy: no 0.27340000000000003
 
 
 def test_mismatched_classes_are_a_clear_error():
@@ -239,6 +247,22 @@ def test_torchrun_two_processes_count_every_image_once(cifar, tmp_path):
     s = json.loads(proc.stdout)  # rank 0 alone prints
     assert s["processes"] == 2 and s["images"] == len(ds) == 49
     assert (s["top1_correct"], s["top5_correct"]) == (single.top1_correct, single.top5_correct)
+
+
+def test_printed_percent_and_json_fractions_agree_with_the_api(cifar, capsys):
+    """One unit each: the API and --json hold fractions, the text shows the same numbers in percent."""
+    ds, weights = cifar
+    r = evaluate(alexnet.load(weights), ds, progress=False)
+    args = ["evaluate", "--weights", str(weights), "--data", str(ds.path), "--device", "cpu"]
+    assert main([*args, "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert (s["top1_error"], s["top5_error"], s["top1_accuracy"], s["top5_accuracy"]) == \
+        (r.top1_error, r.top5_error, r.top1_accuracy, r.top5_accuracy)
+    assert 0 <= r.top1_error <= 1 and r.top1_error + r.top1_accuracy == pytest.approx(1)
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1:] == [f"top-1 error {100 * r.top1_error:.2f}%  (accuracy {100 * r.top1_accuracy:.2f}%)",
+                       f"top-5 error {100 * r.top5_error:.2f}%  (accuracy {100 * r.top5_accuracy:.2f}%)"]
 
 
 def test_per_class_csv_lists_the_classes_that_have_images(tmp_path):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import torch
@@ -59,22 +62,31 @@ def test_every_switch_builds_the_model_it_names():
 
 
 def _result(name, t1, t5, t1_10, t5_10):
-    return AblationResult(name, t1, t5, t1_10, t5_10, train_error=50.0, images=100, train_seconds=1, eval_seconds=1)
+    return AblationResult(name, t1, t5, t1_10, t5_10, train_error=0.5, images=100, train_seconds=1, eval_seconds=1)
 
 
 def test_table_differences_and_paper_column():
     cfg = AblationConfig(epochs=3)
-    table = AblationTable(cfg, {"full": _result("full", 40.0, 20.0, 38.0, 18.0),
-                                "no_lrn": _result("no_lrn", 41.5, 21.0, 39.0, 19.5)}, 900, 100)
-    rows = {r["name"]: r for r in table.rows()}
-    assert rows["no_lrn"]["d_top1"] == pytest.approx(1.5) and rows["no_lrn"]["d_top5_10"] == pytest.approx(1.5)
+    table = AblationTable(cfg, {"full": _result("full", 0.40, 0.20, 0.38, 0.18),
+                                "no_lrn": _result("no_lrn", 0.415, 0.21, 0.39, 0.195)}, 900, 100)
+    rows = {r["name"]: r for r in table.rows()}  # fractions, like the results (and ablations.json)
+    assert rows["no_lrn"]["d_top1"] == pytest.approx(0.015) and rows["no_lrn"]["d_top5_10"] == pytest.approx(0.015)
     assert rows["full"]["d_top1"] is None
-    md = table.markdown()
+    md = table.markdown()  # percent, and percentage points for the differences
     lines = md.splitlines()
-    assert lines[0].startswith("| model |") and "paper's Δ" in lines[0]
+    assert lines[0].startswith("| model |") and "paper's Δ (pp)" in lines[0] and "Δ vs full, 1 crop (pp)" in lines[0]
     no_lrn = next(line for line in lines if line.startswith("| `no_lrn`"))
-    assert "+1.5 / +1.0" in no_lrn and "+1.0 / +1.5" in no_lrn and "+1.4 / +1.2" in no_lrn
+    assert "| 41.50% | 21.00% | 39.00% | 19.50% |" in no_lrn and no_lrn.endswith("| 50.00% |")
+    assert "+1.50 / +1.00" in no_lrn and "+1.00 / +1.50" in no_lrn and "+1.4 / +1.2" in no_lrn
     assert "3 epoch(s) on 900 training images" in md
+
+
+def test_result_json_is_read_back_in_fractions_also_when_written_in_percent():
+    new = _result("no_lrn", 0.415, 0.21, None, None)
+    assert AblationResult.from_json(json.dumps(asdict(new))) == new
+    old = {**asdict(new), "top1": 41.5, "top5": 21.0, "train_error": 50.0}  # before errors were fractions
+    back = AblationResult.from_json(json.dumps(old))
+    assert (back.top1, back.top5, back.train_error) == pytest.approx((0.415, 0.21, 0.5)) and back.top1_10 is None
 
 
 def test_config_names_always_include_the_reference():
@@ -111,7 +123,7 @@ def test_tiny_run_end_to_end_with_resume(tiny_prepared, tmp_path):
     assert (table.train_images, table.val_images) == (18, 6)
     for name in ("full", "no_dropout"):
         r = table.results[name]
-        assert 0 <= r.top1 <= 100 and 0 <= r.top5 <= r.top1 and r.top1_10 is None
+        assert 0 <= r.top1 <= 1 and 0 <= r.top5 <= r.top1 and r.top1_10 is None
         run = tmp_path / name
         import yaml
 

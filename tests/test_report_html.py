@@ -90,7 +90,10 @@ def test_report_has_every_section_and_embeds_its_images(report):
     assert "<script" not in text
     # 1-crop and 10-crop rows, on the held-out half of the 60 images named by config.json
     assert "centre crop" in text and "10 crops (paper)" in text
-    assert re.search(r"<td>centre crop</td><td class=\"num\">30</td>", text)
+    assert re.search(r"<td>centre crop</td><td class=\"num\">30</td>"
+                     r"<td class=\"num\">\d+\.\d\d%</td><td class=\"num\">\d+\.\d\d%</td>", text)  # percent, named
+    # metrics.csv's fractions are shown in percent too
+    assert '<td>val_top1_err</td><td class="num">90.00%</td>' in text and "<td>lr</td><td class=\"num\">0.01</td>" in text
     assert '"val_split"' not in text and "<td>val_split</td>" in text  # config shown as a table, not JSON
 
 

@@ -1,5 +1,6 @@
 """TrainConfig: the paper's defaults, validation, files (YAML/TOML), and one-line CLI errors."""
 
+import json
 import subprocess
 import sys
 
@@ -125,6 +126,8 @@ def test_quiet_run_still_prints_its_result_once(tmp_path, capsys, monkeypatch):
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith("done: 1 epochs") and "validation top-1 error" in out[0], out
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())  # a fraction, printed in percent
+    assert f"validation top-1 error {100 * summary['val_top1_err']:.2f}%;" in out[0], out
     monkeypatch.setenv("RANK", "1")  # another torchrun process: says nothing
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
     assert capsys.readouterr().out.strip() == ""

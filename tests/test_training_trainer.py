@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -69,6 +70,21 @@ def test_run_directory_holds_everything(tmp_path, tiny):
     summary = json.loads((d / "summary.json").read_text())
     assert summary["ten_crop_top1_err"] is not None and 0 <= summary["ten_crop_top1_err"] <= 1
     assert r.final["val_top1_err"] == r.history[-1]["val_top1_err"]
+
+
+def test_printed_lines_show_the_history_in_percent(tmp_path, tiny, capsys):
+    """The API and the files hold fractions; every line printed shows the same errors in percent."""
+    r = train(_config(tmp_path, epochs=1, log_interval=2), dataset=tiny, progress=True)
+    out = capsys.readouterr().out
+    row, f = r.history[0], r.final
+    assert 0 <= row["val_top1_err"] <= 1 and f["val_top1_err"] == row["val_top1_err"]
+    assert (f"top-1 err {100 * row['train_top1_err']:.2f}%  val top-1 err {100 * row['val_top1_err']:.2f}%  "
+            f"top-5 err {100 * row['val_top5_err']:.2f}%") in out, out
+    assert re.search(r"step 2/3  loss \d+\.\d{4}  top-1 err \d+\.\d\d%", out), out
+    assert (f"final validation, centre crop: top-1 error {100 * f['val_top1_err']:.2f}%, "
+            f"top-5 error {100 * f['val_top5_err']:.2f}%") in out, out
+    assert (f"final validation, 10 crops:   top-1 error {100 * f['ten_crop_top1_err']:.2f}%, "
+            f"top-5 error {100 * f['ten_crop_top5_err']:.2f}%") in out, out
 
 
 def tiny_names():

@@ -30,8 +30,8 @@ def register(sub) -> None:
                    help="evaluate N images evenly spread over the dataset (a quick estimate)")
     p.add_argument("--threads", type=int, default=None,
                    help="threads decoding images (default: the CPUs available, at most 8)")
-    p.add_argument("--per-class", default=None, metavar="FILE.csv", help="write per-class accuracy to a CSV")
-    p.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
+    p.add_argument("--per-class", default=None, metavar="FILE.csv", help="write per-class accuracy (fractions) to a CSV")
+    p.add_argument("--json", action="store_true", help="print a JSON summary instead of text (errors and accuracies as fractions)")
     p.set_defaults(func=run)
 
 
@@ -97,8 +97,9 @@ def run(args) -> int:
         s = summary
         print(f"{model.model_name} on {args.data}: {s['images']} images, {args.crops} crop{'s' if args.crops > 1 else ''}"
               + (f", {world} processes" if world > 1 else ""))
-        print(f"top-1 error {s['top1_error']:.2f}%  (accuracy {s['top1_accuracy']:.2f}%)")
-        print(f"top-{result.topk} error {s['top5_error']:.2f}%  (accuracy {s['top5_accuracy']:.2f}%)")
+        # The summary's fractions, printed in percent.
+        print(f"top-1 error {100 * s['top1_error']:.2f}%  (accuracy {100 * s['top1_accuracy']:.2f}%)")
+        print(f"top-{result.topk} error {100 * s['top5_error']:.2f}%  (accuracy {100 * s['top5_accuracy']:.2f}%)")
         if s["images_per_second"]:
             print(f"{s['images_per_second']:.1f} images/s", file=sys.stderr)
     if args.per_class:

@@ -120,9 +120,9 @@ def run(args) -> int:
         f = result.final
         err = ""
         if f.get("val_top1_err") is not None:
-            err = f"; validation top-1 error {f['val_top1_err']:.4f}"
+            err = f"; validation top-1 error {100 * f['val_top1_err']:.2f}%"
             if f.get("ten_crop_top1_err") is not None:
-                err += f" (10 crops: {f['ten_crop_top1_err']:.4f})"
+                err += f" (10 crops: {100 * f['ten_crop_top1_err']:.2f}%)"
         print(f"done: {f.get('epochs')} epochs, {f.get('steps')} steps in {f.get('seconds', 0):.0f} s{err}; "
               f"run directory {result.run_dir}")
     return 0

@@ -53,19 +53,20 @@ class EvalResult:
     def top5_accuracy(self) -> float:
         return self.top5_correct / self.images if self.images else float("nan")
 
+    # Counted, not 1 - accuracy: the nearest float to the exact ratio, so 2734 of 10000 is 0.2734 in JSON too.
     @property
     def top1_error(self) -> float:
-        return 1.0 - self.top1_accuracy
+        return (self.images - self.top1_correct) / self.images if self.images else float("nan")
 
     @property
     def top5_error(self) -> float:
-        return 1.0 - self.top5_accuracy
+        return (self.images - self.top5_correct) / self.images if self.images else float("nan")
 
     def summary(self) -> dict:
-        """The JSON summary: errors and accuracies in percent, counts, speed."""
+        """The JSON summary: the errors and accuracies above (fractions, 0..1), counts, speed."""
         return {
-            "top1_error": round(100 * self.top1_error, 4), "top5_error": round(100 * self.top5_error, 4),
-            "top1_accuracy": round(100 * self.top1_accuracy, 4), "top5_accuracy": round(100 * self.top5_accuracy, 4),
+            "top1_error": self.top1_error, "top5_error": self.top5_error,
+            "top1_accuracy": self.top1_accuracy, "top5_accuracy": self.top5_accuracy,
             "top1_correct": self.top1_correct, "top5_correct": self.top5_correct, "images": self.images,
             "crops": self.crops, "topk": self.topk, "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images / self.seconds, 2) if self.seconds > 0 else None,

@@ -67,7 +67,7 @@ def plot_predictions(images: Sequence[np.ndarray], predictions: Sequence[Predict
         bars.barh(range(len(top)), [t["probability"] for t in top], color=colours, height=0.7)
         bars.set_yticks(range(len(top)), [_short(t["name"]) for t in top], fontsize=7)
         bars.set_xlim(0, 1)
-        bars.set_xticks([0, 0.5, 1], ["0", ".5", "1"], fontsize=6)
+        bars.set_xticks([0, 0.5, 1], ["0", "50%", "100%"], fontsize=6)  # probabilities, labelled as predict prints them
         bars.tick_params(length=2, pad=2)
         for side in ("top", "right"):
             bars.spines[side].set_visible(False)

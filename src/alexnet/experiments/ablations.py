@@ -106,15 +106,27 @@ class AblationConfig:
 
 @dataclass
 class AblationResult:
+    """One model's errors, as fractions (0..1)."""
+
     name: str
-    top1: float  # centre crop, percent
+    top1: float  # centre crop
     top5: float
-    top1_10: float | None  # 10 crops, percent
+    top1_10: float | None  # 10 crops
     top5_10: float | None
-    train_error: float  # running top-1 error over the last epoch, percent
+    train_error: float  # running top-1 error over the last epoch
     images: int
     train_seconds: float
     eval_seconds: float
+
+    @classmethod
+    def from_json(cls, text: str) -> AblationResult:
+        """Back from its ``result.json``; one written before errors were fractions held percents (a top-1
+        error above 1), read as such."""
+        d = json.loads(text)
+        if d["top1"] > 1:
+            d.update({k: d[k] / 100 for k in ("top1", "top5", "top1_10", "top5_10", "train_error")
+                      if d[k] is not None})
+        return cls(**d)
 
 
 @dataclass
@@ -144,23 +156,27 @@ class AblationTable:
         return rows
 
     def markdown(self) -> str:
-        """The paper's form: each model's top-1/top-5 error, its difference to the full model, and the
-        difference the paper reports, beside it."""
+        """The paper's form: each model's top-1/top-5 error (in percent), its difference to the full model
+        and the difference the paper reports beside it (in percentage points)."""
         c = self.config
 
         def pct(v):
-            return "-" if v is None else f"{v:.1f}"
+            return "-" if v is None else f"{100 * v:.2f}%"
+
+        def pp(v):
+            return f"{100 * v:+.2f}"
 
         def delta(a, b):
             if a is None:
-                return "-" if b is None else f"{b:+.1f}"
-            return f"{a:+.1f} / {b:+.1f}" if b is not None else f"{a:+.1f}"
+                return "-" if b is None else pp(b)
+            return f"{pp(a)} / {pp(b)}" if b is not None else pp(a)
 
         ten = c.ten_crop
         head = ["model", "change", "top-1 (1 crop)", "top-5 (1 crop)"]
         if ten:
             head += ["top-1 (10 crops)", "top-5 (10 crops)"]
-        head += ["Δ vs full, 1 crop", *(["Δ vs full, 10 crops"] if ten else []), "paper's Δ", "train err (last epoch)"]
+        head += ["Δ vs full, 1 crop (pp)", *(["Δ vs full, 10 crops (pp)"] if ten else []), "paper's Δ (pp)",
+                 "train err (last epoch)"]
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
         for r in self.rows():
             cells = [f"`{r['name']}`", r["change"], pct(r["top1"]), pct(r["top5"])]
@@ -173,8 +189,8 @@ class AblationTable:
             cells += [r["paper"], pct(r["train_error"])]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
-        lines.append(f"Errors in percent on {self.val_images} validation images; Δ = model minus full model "
-                     f"(top-1 / top-5, percentage points; positive = the switch hurts). Budget per model: "
+        lines.append(f"Errors on {self.val_images} validation images; Δ = model minus full model in percentage "
+                     f"points (pp), top-1 / top-5; positive = the switch hurts. Budget per model: "
                      f"{c.epochs} epoch(s) on {self.train_images} training images, batch {c.batch_size}, "
                      f"lr {c.lr:g} (paper's plateau schedule) after {self.warmup_steps()} steps of linear warm-up "
                      f"(the default recipe's; docs/RECIPE.md), seed {c.seed}.")
@@ -247,15 +263,15 @@ def train_and_evaluate(ablation: Ablation, config: AblationConfig, *, data: str,
         raise UserError(f"{ablation.name}: training interrupted ({res.interrupted}); run again with --resume")
     f = res.final
 
-    def pct(key):
+    def err(key):
         v = f.get(key)
-        return None if v is None else 100.0 * float(v)
+        return None if v is None else float(v)
 
     if f.get("val_top1_err") is None:
         raise UserError("the ablations need validation images (give --val or a --val-fraction above 0)")
     last = res.history[-1] if res.history else {}
-    return AblationResult(ablation.name, pct("val_top1_err"), pct("val_top5_err"), pct("ten_crop_top1_err"),
-                          pct("ten_crop_top5_err"), 100.0 * float(last.get("train_top1_err", float("nan"))),
+    return AblationResult(ablation.name, err("val_top1_err"), err("val_top5_err"), err("ten_crop_top1_err"),
+                          err("ten_crop_top5_err"), float(last.get("train_top1_err", float("nan"))),
                           int(val_images), seconds, 0.0)
 
 
@@ -301,7 +317,7 @@ def run_ablations(data: str | os.PathLike, config: AblationConfig, *, val: str |
         run_dir = out / name
         done = run_dir / "result.json"
         if resume and done.is_file():
-            table.results[name] = AblationResult(**json.loads(done.read_text()))
+            table.results[name] = AblationResult.from_json(done.read_text())
             log(f"{name}: already done, skipped")
             continue
         res = train_and_evaluate(ABLATIONS[name], config, data=str(data), val=str(val) if val else None,
@@ -309,8 +325,8 @@ def run_ablations(data: str | os.PathLike, config: AblationConfig, *, val: str |
                                  progress=progress)
         done.write_text(json.dumps(asdict(res), indent=1) + "\n")
         table.results[name] = res
-        log(f"{name}: top-1/top-5 error {res.top1:.1f}/{res.top5:.1f}% (1 crop)"
-            + (f", {res.top1_10:.1f}/{res.top5_10:.1f}% (10 crops)" if res.top1_10 is not None else "")
+        log(f"{name}: top-1/top-5 error {100 * res.top1:.2f}%/{100 * res.top5:.2f}% (1 crop)"
+            + (f", {100 * res.top1_10:.2f}%/{100 * res.top5_10:.2f}% (10 crops)" if res.top1_10 is not None else "")
             + f"; {res.train_seconds / 60:.1f} min")
         _write_table(table, out)
     _write_table(table, out)

@@ -11,8 +11,14 @@ _STYLE = {"relu": dict(color="black", linestyle="-", label="ReLU"),
           "tanh": dict(color="black", linestyle="--", label="tanh")}
 
 
+def _percent(errors) -> list[float]:
+    """The results' errors (fractions) in percent, to draw."""
+    return [100 * e for e in errors]
+
+
 def plot_relu_vs_tanh(result, out: str | os.PathLike, *, show_sweep: bool = True) -> Path:
-    """Figure 1's style: training error rate against epochs, ReLU solid, tanh dashed, the 25% line dotted.
+    """Figure 1's style: training error rate (in percent) against epochs, ReLU solid, tanh dashed, the 25% line
+    dotted.
 
     The chosen learning rate of each activation is drawn bold; with ``show_sweep`` the sweep's other rates
     are drawn thin and grey. The epoch each reaches the target is marked.
@@ -26,22 +32,23 @@ def plot_relu_vs_tanh(result, out: str | os.PathLike, *, show_sweep: bool = True
         if show_sweep:
             for lr, errs in r.sweep.items():
                 if float(lr) != r.lr:
-                    ax.plot(range(1, len(errs) + 1), errs, color="0.75", lw=0.8,
+                    ax.plot(range(1, len(errs) + 1), _percent(errs), color="0.75", lw=0.8,
                             linestyle=style["linestyle"], zorder=1)
                     top = max(top, *errs)
         style["label"] = f"{style['label']} (lr {r.lr:g})"
         epochs = range(1, len(r.curve) + 1)
-        ax.plot(epochs, r.curve, lw=1.8, zorder=3, **style)
+        ax.plot(epochs, _percent(r.curve), lw=1.8, zorder=3, **style)
         top = max(top, *r.curve)
         if r.reached:
-            ax.plot([r.epochs_to_target], [r.curve[r.epochs_to_target - 1]], "o", color="C3", ms=5, zorder=4)
-            ax.annotate(f"{r.epochs_to_target}", (r.epochs_to_target, r.curve[r.epochs_to_target - 1]),
+            at = (r.epochs_to_target, 100 * r.curve[r.epochs_to_target - 1])
+            ax.plot(*at, "o", color="C3", ms=5, zorder=4)
+            ax.annotate(f"{r.epochs_to_target}", at,
                         textcoords="offset points", xytext=(4, -12), fontsize=8, color="C3")
-    ax.axhline(cfg.target_error, color="C3", lw=0.8, linestyle=":", zorder=2)
-    ax.text(0.3, cfg.target_error + 0.01, f"{100 * cfg.target_error:g}%", color="C3", fontsize=7)
+    ax.axhline(100 * cfg.target_error, color="C3", lw=0.8, linestyle=":", zorder=2)
+    ax.text(0.3, 100 * cfg.target_error + 1, f"{100 * cfg.target_error:g}%", color="C3", fontsize=7)
     ax.set_xlabel("Epochs")
-    ax.set_ylabel("Training error rate")
-    ax.set_ylim(0, min(1.0, max(0.75, top + 0.02)))
+    ax.set_ylabel("Training error rate (%)")
+    ax.set_ylim(0, 100 * min(1.0, max(0.75, top + 0.02)))
     ax.set_xlim(0, max(len(r.curve) for r in result.results.values()) + 1)
     ratio = result.ratio
     title = "cifar_4layer on CIFAR-10"

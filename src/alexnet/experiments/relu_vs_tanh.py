@@ -135,9 +135,9 @@ class ReluTanhResult:
         lines = [f"Figure 1 (ReLU vs tanh), cifar_4layer, {self.images} training images, batch {c.batch_size}, "
                  f"target {100 * c.target_error:g}% running training error"]
         for a, r in self.results.items():
-            sweep = ", ".join(f"{lr}: {100 * errs[-1]:.1f}%" for lr, errs in r.sweep.items())
+            sweep = ", ".join(f"{lr}: {100 * errs[-1]:.2f}%" for lr, errs in r.sweep.items())
             got = (f"{r.epochs_to_target} epochs (interpolated {r.crossing:.2f})" if r.reached
-                   else f"not reached in {len(r.curve)} epochs (last {100 * r.curve[-1]:.1f}%)")
+                   else f"not reached in {len(r.curve)} epochs (last {100 * r.curve[-1]:.2f}%)")
             lines.append(f"  {a:4s}: lr {r.lr:g} (sweep after {c.sweep_epochs} epochs: {sweep}); "
                          f"{100 * c.target_error:g}% reached: {got}")
         ratio = self.ratio

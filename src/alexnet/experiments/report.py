@@ -93,10 +93,8 @@ def _png(fig) -> bytes:
 
 
 def _as_percent(values: list) -> list:
-    """metrics.csv holds errors as fractions or percents; draw percents."""
-    finite = [v for v in values if isinstance(v, float) and np.isfinite(v)]
-    scale = 100.0 if finite and max(finite) <= 1.0 else 1.0
-    return [v * scale if isinstance(v, float) else np.nan for v in values]
+    """metrics.csv's errors (fractions) in percent, to draw."""
+    return [100.0 * v if isinstance(v, float) else np.nan for v in values]
 
 
 def curves_png(metrics: list[dict]) -> bytes:
@@ -280,7 +278,8 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
         sections.append("<h2>Learning curves</h2>" + H.img_png(curves_png(metrics), "learning curves",
                         f"{len(metrics)} epochs from metrics.csv; training error is over each epoch's "
                         "augmented crops, validation error on the centre crop")
-                        + H.table(["", "value"], [(k, _fmt(v)) for k, v in last.items()], numeric=[False, True]))
+                        + H.table(["", "value"], [(k, _fmt(v, percent=k.endswith("_err"))) for k, v in last.items()],
+                                  numeric=[False, True]))
     else:
         sections.append('<h2>Learning curves</h2><p class="note">no metrics.csv in the run directory</p>')
 
@@ -294,9 +293,9 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
         if ten_crop:
             results.append(evaluate(model, ds, crops=10, batch_size=max(1, batch_size // 4), indices=indices,
                                     progress=progress))
-        rows = [("centre crop" if r.crops == 1 else "10 crops (paper)", r.images, f"{100 * r.top1_error:.2f}",
-                 f"{100 * r.top5_error:.2f}") for r in results]
-        sections.append("<h2>Final metrics</h2>" + H.table(["test", "images", "top-1 error %", "top-5 error %"],
+        rows = [("centre crop" if r.crops == 1 else "10 crops (paper)", r.images, _fmt(r.top1_error, percent=True),
+                 _fmt(r.top5_error, percent=True)) for r in results]
+        sections.append("<h2>Final metrics</h2>" + H.table(["test", "images", "top-1 error", "top-5 error"],
                                                           rows, numeric=[False, True, True, True])
                         + f'<p class="note">validation images: {H.esc(val_desc)}'
                         + (f", a random {len(indices)} of them" if max_images else "") + "</p>")
@@ -325,8 +324,8 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
         outside = int(len(indices) - conf.sum())
         conf_html = "<h2>Most confused classes</h2>"
         if pairs:
-            conf_html += H.table(["true class", "predicted as", "images", "% of the true class"],
-                                 [(a, b, n, f"{100 * r:.1f}") for a, b, n, r in pairs],
+            conf_html += H.table(["true class", "predicted as", "images", "share of the true class"],
+                                 [(a, b, n, _fmt(r, percent=True)) for a, b, n, r in pairs],
                                  numeric=[False, False, True, True])
         else:
             conf_html += '<p class="note">no confusions among the images evaluated</p>'
@@ -369,7 +368,8 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
     return write_atomic(out, text)
 
 
-def _fmt(v: object) -> str:
+def _fmt(v: object, percent: bool = False) -> str:
+    """A table cell; ``percent``: a fraction shown in percent, with its sign."""
     if isinstance(v, float):
-        return f"{v:.6g}"
+        return f"{100 * v:.2f}%" if percent else f"{v:.6g}"
     return "" if v is None else str(v)

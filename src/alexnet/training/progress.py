@@ -3,7 +3,7 @@
 The bar (stderr) shows the epoch's progress with loss, top-1 error, images/s and tqdm's ETA; it is
 updated once per log interval, when the trainer reads its metrics from the device anyway. Without a
 terminal (a log file, CI, a notebook's captured output) one line per log interval and per epoch goes to
-stdout instead. Only rank 0 reports.
+stdout instead. Only rank 0 reports. Errors arrive as fractions and are shown in percent.
 """
 
 from __future__ import annotations
@@ -62,12 +62,12 @@ class Progress:
         rate = self.images_interval / max(now - self.t_interval, 1e-9)
         self.t_interval, self.images_interval = now, 0
         if self.bar is not None:
-            self.bar.set_postfix_str(f"loss {loss:.3f}  err {top1_err:.3f}  {rate:,.0f} img/s  lr {lr:.3g}",
+            self.bar.set_postfix_str(f"loss {loss:.3f}  err {100 * top1_err:.2f}%  {rate:,.0f} img/s  lr {lr:.3g}",
                                      refresh=False)
             self.bar.update(steps_since)
         elif not last:  # the epoch's own line follows
             print(f"epoch {self.epoch + 1}/{self.epochs}  step {step_in_epoch}/{self.steps_in_epoch}  "
-                  f"loss {loss:.4f}  top-1 err {top1_err:.4f}  {rate:,.0f} img/s  lr {lr:.4g}",
+                  f"loss {loss:.4f}  top-1 err {100 * top1_err:.2f}%  {rate:,.0f} img/s  lr {lr:.4g}",
                   file=self.stream, flush=True)
 
     def end_epoch(self, row: dict, eta_seconds: float | None) -> None:
@@ -78,10 +78,10 @@ class Progress:
             return
         val = ""
         if row.get("val_top1_err") is not None:
-            val = f"  val top-1 err {row['val_top1_err']:.4f}  top-5 err {row['val_top5_err']:.4f}"
+            val = f"  val top-1 err {100 * row['val_top1_err']:.2f}%  top-5 err {100 * row['val_top5_err']:.2f}%"
         eta = "" if eta_seconds is None else f"  eta {_duration(eta_seconds)}"
         print(f"epoch {row['epoch']}/{self.epochs}  train loss {row['train_loss']:.4f}  "
-              f"top-1 err {row['train_top1_err']:.4f}{val}  lr {row['lr']:.4g}  "
+              f"top-1 err {100 * row['train_top1_err']:.2f}%{val}  lr {row['lr']:.4g}  "
               f"{row['images_per_s']:,.1f} img/s  {_duration(row['seconds'])}{eta}", file=self.stream, flush=True)
 
     def close(self) -> None:

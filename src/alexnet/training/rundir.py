@@ -1,12 +1,13 @@
 """The run directory that ``alexnet train`` writes (rank 0 only).
 
     config.yaml          the resolved TrainConfig (what ``--resume`` reads back)
-    metrics.csv          one row per epoch (METRIC_COLUMNS; ``stalled`` is 1 for an epoch at chance level)
-    curves.png           loss and errors against epochs
+    metrics.csv          one row per epoch (METRIC_COLUMNS; errors as fractions; ``stalled`` is 1 for an
+                         epoch at chance level)
+    curves.png           loss and errors (in percent) against epochs
     tb/                  TensorBoard events, when tensorboard is installed
     last.pt, best.pt     checkpoints (best = lowest validation top-1 error; a hard link, no second write)
     weights.safetensors  the final weights with arch, model options, classes and preprocessing
-    summary.json         final errors (centre crop and 10 crops), time, images/s
+    summary.json         final errors as fractions (centre crop and 10 crops), time, images/s
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def write_metrics_csv(path: Path, history: list[dict]) -> None:
 
 
 def write_curves(path: Path, history: list[dict], title: str = "") -> None:
-    """``curves.png``: training loss (left), top-1/top-5 errors of train and val (right), against epochs."""
+    """``curves.png``: training loss (left), top-1/top-5 errors of train and val in percent (right), against
+    epochs."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -89,8 +91,8 @@ def write_curves(path: Path, history: list[dict], title: str = "") -> None:
 
     epochs = [r["epoch"] for r in history]
 
-    def series(key: str) -> list[float]:
-        return [float("nan") if r.get(key) is None else r[key] for r in history]
+    def series(key: str, scale: float = 1.0) -> list[float]:
+        return [float("nan") if r.get(key) is None else scale * r[key] for r in history]
 
     fig = Figure(figsize=(10, 3.8), dpi=100)
     ax1, ax2 = fig.subplots(1, 2)
@@ -101,12 +103,12 @@ def write_curves(path: Path, history: list[dict], title: str = "") -> None:
     ax1.legend()
     for key, label, style in (("train_top1_err", "train top-1", "o-"), ("train_top5_err", "train top-5", "o--"),
                               ("val_top1_err", "val top-1", "s-"), ("val_top5_err", "val top-5", "s--")):
-        values = series(key)
+        values = series(key, 100.0)
         if any(not math.isnan(v) for v in values):
             ax2.plot(epochs, values, style, color="C0" if key.startswith("train") else "C3", label=label)
     ax2.set_xlabel("epoch")
-    ax2.set_ylabel("error")
-    ax2.set_ylim(0, 1)
+    ax2.set_ylabel("error (%)")
+    ax2.set_ylim(0, 100)
     ax2.grid(alpha=0.3)
     ax2.legend()
     if title:

@@ -92,7 +92,7 @@ class TrainResult:
     """One dict per epoch with the metrics.csv columns (errors as fractions)."""
     final: dict = field(default_factory=dict)
     """``val_top1_err``, ``val_top5_err`` (centre crop), ``ten_crop_top1_err``, ``ten_crop_top5_err``,
-    ``steps``, ``epochs``, ``seconds``; errors are None without validation data."""
+    ``steps``, ``epochs``, ``seconds``; errors are fractions, None without validation data."""
     weights: Path | None = None
     interrupted: str | None = None
     """``"SIGINT"`` / ``"SIGTERM"`` when a signal stopped the run (a checkpoint was saved), else None."""
@@ -612,7 +612,7 @@ class Trainer:
         c = self.config
         at = (f"in epoch {self.epoch + 1} the training loss was {train['loss']:.4f}, that of a constant guess "
               f"({self.train_chance['loss']:.4f}; ln {len(self.classes)} = {math.log(len(self.classes)):.4f}), "
-              f"and the top-1 error {train['top1_err']:.3f} is at chance")
+              f"and the top-1 error {100 * train['top1_err']:.2f}% is at chance")
         units = "" if alive is None else f" ({alive:.1%} of the last hidden layer's units respond to an image)"
         if alive is not None and alive < DEAD_UNITS:
             return (f"warning: the network is dead and will not learn: {at}. Its ReLUs died{units}, most likely "
@@ -720,8 +720,8 @@ class Trainer:
             centre = {"top1_err": last["val_top1_err"], "top5_err": last["val_top5_err"]} if last \
                 else self.evaluate(self.val_loader)
             final["val_top1_err"], final["val_top5_err"] = centre["top1_err"], centre["top5_err"]
-            self.progress.log(f"final validation, centre crop: top-1 error {centre['top1_err']:.4f}, "
-                              f"top-5 error {centre['top5_err']:.4f}")
+            self.progress.log(f"final validation, centre crop: top-1 error {100 * centre['top1_err']:.2f}%, "
+                              f"top-5 error {100 * centre['top5_err']:.2f}%")
             if self.config.ten_crop:
                 from alexnet.data import Loader
 
@@ -733,8 +733,8 @@ class Trainer:
                 finally:
                     ten.close()
                 final["ten_crop_top1_err"], final["ten_crop_top5_err"] = t["top1_err"], t["top5_err"]
-                self.progress.log(f"final validation, 10 crops:   top-1 error {t['top1_err']:.4f}, "
-                                  f"top-5 error {t['top5_err']:.4f}")
+                self.progress.log(f"final validation, 10 crops:   top-1 error {100 * t['top1_err']:.2f}%, "
+                                  f"top-5 error {100 * t['top5_err']:.2f}%")
         if self.main and self.run_dir is not None:
             from alexnet.weights import save_weights
 

@@ -90,7 +90,8 @@ TORCHVISION = WeightsRecord(
         "num_params": 61_100_840,
         "min_size": (63, 63),
         "recipe": "https://github.com/pytorch/vision/tree/main/references/classification#alexnet-and-vgg",
-        # torchvision's published numbers (ImageNet-1K val, centre 224 crop of the 256 resize)
+        # torchvision's published numbers (ImageNet-1K val, centre 224 crop of the 256 resize), in its
+        # Weights.meta's form: accuracy in percent, unlike the fractions everywhere else in this package
         "metrics": {"ImageNet-1K": {"acc@1": 56.522, "acc@5": 79.066}},
         "gflops": 0.71,
         "file_size_mb": 233.087,
