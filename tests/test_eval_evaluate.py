@@ -20,6 +20,7 @@ import alexnet
 from alexnet.cli.main import main
 from alexnet.errors import UserError
 from alexnet.evaluation import EvalResult, evaluate
+from alexnet.models import ModelMeta
 from alexnet.weights import Preprocess, save_weights
 
 # --- an oracle model on synthetic images, so that the right counts are known -------------------------
@@ -36,8 +37,8 @@ class RedNet(nn.Module):
     def __init__(self):
         super().__init__()
         self.dummy = nn.Parameter(torch.zeros(()))  # so that the model has a device
-        self.classes = [{"index": k, "wnid": None, "name": f"c{k}"} for k in range(K)]
-        self.preprocess = Preprocess(resize=S, crop_size=C, mean_rgb=(0.0, 0.0, 0.0))
+        self.meta = ModelMeta(classes=[{"index": k, "wnid": None, "name": f"c{k}"} for k in range(K)],
+                              preprocess=Preprocess(resize=S, crop_size=C, mean_rgb=(0.0, 0.0, 0.0)))
 
     def forward(self, x):
         r = x[:, 0].double().mean((1, 2))

@@ -72,10 +72,10 @@ def test_predict_api_returns_topk_with_names_and_probabilities(model, images):
         probs = [t["probability"] for t in pred.top]
         assert len(probs) == 5 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
         with torch.no_grad():
-            expected = model(model.preprocess(path)[None]).softmax(-1)[0]
+            expected = model(model.meta.preprocess(path)[None]).softmax(-1)[0]
         assert pred.top[0]["index"] == int(expected.argmax())
         assert pred.top[0]["probability"] == pytest.approx(float(expected.max()), rel=1e-5)
-        assert pred.top[0]["name"] == model.classes[pred.top[0]["index"]]["name"]
+        assert pred.top[0]["name"] == model.meta.classes[pred.top[0]["index"]]["name"]
     single = alexnet.predict(model, images["real"][0], topk=2)  # one image, not a list
     assert len(single) == 1 and len(single[0].top) == 2
 
@@ -89,12 +89,12 @@ def test_grayscale_equals_replicated_rgb(images):
 
 
 def test_every_kind_of_image_becomes_the_same_square(model, images):
-    ref = model.preprocess.square(images["rgb"])
+    ref = model.meta.preprocess.square(images["rgb"])
     for name in ("rgba.png", "png_named.JPEG"):
-        assert np.array_equal(model.preprocess.square(images["kinds"] / name), ref), name
-    cmyk = model.preprocess.square(images["kinds"] / "cmyk.jpg").astype(float)
+        assert np.array_equal(model.meta.preprocess.square(images["kinds"] / name), ref), name
+    cmyk = model.meta.preprocess.square(images["kinds"] / "cmyk.jpg").astype(float)
     assert np.abs(cmyk - ref).mean() < 8  # CMYK round trip through JPEG: close, not exact
-    palette = model.preprocess.square(images["kinds"] / "palette.png")
+    palette = model.meta.preprocess.square(images["kinds"] / "palette.png")
     assert palette.shape == (256, 256, 3)
 
 
@@ -112,9 +112,9 @@ def test_huge_image_beyond_pillows_limit(model, images, monkeypatch, tmp_path):
     path = tmp_path / "huge.jpg"
     big.save(path, quality=80)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5_000_000)  # a "decompression bomb" to Pillow now
-    sq = model.preprocess.square(path)
+    sq = model.meta.preprocess.square(path)
     assert sq.shape == (256, 256, 3)
-    small = model.preprocess.square(images["rgb"]).astype(float)
+    small = model.meta.preprocess.square(images["rgb"]).astype(float)
     assert np.abs(sq.astype(float) - small).mean() < 6  # the same picture
     assert Image.MAX_IMAGE_PIXELS == 5_000_000  # restored
 

@@ -132,7 +132,7 @@ def test_tiny_run_end_to_end_with_resume(tiny_prepared, tmp_path):
         import alexnet
 
         model = alexnet.load(run)  # a run directory the report and evaluate can read
-        assert model.model_options == ABLATIONS[name].model_options
+        assert model.meta.options == ABLATIONS[name].model_options
     assert (tmp_path / "ablations.md").read_text().startswith("| model |")
     # resume: nothing is trained again, results come back from result.json
     again = run_ablations(tiny_prepared, cfg, out_dir=tmp_path, resume=True, log=None)

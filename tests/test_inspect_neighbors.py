@@ -58,7 +58,7 @@ def test_features_cli_writes_fc7_of_every_image(setup, tmp_path, capsys):
     assert feats.shape == (len(ds), 4096) and np.array_equal(labels, ds.labels)
     assert (feats >= 0).all() and feats.std() > 0  # after ReLU, and not constant
     model = alexnet.load(weights)
-    x = model.preprocess.crops(torch.from_numpy(ds.get_uint8(5))[None])
+    x = model.meta.preprocess.crops(torch.from_numpy(ds.get_uint8(5))[None])
     with torch.no_grad():
         expected = model.forward_head(model.forward_features(x), pre_logits=True)[0].numpy()
     assert np.allclose(feats[5], expected, atol=1e-4)

@@ -311,3 +311,27 @@ def test_cli_bad_model_option_is_one_line(capsys):
     assert main(["info", "--arch", "alexnet", "--opt", "lrn=maybe"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "lrn must be true or false" in err[0], err
+
+
+def test_models_is_a_leaf():
+    """``alexnet.models`` imports nothing above it (weights, training, evaluation, cli, ...): loading
+    weights into a model lives in the top-level API."""
+    import ast
+    from pathlib import Path
+
+    allowed = ("alexnet.models", "alexnet.errors")
+    for path in sorted(Path(alexnet.models.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            for name in names:
+                if name == "alexnet" or name.startswith("alexnet."):
+                    assert name.startswith(allowed), f"{path.name} imports {name}"
+
+
+def test_a_model_carries_one_metadata_object():
+    model = alexnet.models.create_model("alexnet", num_classes=7, lrn=False)
+    assert model.meta == alexnet.models.ModelMeta(arch="alexnet", options={"lrn": False})
+    assert alexnet.models.meta_of(nn.Linear(2, 2)) == alexnet.models.ModelMeta()  # foreign: empty
+    for old in ("model_name", "classes", "model_options", "preprocess", "weights_source"):
+        assert not hasattr(model, old), old

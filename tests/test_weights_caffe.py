@@ -190,9 +190,9 @@ def test_caffemodel_converts_and_matches_independent_forward(alexnet_caffemodel,
     net = read_caffemodel(path)
     assert net.name == "AlexNet" and [x.name for x in net.layers if x.blobs] == list(SHAPES)
     model = alexnet.load(path)
-    assert model.model_name == "alexnet_caffe"
-    assert model.num_classes == 1000 and model.classes[0]["wnid"] == "n01440764"
-    pre = model.preprocess
+    assert model.meta.arch == "alexnet_caffe"
+    assert model.num_classes == 1000 and model.meta.classes[0]["wnid"] == "n01440764"
+    pre = model.meta.preprocess
     assert (pre.crop_size, pre.resize, pre.warp, pre.std_rgb) == (227, 256, True, None)
     assert pre.mean_rgb == (123.0, 117.0, 104.0)  # Caffe's [104, 117, 123] BGR, as RGB
     x = torch.stack([pre(p) for p in sample_images])  # our RGB preprocessing
@@ -216,9 +216,9 @@ def test_caffenet_v1_legacy_shapes_and_mean_file(tmp_path, sample_images):
     mean_path.write_bytes(blob_proto(mean_bgr.transpose(2, 0, 1)[None], legacy=True))
     assert np.allclose(read_mean_binaryproto(mean_path), mean_bgr[:, :, ::-1])
     model = alexnet.load(path, mean=mean_path)
-    assert model.model_name == "caffenet" and model.num_classes == 10
-    assert model.preprocess.uses_mean_image
-    x = torch.stack([model.preprocess(p) for p in sample_images])
+    assert model.meta.arch == "caffenet" and model.num_classes == 10
+    assert model.meta.preprocess.uses_mean_image
+    x = torch.stack([model.meta.preprocess(p) for p in sample_images])
     ref_in = torch.cat([caffe_input(p, mean_bgr.astype(np.float64)) for p in sample_images])
     assert torch.allclose(x.flip(1).double(), ref_in, atol=1e-3)
     with torch.no_grad():

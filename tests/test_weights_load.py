@@ -26,9 +26,9 @@ def test_our_file_round_trip_keeps_classes_mean_image_and_options(small_paper_ne
     path = save_weights(tmp_path / "w.safetensors", small_paper_net, model_options={"towers": 1}, classes=CLASSES,
                         preprocess={"resize": 256, "crop_size": 224, "mean": "image"}, mean_image=mean)
     model = alexnet.load(path)
-    assert model.model_name == "alexnet" and model.model_options == {"towers": 1}
-    assert model.classes == CLASSES and not model.training
-    pre = model.preprocess
+    assert model.meta.arch == "alexnet" and model.meta.options == {"towers": 1}
+    assert model.meta.classes == CLASSES and not model.training
+    pre = model.meta.preprocess
     assert pre.uses_mean_image and pre.std_rgb is None
     assert np.allclose(pre.mean_rgb, mean.reshape(-1, 3).mean(0), atol=1e-3)
     # the mean image is subtracted under the crop: a square equal to the mean gives zeros
@@ -50,12 +50,12 @@ def test_checkpoint_and_run_directory(small_paper_net, tmp_path):
                 "config": {"model": {"arch": "alexnet", "options": {"towers": 1}, "num_classes": 10}},
                 "classes": CLASSES}, run / "last.pt")
     model = alexnet.load(run)  # no .safetensors yet: the checkpoint
-    assert model.model_name == "alexnet" and model.classes == CLASSES
+    assert model.meta.arch == "alexnet" and model.meta.classes == CLASSES
     y = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         assert torch.equal(model(y), small_paper_net(y))
     save_weights(run / "weights.safetensors", small_paper_net, model_options={"towers": 1}, classes=CLASSES)
-    assert alexnet.load(run).weights_source == str(run)
+    assert alexnet.load(run).meta.source == str(run)
     empty = tmp_path / "empty_run"
     empty.mkdir()
     with pytest.raises(UserError, match="without weights"):
@@ -66,8 +66,8 @@ def test_plain_state_dict_guesses_the_one_tower_net(small_paper_net, tmp_path):
     path = tmp_path / "sd.pth"
     torch.save(small_paper_net.state_dict(), path)
     model = alexnet.load(path)
-    assert model.model_options == {"towers": 1} and model.num_classes == 10
-    assert model.classes[0]["name"] == "class_0"  # no names in the file
+    assert model.meta.options == {"towers": 1} and model.num_classes == 10
+    assert model.meta.classes[0]["name"] == "class_0"  # no names in the file
 
 
 def test_classes_option_overrides_and_must_fit(small_paper_net, tmp_path):
@@ -75,7 +75,7 @@ def test_classes_option_overrides_and_must_fit(small_paper_net, tmp_path):
     names = tmp_path / "names.txt"
     names.write_text("\n".join(f"n1000000{i} label {i}, alias" for i in range(10)) + "\n")
     model = alexnet.load(path, classes=names)
-    assert model.classes[4] == {"index": 4, "wnid": "n10000004", "name": "label 4"}
+    assert model.meta.classes[4] == {"index": 4, "wnid": "n10000004", "name": "label 4"}
     names.write_text("a\nb\n")
     with pytest.raises(UserError, match="2 class names given for a model with 10 outputs"):
         alexnet.load(path, classes=names)
@@ -126,8 +126,8 @@ def test_training_checkpoint_takes_its_mean_from_the_prepared_dataset(shared_dat
                           "arch": "cifar_4layer", "model_options": {}, "classes": ds.classes},
                          tmp_path / "run" / "last.pt")
     model = alexnet.load(tmp_path / "run")
-    assert model.model_name == "cifar_4layer" and model.classes == ds.classes
-    pre = model.preprocess
+    assert model.meta.arch == "cifar_4layer" and model.meta.classes == ds.classes
+    pre = model.meta.preprocess
     assert (pre.resize, pre.crop_size) == (40, 32) and pre.uses_mean_image
     assert np.allclose(pre.mean_image, ds.mean_image)
     result = alexnet.evaluation.evaluate(model, ds, progress=False)  # classes equal: no mapping needed

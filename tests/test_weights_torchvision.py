@@ -50,8 +50,8 @@ def test_converted_torchvision_model_gives_torchvisions_outputs(tv_model, tv_pth
     out = tmp_path / "owt.safetensors"
     assert main(["convert", str(tv_pth), "--out", str(out)]) == 0
     model = alexnet.load(out)
-    assert model.model_name == "alexnet_owt" and len(model.classes) == 1000
-    assert model.preprocess.std_rgb is not None  # torchvision divides by the std
+    assert model.meta.arch == "alexnet_owt" and len(model.meta.classes) == 1000
+    assert model.meta.preprocess.std_rgb is not None  # torchvision divides by the std
     x = torch.randn(3, 3, 224, 224)
     with torch.no_grad():
         assert torch.allclose(model(x), tv_model(x), atol=1e-5)
@@ -96,7 +96,7 @@ def local_record(tv_model, tmp_path, monkeypatch):
 
 def test_create_model_with_torchvision_weights(local_record, tv_model, tmp_path):
     model = alexnet.create_model("alexnet_owt", weights="torchvision")
-    assert not model.training and model.classes[1]["name"] == "goldfish"
+    assert not model.training and model.meta.classes[1]["name"] == "goldfish"
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         assert torch.allclose(model(x), tv_model(x), atol=1e-5)
@@ -151,6 +151,6 @@ def test_bare_safetensors_state_dict_and_arch_checks(tv_model, tmp_path):
     path = tmp_path / "hub.safetensors"
     save_file({k: v.contiguous() for k, v in tv_model.state_dict().items()}, str(path))
     model = alexnet.load(path)  # no metadata: the model is recognised from its tensor names
-    assert model.model_name == "alexnet_owt"
+    assert model.meta.arch == "alexnet_owt"
     with pytest.raises(UserError, match="not a state dict of alexnet"):
         alexnet.load(path, arch="alexnet")

@@ -10,8 +10,8 @@ Quick use::
 
 from alexnet.errors import UserError
 from alexnet.evaluation.predict import predict
-from alexnet.models import count_parameters, create_model, list_models, model_info, summarize
-from alexnet.weights.load import load
+from alexnet.models import count_parameters, list_models, model_info, summarize
+from alexnet.weights.load import create_model, load
 
 __version__ = "0.1.0"
 

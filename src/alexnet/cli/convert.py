@@ -38,8 +38,8 @@ def run(args) -> int:
     model = load(args.source, arch=args.arch, classes=args.classes, mean=args.mean,
                  **parse_options(args.model_options))
     out = save_loaded(model, args.out, extra={"converted_from": str(args.source)})
-    pre = model.preprocess
-    print(f"wrote {out}: {model.model_name}, {model.num_classes} classes, input {pre.crop_size}x{pre.crop_size}, "
+    pre = model.meta.preprocess
+    print(f"wrote {out}: {model.meta.arch}, {model.num_classes} classes, input {pre.crop_size}x{pre.crop_size}, "
           f"mean {'image' if pre.uses_mean_image else [round(v, 3) for v in pre.mean_rgb]}"
           f"{', std ' + str([round(v, 3) for v in pre.std_rgb]) if pre.std_rgb else ''}", file=sys.stderr)
     return 0

@@ -70,10 +70,10 @@ def run(args) -> int:
     try:
         model = load_from_args(args, device=device)
         data_warp = bool(getattr(dataset, "meta", {}).get("warp", False))
-        if rank == 0 and model.preprocess.warp != data_warp:
+        if rank == 0 and model.meta.preprocess.warp != data_warp:
             how = {True: "warped to a square (Caffe)", False: "shorter-side resized and centre-cropped"}
-            print(f"alexnet evaluate: note: the weights expect images {how[model.preprocess.warp]}, the dataset's "
-                  f"were {how[data_warp]}; prepare it with{'' if model.preprocess.warp else 'out'} --warp "
+            print(f"alexnet evaluate: note: the weights expect images {how[model.meta.preprocess.warp]}, the dataset's "
+                  f"were {how[data_warp]}; prepare it with{'' if model.meta.preprocess.warp else 'out'} --warp "
                   "to match", file=sys.stderr)
         indices = None
         if args.limit is not None:
@@ -90,12 +90,12 @@ def run(args) -> int:
         return 0
     if args.per_class:
         result.write_per_class_csv(args.per_class)
-    summary = {"weights": str(args.weights), "arch": model.model_name, "data": str(args.data), **result.summary()}
+    summary = {"weights": str(args.weights), "arch": model.meta.arch, "data": str(args.data), **result.summary()}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         s = summary
-        print(f"{model.model_name} on {args.data}: {s['images']} images, {args.crops} crop{'s' if args.crops > 1 else ''}"
+        print(f"{model.meta.arch} on {args.data}: {s['images']} images, {args.crops} crop{'s' if args.crops > 1 else ''}"
               + (f", {world} processes" if world > 1 else ""))
         # The summary's fractions, printed in percent.
         print(f"top-1 error {100 * s['top1_error']:.2f}%  (accuracy {100 * s['top1_accuracy']:.2f}%)")

@@ -25,7 +25,8 @@ def run(args) -> int:
 
     model = load_from_args(args, device="cpu")
     out = export_onnx(model, args.out, opset=args.opset)
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): {model.model_name}, input "
-          f"(batch, 3, {model.preprocess.crop_size}, {model.preprocess.crop_size}), {model.num_classes} classes",
+    meta = model.meta
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): {meta.arch}, input "
+          f"(batch, 3, {meta.preprocess.crop_size}, {meta.preprocess.crop_size}), {model.num_classes} classes",
           file=sys.stderr)
     return 0

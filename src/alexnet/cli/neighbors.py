@@ -50,7 +50,7 @@ def run(args) -> int:
                             f"{len(dataset)} images")
     else:
         feats = extract_features(model, dataset, batch_size=args.batch_size)
-    squares = [model.preprocess.square(f) for f in files]
+    squares = [model.meta.preprocess.square(f) for f in files]
     q = image_features(model, torch.from_numpy(np.stack(squares))).cpu().numpy()
     if q.shape[1] != feats.shape[1]:
         raise UserError(f"the features have {feats.shape[1]} dimensions but the model gives {q.shape[1]}")

@@ -56,7 +56,7 @@ def run(args) -> int:
         raise UserError("no image files found in " + ", ".join(args.images))
     device = pick_device(args.device)
     model = load_from_args(args, device=device)
-    pre, classes = model.preprocess, model.classes
+    pre, classes = model.meta.preprocess, model.meta.classes
     failures, results, shown = 0, [], []  # shown: (square, prediction) for the plot
 
     def flush(batch):

@@ -28,6 +28,7 @@ from alexnet.evaluation.batches import iter_squares, shard
 from alexnet.evaluation.predict import _device_of
 from alexnet.evaluation.progress import Progress
 from alexnet.files import write_atomic
+from alexnet.models.meta import meta_of
 from alexnet.weights.classes import match_classes
 from alexnet.weights.load import model_classes, model_preprocess
 
@@ -122,7 +123,7 @@ def evaluate(model: nn.Module, dataset, *, crops: int = 1, batch_size: int = 64,
     if class_map is None:
         if not data_classes:
             data_classes = [{"index": i, "wnid": None, "name": f"class_{i}"} for i in range(int(labels.max()) + 1)]
-        class_map = match_classes(data_classes, model_classes(model) if getattr(model, "classes", None) else [],
+        class_map = match_classes(data_classes, model_classes(model) if meta_of(model).classes else [],
                                   num_outputs or len(data_classes))
     if len(labels) and (labels.min() < 0 or labels.max() >= len(class_map)):
         raise UserError(f"the dataset's labels run to {int(labels.max())} but it has {len(class_map)} classes")

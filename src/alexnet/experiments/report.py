@@ -23,6 +23,7 @@ import torch
 from alexnet.errors import UserError
 from alexnet.experiments import html as H
 from alexnet.files import write_atomic
+from alexnet.models.meta import meta_of
 from alexnet.plotting import png_bytes, pyplot
 
 CONFIG_NAMES = ("config.json", "config.yaml", "config.yml", "config.toml", "train_config.json")
@@ -259,7 +260,7 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
     config, config_name = read_run_config(run_dir)
     metrics = read_metrics(run_dir)
     model = alexnet.load(run_dir, device=device, progress=False)
-    arch = getattr(model, "model_name", "?")
+    arch = meta_of(model).arch or "?"
     classes = model_classes(model)
     sections: list[str] = []
 
@@ -268,8 +269,8 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
     sections.append("<h2>Config</h2>" + (H.table(["setting", "value"], rows, numeric=[False, False]) if rows else
                                         '<p class="note">no config file in the run directory</p>')
                     + (f'<p class="note">from <code>{H.esc(config_name)}</code>; weights '
-                       f'<code>{H.esc(model.weights_source)}</code>, model <code>{H.esc(arch)}</code> '
-                       f'{H.esc(getattr(model, "model_options", "") or "")}, '
+                       f'<code>{H.esc(meta_of(model).source)}</code>, model <code>{H.esc(arch)}</code> '
+                       f'{H.esc(meta_of(model).options or "")}, '
                        f'{alexnet.count_parameters(model):,} parameters</p>'))
 
     # learning curves
@@ -302,7 +303,7 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
 
         # one pass of centre-crop probabilities for the confusions and the samples
         data_classes = list(getattr(ds, "classes", []) or [])
-        class_map = match_classes(data_classes, classes if getattr(model, "classes", None) else [],
+        class_map = match_classes(data_classes, classes if meta_of(model).classes else [],
                                   int(getattr(model, "num_classes", 0) or len(data_classes)))
         labels = np.asarray(ds.labels, dtype=np.int64)
         preds = np.empty(len(indices), dtype=np.int64)

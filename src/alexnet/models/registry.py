@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from alexnet.errors import BadOptionError, UnknownModelError
+from alexnet.models.meta import ModelMeta
 
 
 @dataclass(frozen=True)
@@ -94,25 +95,15 @@ def model_info(name: str) -> ModelInfo:
         raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(list_models())}") from None
 
 
-def create_model(name: str, num_classes: int | None = None, *, weights=None, **options) -> nn.Module:
-    """Build a registered model, e.g. ``create_model("alexnet", num_classes=10, lrn=False)``.
-
-    ``weights``: load pretrained weights instead of initialising: a published record name
-    (``create_model("alexnet_owt", weights="torchvision")``, downloaded once) or anything
-    :func:`alexnet.load` accepts (weights file, checkpoint, run directory); the model then comes in eval
-    mode with ``classes`` and ``preprocess`` attributes.
+def create_model(name: str, num_classes: int | None = None, **options) -> nn.Module:
+    """Build a registered model, e.g. ``create_model("alexnet", num_classes=10, lrn=False)``, freshly
+    initialised; ``model.meta`` (:class:`~alexnet.models.meta.ModelMeta`) records its name and options.
+    (``alexnet.create_model(name, weights=...)`` builds one with pretrained weights.)
 
     Unknown names and options raise :class:`UnknownModelError` / :class:`BadOptionError` (both
     :class:`~alexnet.errors.UserError`), so that the CLI can report them in one line.
     """
     info = model_info(name)
-    if weights is not None:
-        from alexnet.weights.load import load
-
-        model = load(weights, arch=name, **options)
-        if num_classes is not None and num_classes != model.num_classes:
-            raise BadOptionError(f"the weights have {model.num_classes} classes, not num_classes={num_classes}")
-        return model
     unknown = sorted(set(options) - set(info.options))
     if unknown:
         raise BadOptionError(
@@ -125,5 +116,5 @@ def create_model(name: str, num_classes: int | None = None, *, weights=None, **o
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise BadOptionError(f"num_classes must be a positive integer, got {num_classes!r}")
     model = info.builder(num_classes=num_classes, **options)
-    model.model_name = name  # so that checkpoints and weights files can record what they hold
+    model.meta = ModelMeta(arch=name, options=dict(options))  # checkpoints and weights files record it
     return model

@@ -28,6 +28,7 @@ from torch import nn
 
 from alexnet.errors import UserError
 from alexnet.files import write_atomic
+from alexnet.models.meta import meta_of
 
 META_KEY = "alexnet"
 MEAN_IMAGE_KEY = "preprocess.mean_image"
@@ -63,11 +64,11 @@ def save_weights(path: str | os.PathLike, model: nn.Module, *, arch: str | None 
                  extra: dict | None = None) -> Path:
     """Write ``model``'s weights and metadata to ``path`` (atomically: temp file + rename)."""
     path = Path(path)
-    arch = arch or getattr(model, "model_name", None)
-    if arch is None:
-        raise ValueError("save_weights needs arch= for a model not built by create_model")
     module = getattr(model, "_orig_mod", model)  # torch.compile wrapper
     module = getattr(module, "module", module)  # DistributedDataParallel wrapper
+    arch = arch or meta_of(module).arch
+    if arch is None:
+        raise ValueError("save_weights needs arch= for a model not built by create_model")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
     if mean_image is not None:
         tensors[MEAN_IMAGE_KEY] = torch.from_numpy(np.ascontiguousarray(mean_image, dtype=np.float32))

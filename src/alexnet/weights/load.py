@@ -13,12 +13,13 @@
 - a run directory of ``alexnet train``: its final weights (``*.safetensors``), else its best or last
   checkpoint.
 
-The model comes back in eval mode with three attributes beside the usual ones:
+The model comes back in eval mode with ``model.meta`` (:class:`~alexnet.models.ModelMeta`) filled in:
 
-- ``model.classes``: ``[{"index", "wnid", "name"}, ...]`` (ImageNet's for a 1000-class model without names);
-- ``model.preprocess``: a :class:`~alexnet.weights.preprocess.Preprocess` (``model.preprocess(image)``
+- ``meta.arch`` and ``meta.options``: the registered model and its options;
+- ``meta.classes``: ``[{"index", "wnid", "name"}, ...]`` (ImageNet's for a 1000-class model without names);
+- ``meta.preprocess``: a :class:`~alexnet.weights.preprocess.Preprocess` (``model.meta.preprocess(image)``
   gives the normalised (3, C, C) centre crop);
-- ``model.weights_source``: where the weights came from (a string).
+- ``meta.source``: where the weights came from (a string).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from alexnet.errors import UserError
-from alexnet.models import model_info
+from alexnet import models
+from alexnet.errors import BadOptionError, UserError
+from alexnet.models import ModelMeta, meta_of, model_info
 from alexnet.weights.classes import read_class_file
 from alexnet.weights.file import WeightsFile, read_weights
 from alexnet.weights.preprocess import Preprocess
@@ -142,11 +144,9 @@ def preprocess_of(wf: WeightsFile) -> Preprocess:
 
 
 def attach(model: nn.Module, wf: WeightsFile, source: str) -> nn.Module:
-    """Give a model built from ``wf`` the ``classes`` / ``preprocess`` / ``weights_source`` attributes."""
-    model.classes = list(wf.classes)
-    model.model_options = dict(wf.model_options)
-    model.preprocess = preprocess_of(wf)
-    model.weights_source = source
+    """Fill in ``model.meta`` of a model built from ``wf``: options, classes, preprocessing, source."""
+    model.meta = ModelMeta(arch=wf.arch, options=dict(wf.model_options), classes=list(wf.classes),
+                           preprocess=preprocess_of(wf), source=source)
     return model
 
 
@@ -163,7 +163,7 @@ def load(source: str | os.PathLike, *, arch: str | None = None,
          classes: list[dict] | str | os.PathLike | None = None, mean: str | os.PathLike | None = None,
          device: str | torch.device = "cpu", progress: bool = True, **model_options) -> nn.Module:
     """A ready model from weights of any supported kind (see :mod:`alexnet.weights.load`), in eval mode
-    on ``device``, with ``model.classes``, ``model.preprocess`` and ``model.weights_source`` set."""
+    on ``device``, with ``model.meta`` (classes, preprocessing, source) filled in."""
     wf = resolve_weights(source, arch=arch, classes=classes, mean=mean, model_options=model_options or None,
                          progress=progress)
     model = build(wf).to(device)
@@ -171,24 +171,24 @@ def load(source: str | os.PathLike, *, arch: str | None = None,
 
 
 def model_classes(model: nn.Module) -> list[dict]:
-    """A model's class list: its ``classes`` attribute, else placeholders for its outputs."""
+    """A model's class list (``model.meta.classes``), else placeholders for its outputs."""
     from alexnet.weights.classes import default_classes
 
-    classes = getattr(model, "classes", None)
+    classes = meta_of(model).classes
     if classes:
         return classes
     return default_classes(int(getattr(model, "num_classes", 0) or 1000))
 
 
 def model_preprocess(model: nn.Module) -> Preprocess:
-    """A model's ``preprocess`` attribute, else the defaults of its registered name (ImageNet's mean)."""
-    pre = getattr(model, "preprocess", None)
-    if isinstance(pre, Preprocess):
-        return pre
-    name = getattr(model, "model_name", None)
-    if name is None:
+    """A model's preprocessing (``model.meta.preprocess``), else its registered model's defaults
+    (ImageNet's mean, the model's input size)."""
+    meta = meta_of(model)
+    if isinstance(meta.preprocess, Preprocess):
+        return meta.preprocess
+    if meta.arch is None:
         return Preprocess()
-    info = model_info(name)
+    info = model_info(meta.arch)
     return Preprocess(crop_size=info.input_size, std_rgb=info.pixel_std)
 
 
@@ -196,12 +196,24 @@ def save_loaded(model: nn.Module, path: str | os.PathLike, *, extra: dict | None
     """Write a model from :func:`load` as our ``.safetensors`` (classes, preprocessing and mean kept)."""
     from alexnet.weights.file import save_weights
 
-    pre = model_preprocess(model)
-    return save_weights(path, model, arch=getattr(model, "model_name", None),
-                        model_options=getattr(model, "model_options", None) or {},
-                        classes=model_classes(model), preprocess=pre.to_metadata(),
-                        mean_image=pre.mean_image if pre.uses_mean_image else None, extra=extra)
+    pre, meta = model_preprocess(model), meta_of(model)
+    return save_weights(path, model, arch=meta.arch, model_options=meta.options, classes=model_classes(model),
+                        preprocess=pre.to_metadata(), mean_image=pre.mean_image if pre.uses_mean_image else None,
+                        extra=extra)
 
 
-__all__ = ["attach", "build", "load", "model_classes", "model_preprocess", "preprocess_of", "resolve_weights",
+def create_model(name: str, num_classes: int | None = None, *, weights=None, **options) -> nn.Module:
+    """``alexnet.create_model``: a registered model, freshly initialised (:func:`alexnet.models.create_model`),
+    or with ``weights`` loaded: a published record name (``create_model("alexnet_owt",
+    weights="torchvision")``, downloaded once) or anything :func:`load` accepts (weights file, checkpoint,
+    run directory); the model then comes in eval mode with ``model.meta`` filled in."""
+    if weights is None:
+        return models.create_model(name, num_classes, **options)
+    model = load(weights, arch=name, **options)
+    if num_classes is not None and num_classes != model.num_classes:
+        raise BadOptionError(f"the weights have {model.num_classes} classes, not num_classes={num_classes}")
+    return model
+
+
+__all__ = ["attach", "build", "create_model", "load", "model_classes", "model_preprocess", "preprocess_of", "resolve_weights",
            "save_loaded"]

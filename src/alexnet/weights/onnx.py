@@ -1,7 +1,7 @@
 """ONNX export with a dynamic batch dimension (needs the ``onnx`` extra: onnx, onnxscript, onnxruntime).
 
 The graph takes ``image``: float32 (batch, 3, C, C) crops *already normalised* as the weights expect
-(``model.preprocess``), and gives ``logits`` (batch, num_classes). How to normalise, the class names and
+(``model.meta.preprocess``), and gives ``logits`` (batch, num_classes). How to normalise, the class names and
 the input size are written into the model's metadata (``metadata_props``: ``alexnet.preprocess``,
 ``alexnet.classes``, ``alexnet.arch``) so that an ONNX user needs nothing else.
 """
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from alexnet.errors import UserError
+from alexnet.models.meta import meta_of
 from alexnet.weights.load import model_classes, model_preprocess
 
 MIN_OPSET = 18  # torch's dynamo exporter writes opset 18 and later
@@ -79,7 +80,7 @@ def _export(model: nn.Module, path: Path, tmp: Path, opset: int | None, verbose:
         raise UserError(f"ONNX export failed: {first}") from None
     proto = onnx.load(str(tmp))
     meta = {
-        "alexnet.arch": str(getattr(model, "model_name", type(model).__name__)),
+        "alexnet.arch": str(meta_of(model).arch or type(model).__name__),
         "alexnet.preprocess": json.dumps(pre.to_metadata()),
         "alexnet.classes": json.dumps(model_classes(model)),
         "alexnet.input": f"float32 (batch, 3, {pre.crop_size}, {pre.crop_size}) RGB, minus the mean"

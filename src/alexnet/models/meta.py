@@ -1,0 +1,29 @@
+"""``model.meta``: what a model is and what it was trained for, in one object.
+
+Every model built by :func:`~alexnet.models.create_model` carries one: its registered ``arch`` and
+``options``. :func:`alexnet.load` (or ``alexnet.create_model(name, weights=...)``) fills in the rest from
+the weights: the ``classes``, how to ``preprocess`` an image for it, and the weights' ``source``. Code that
+needs these reads them through :func:`meta_of`, which also answers for a foreign ``nn.Module``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+
+@dataclass
+class ModelMeta:
+    arch: str | None = None  # the registered name (None: a model we did not build)
+    options: dict = field(default_factory=dict)  # the builder's options, e.g. {"lrn": False}
+    classes: list[dict] | None = None  # [{"index", "wnid", "name"}, ...] once weights are loaded
+    preprocess: Any = None  # an alexnet.weights.Preprocess once weights are loaded
+    source: str | None = None  # where the weights came from
+
+
+def meta_of(model: nn.Module) -> ModelMeta:
+    """``model.meta``, or an empty :class:`ModelMeta` for a model without one (e.g. torchvision's)."""
+    meta = getattr(model, "meta", None)
+    return meta if isinstance(meta, ModelMeta) else ModelMeta()
