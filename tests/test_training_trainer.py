@@ -283,3 +283,22 @@ def test_the_start_banner_states_the_real_budget(tmp_path, tiny, capsys):
     train(_config(tmp_path, epochs=3, max_steps=2, ten_crop=False), dataset=tiny, progress=True)
     out = capsys.readouterr().out
     assert "2 steps (--max-steps; 3 epochs would be 9) of 16" in out, out
+
+
+def test_training_and_alexnet_evaluate_give_the_same_errors(tmp_path):
+    """One evaluation loop: the run's final centre-crop and 10-crop errors are what ``evaluate`` gives
+    on its weights file and the same held-out images."""
+    import alexnet
+    from alexnet.data import split_indices
+    from alexnet.evaluation import evaluate
+
+    images, labels, classes = make_demo_images(120, 36, seed=5, num_classes=10)
+    data = ArrayDataset(images, labels, classes=classes)  # 10 classes: top-5 says something too
+    r = train(_config(tmp_path, epochs=3, lr=0.02), dataset=data, progress=False)
+    _, val_idx = split_indices(len(data), 0.25, r.config.seed)
+    model = alexnet.load(r.run_dir)
+    for crops, key in ((1, "val"), (10, "ten_crop")):
+        result = evaluate(model, data, crops=crops, indices=val_idx, batch_size=7, progress=False)
+        assert result.images == len(val_idx)
+        assert result.top1_error == r.final[f"{key}_top1_err"], crops
+        assert result.top5_error == r.final[f"{key}_top5_err"], crops

@@ -11,16 +11,21 @@ processes once at the end, and a per-image tally checks that every image was cou
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import math
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import nn
 
 from alexnet.errors import UserError
@@ -45,6 +50,7 @@ class EvalResult:
     per_class: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     world_size: int = 1
+    loss: float = math.nan  # mean cross-entropy of the scores (of the ten crops' mean softmax)
 
     @property
     def top1_accuracy(self) -> float:
@@ -66,7 +72,7 @@ class EvalResult:
     def summary(self) -> dict:
         """The JSON summary: the errors and accuracies above (fractions, 0..1), counts, speed."""
         return {
-            "top1_error": self.top1_error, "top5_error": self.top5_error,
+            "top1_error": self.top1_error, "top5_error": self.top5_error, "loss": self.loss,
             "top1_accuracy": self.top1_accuracy, "top5_accuracy": self.top5_accuracy,
             "top1_correct": self.top1_correct, "top5_correct": self.top5_correct, "images": self.images,
             "crops": self.crops, "topk": self.topk, "seconds": round(self.seconds, 3),
@@ -92,12 +98,85 @@ class EvalResult:
         return write_atomic(path, buf.getvalue())
 
 
+class Tally:
+    """Sums of one evaluation pass, on the device (no host sync per batch): images, top-1 and top-5 hits
+    per data class, and the summed loss; :meth:`reduce` adds them up over processes."""
+
+    def __init__(self, num_classes: int, device: torch.device) -> None:
+        self.counts = torch.zeros(3, num_classes, dtype=torch.int64, device=device)  # images, top-1, top-5
+        self.loss = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
+        self.topk = 5
+
+    def add(self, scores: torch.Tensor, log_probs: torch.Tensor, y: torch.Tensor, target: torch.Tensor) -> None:
+        self.topk = min(5, scores.shape[-1])
+        top = scores.topk(self.topk, dim=-1).indices  # (B, k)
+        hits = top.eq(target[:, None])
+        self.counts[0].index_add_(0, y, torch.ones_like(y))
+        self.counts[1].index_add_(0, y, hits[:, 0].long())
+        self.counts[2].index_add_(0, y, hits.any(-1).long())
+        self.loss += F.nll_loss(log_probs, target, reduction="sum").to(self.loss.dtype)
+
+    def reduce(self, all_reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None) -> Tally:
+        if all_reduce_sum is not None:
+            self.counts = all_reduce_sum(self.counts)
+            self.loss = all_reduce_sum(self.loss)
+        return self
+
+    def summary(self) -> dict:
+        """``{"loss", "top1_err", "top5_err", "images"}`` (fractions; NaN when nothing was seen)."""
+        n, top1, top5 = (int(v) for v in self.counts.sum(1).tolist())
+        if n == 0:
+            nan = float("nan")
+            return {"loss": nan, "top1_err": nan, "top5_err": nan, "images": 0}
+        return {"loss": float(self.loss) / n, "top1_err": (n - top1) / n, "top5_err": (n - top5) / n, "images": n}
+
+
+@torch.no_grad()
+def evaluate_batches(model: nn.Module, batches: Iterable, *, num_classes: int, ten_crop: bool = False,
+                     target_map: torch.Tensor | None = None, autocast: Callable[[], Any] | None = None,
+                     channels_last: bool = False, on_batch: Callable[[int], None] | None = None,
+                     device: torch.device | None = None) -> Tally:
+    """The evaluation loop, one for training's validation (every epoch and the final 10 crops) and for
+    ``alexnet evaluate``.
+
+    ``batches`` yields normalised crops ``x`` ((B, 3, C, C); with ``ten_crop`` (B, 10, 3, C, C)) and data
+    labels ``y`` on the model's device. A centre crop is scored by its logits; ten crops by the mean of
+    their softmax (section 4.1). The loss is the cross-entropy of those scores. ``target_map`` maps data
+    classes to the model's outputs (a subset of ImageNet's classes, say); ``num_classes``: data classes.
+    The model is put in eval mode and left so; the caller reduces the :class:`Tally` over processes.
+    """
+    device = device or _device_of(model)
+    tally = Tally(num_classes, device)
+    model.eval()
+    for x, y in batches:
+        with autocast() if autocast is not None else contextlib.nullcontext():
+            if ten_crop:
+                b = x.shape[0]
+                xs = x.flatten(0, 1)  # (B*10, 3, C, C)
+                if channels_last:
+                    xs = xs.contiguous(memory_format=torch.channels_last)
+                scores = model(xs).float().softmax(-1).view(b, 10, -1).mean(1)
+                log_probs = scores.clamp_min(1e-12).log()
+            else:
+                scores = model(x).float()  # softmax is monotonic: logits rank classes the same
+                log_probs = scores.log_softmax(-1)
+        tally.add(scores, log_probs, y, y if target_map is None else target_map[y])
+        if on_batch is not None:
+            on_batch(len(y))
+    return tally
+
+
 def _dist_info(rank: int | None, world_size: int | None) -> tuple[int, int, bool]:
     if rank is not None and world_size is not None:
         return rank, world_size, dist.is_available() and dist.is_initialized() and world_size > 1
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size(), dist.get_world_size() > 1
     return 0, 1, False
+
+
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    dist.all_reduce(t)
+    return t
 
 
 @torch.no_grad()
@@ -110,6 +189,7 @@ def evaluate(model: nn.Module, dataset, *, crops: int = 1, batch_size: int = 64,
     The dataset's classes must be the model's, or a subset of them (matched by WNID/name, e.g. Imagenette
     against ImageNet weights); predictions are over all of the model's classes either way. Under
     ``torch.distributed`` (torchrun), each process evaluates its shard and every process returns the totals.
+    The crops are normalised with the model's own preprocessing (``model.meta.preprocess``).
     """
     if crops not in (1, 10):
         raise UserError(f"crops must be 1 (centre) or 10 (the paper's ten patches), got {crops}")
@@ -127,65 +207,50 @@ def evaluate(model: nn.Module, dataset, *, crops: int = 1, batch_size: int = 64,
                                   num_outputs or len(data_classes))
     if len(labels) and (labels.min() < 0 or labels.max() >= len(class_map)):
         raise UserError(f"the dataset's labels run to {int(labels.max())} but it has {len(class_map)} classes")
-    mapping = torch.as_tensor(class_map, dtype=torch.int64, device=device)
-    n_data_classes = len(class_map)
     pre = model_preprocess(model)
     if getattr(dataset, "size", None) and int(dataset.size) < pre.crop_size:
         raise UserError(f"the dataset's {dataset.size}x{dataset.size} images are smaller than the "
                         f"model's {pre.crop_size} crops")
 
-    # Integer counts on the device, reduced once at the end (no per-batch host syncs).
-    per_class_n = torch.zeros(n_data_classes, dtype=torch.int64, device=device)
-    per_class_top1 = torch.zeros_like(per_class_n)
-    per_class_top5 = torch.zeros_like(per_class_n)
-    seen = np.zeros(n_total, dtype=np.int32)  # on the host: counting it there needs no device copy
+    seen = np.zeros(n_total, dtype=np.int32)  # every image must be counted exactly once
     positions = shard(n_total, rank, world_size)
+
+    def batches():
+        pos = np.arange(positions.start, positions.stop)
+        for batch_pos, squares in _iter_positions(dataset, all_indices, pos, batch_size, threads):
+            np.add.at(seen, batch_pos, 1)
+            y = torch.from_numpy(labels[all_indices[batch_pos]]).to(device, non_blocking=True)
+            yield pre.crops(squares.to(device, non_blocking=True), ten_crop=crops == 10), y
+
     was_training = model.training
-    model.eval()
     start = time.perf_counter()
     desc = "evaluate" + (f" (rank 0 of {world_size})" if world_size > 1 else "")
-    topk = 5
     try:
         with Progress(len(positions), desc, enabled=progress and rank == 0) as bar:
-            pos = np.arange(positions.start, positions.stop)
-            for batch_pos, squares in _iter_positions(dataset, all_indices, pos, batch_size, threads):
-                y = torch.from_numpy(labels[all_indices[batch_pos]]).to(device, non_blocking=True)
-                x = pre.crops(squares.to(device, non_blocking=True), ten_crop=crops == 10)
-                if crops == 10:
-                    b = x.shape[0]
-                    scores = model(x.flatten(0, 1)).float().softmax(-1).view(b, 10, -1).mean(1)
-                else:
-                    scores = model(x).float()  # softmax is monotonic: logits rank classes the same
-                topk = min(5, scores.shape[-1])
-                target = mapping[y]
-                top = scores.topk(topk, dim=-1).indices  # (B, k)
-                hit1 = (top[:, 0] == target).long()
-                hit5 = (top == target[:, None]).any(-1).long()
-                per_class_n.index_add_(0, y, torch.ones_like(y))
-                per_class_top1.index_add_(0, y, hit1)
-                per_class_top5.index_add_(0, y, hit5)
-                np.add.at(seen, batch_pos, 1)
-                bar.update(len(batch_pos))
+            tally = evaluate_batches(model, batches(), num_classes=len(class_map), ten_crop=crops == 10,
+                                     target_map=torch.as_tensor(class_map, dtype=torch.int64, device=device),
+                                     on_batch=bar.update, device=device)
     finally:
         model.train(was_training)
     seen_all = torch.from_numpy(seen).to(device)
     if distributed:
-        for t in (per_class_n, per_class_top1, per_class_top5, seen_all):
-            dist.all_reduce(t)
+        tally.reduce(_all_reduce_sum)
+        dist.all_reduce(seen_all)
     seen_cpu = seen_all.cpu()
     if not distributed:  # one process of a manual split (rank/world_size given): check its own shard
         seen_cpu = seen_cpu[positions.start:positions.stop]
     if not bool((seen_cpu == 1).all()):  # a sharding bug must never pass as a result
         raise RuntimeError(f"evaluation counted {int((seen_cpu == 0).sum())} images 0 times and "
                            f"{int((seen_cpu > 1).sum())} more than once")
-    n, t1, t5 = per_class_n.cpu().tolist(), per_class_top1.cpu().tolist(), per_class_top5.cpu().tolist()
+    n, t1, t5 = tally.counts.cpu().tolist()
     per_class = []
-    for j in range(n_data_classes):
+    for j in range(len(class_map)):
         c = data_classes[j] if j < len(data_classes) else {}
         per_class.append({"index": j, "wnid": c.get("wnid"), "name": c.get("name"), "model_index": class_map[j],
                           "images": n[j], "top1_correct": t1[j], "top5_correct": t5[j]})
-    return EvalResult(images=sum(n), crops=crops, top1_correct=sum(t1), top5_correct=sum(t5), topk=topk,
-                      per_class=per_class, seconds=time.perf_counter() - start, world_size=world_size)
+    return EvalResult(images=sum(n), crops=crops, top1_correct=sum(t1), top5_correct=sum(t5), topk=tally.topk,
+                      per_class=per_class, seconds=time.perf_counter() - start, world_size=world_size,
+                      loss=tally.summary()["loss"])
 
 
 def _iter_positions(dataset, all_indices: np.ndarray, positions: np.ndarray, batch_size: int, threads: int | None):

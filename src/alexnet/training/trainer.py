@@ -492,35 +492,23 @@ class Trainer:
         self.epoch_seconds += dt
         return outcome
 
-    @torch.no_grad()
     def evaluate(self, loader, *, ten_crop: bool = False) -> dict:
-        """Loss and top-1/top-5 error over ``loader`` (centre crops, or the 10 crops' mean softmax)."""
+        """Loss and top-1/top-5 error over ``loader`` (centre crops, or the 10 crops' mean softmax), with
+        the evaluation loop that ``alexnet evaluate`` runs (:func:`alexnet.evaluation.evaluate_batches`)."""
+        from alexnet.evaluation.evaluate import evaluate_batches
         from alexnet.evaluation.progress import Progress as Phase
 
-        model = self.eval_model
-        model.eval()
-        meter = Meter(self.device)
         # Validation can take minutes (the 10 crops of a large set): a bar on a terminal, else a line on
         # stderr every 30 s, never a silent phase.
         phase = Phase(len(loader), "validation, 10 crops" if ten_crop else "validation", unit="batch",
                       enabled=self.progress.enabled)
-        for x, y in loader:
-            phase.update(1)
-            with self._autocast():
-                if ten_crop:
-                    b = x.shape[0]
-                    xs = x.flatten(0, 1)  # (B*10, 3, C, C)
-                    if self.channels_last:
-                        xs = xs.contiguous(memory_format=torch.channels_last)
-                    probs = model(xs).float().softmax(-1).view(b, 10, -1).mean(1)  # (B, classes)
-                    scores = probs
-                    loss = F.nll_loss(probs.clamp_min(1e-12).log(), y)
-                else:
-                    scores = model(x).float()
-                    loss = F.cross_entropy(scores, y)
-            meter.update(loss, scores, y)
-        phase.close()
-        return summarize(meter.reduced(self.dist.all_reduce_sum if self.dist.enabled else None))
+        try:
+            tally = evaluate_batches(self.eval_model, loader, num_classes=len(self.classes), ten_crop=ten_crop,
+                                     autocast=self._autocast, channels_last=self.channels_last,
+                                     on_batch=lambda n: phase.update(1), device=self.device)
+        finally:
+            phase.close()
+        return tally.reduce(self.dist.all_reduce_sum if self.dist.enabled else None).summary()
 
     # ------------------------------------------------------------------------------------------ run
     def _prepare_run_dir(self) -> None:
