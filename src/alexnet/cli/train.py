@@ -62,7 +62,7 @@ def register(sub) -> None:
         description="Train a registered model and write a run directory (config, metrics.csv, curves.png, "
                     "checkpoints, weights). Defaults are the paper's recipe with an lr warm-up "
                     "(--warmup-epochs 0: the paper's exactly); without --data, a short CPU demo on generated "
-                    "images (README gives its measured time). Under torchrun, trains with "
+                    "images (measured times: docs/TIMINGS.md). Under torchrun, trains with "
                     "DistributedDataParallel.")
     p.add_argument("--config", metavar="FILE", help="YAML or TOML file of training options (flags override it)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint, same config")

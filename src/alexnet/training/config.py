@@ -241,20 +241,21 @@ PAPER_RECIPE: dict = {"warmup_epochs": 0.0}
 def warmup_steps(config: TrainConfig, steps_per_epoch: int) -> int:
     """Steps of linear lr warm-up: ``warmup_epochs`` epochs, or by default 5 epochs but at least 150 steps.
 
-    Why in steps too: the paper's net dies when its lr passes about 0.003 before the network has had
-    some 50 steps at a lower rate (docs/RECIPE.md, measured); an epoch can be a handful of steps on a small
-    dataset, so 5 epochs alone would not protect it, while on ImageNet 5 epochs are 50,000 steps."""
+    Why in steps too: the paper's net dies when its lr passes the top layer's stability limit before the
+    network has had some tens of steps at a lower rate (measured: docs/RECIPE.md, "The default: a warm-up,
+    and how long"); an epoch can be a handful of steps on a small dataset, so 5 epochs alone would not
+    protect it, while on ImageNet 5 epochs are 50,000 steps."""
     if config.warmup_epochs is not None:
         return round(config.warmup_epochs * steps_per_epoch)
     return max(round(DEFAULT_WARMUP_EPOCHS * steps_per_epoch), DEFAULT_WARMUP_MIN_STEPS)
 
 # The demo: a registered ImageNet-geometry model at its own 224 input size, on generated images, in a
-# couple of minutes on a laptop CPU (docs/TIMINGS.md). Chosen by measurement (docs/TRAINING.md, "The
-# demo"): the paper's net is several times as slow on CPU as alexnet_owt (LRN and grouped convolutions),
-# and with the paper's batch of 128 a few hundred images give a handful of steps, too few to leave the initial plateau. Even at batch 16 (128 steps),
-# PyTorch's default init left some seeds on it (final validation top-1 error 0.01, 0.24, 0.66, 0.30 for
-# seeds 0-3); He init (fan-out) with lr 0.005 ended at 0.016-0.23 for each of seeds 0-7 (median 0.04).
-# (Measured 2026-11-23 on 2 CPU cores; half an epoch of lr warm-up made the worst seed worse, 0.44.)
+# couple of minutes on a laptop CPU (docs/TIMINGS.md). Each choice was made by measurement (the figures,
+# with their date and machine: docs/TRAINING.md, "The demo"): alexnet_owt, because the paper's net is much
+# slower on a CPU (LRN and grouped convolutions); batch 16, because with the paper's 128 a few hundred
+# images give a handful of steps, too few to leave the initial plateau; He init (fan-out) with lr 0.005,
+# because even at batch 16 PyTorch's default init left some seeds on that plateau while He init brought
+# every seed tried well below chance; no warm-up, because a short one made the worst seed worse.
 DEMO_RECIPE: dict = {
     "arch": "alexnet_owt",
     "model_options": {"dropout": 0.0},
@@ -265,7 +266,7 @@ DEMO_RECIPE: dict = {
     "batch_size": 16,
     "lr": 0.005,
     "schedule": "cosine",
-    "warmup_epochs": 0.0,  # measured without; half an epoch of warm-up left the worst seed worse (0.44)
+    "warmup_epochs": 0.0,  # none: a short warm-up made the worst seed worse (docs/TRAINING.md, "The demo")
     "name": "demo",
 }
 
