@@ -13,8 +13,9 @@ import yaml
 from alexnet.data import ArrayDataset
 from alexnet.data.demo import make_demo_images
 from alexnet.training import NonFiniteLossError, TrainConfig, load_checkpoint, resume, train
+from alexnet.training.datasets import WithStats
 from alexnet.training.rundir import METRIC_COLUMNS
-from alexnet.training.trainer import _WithStats, label_chance
+from alexnet.training.trainer import label_chance
 from alexnet.weights import read_weights
 
 
@@ -145,7 +146,7 @@ def test_max_steps_stops_mid_epoch_and_still_evaluates(tmp_path, tiny):
 def test_separate_validation_data_is_normalised_with_the_training_statistics(tiny):
     images, labels, classes = make_demo_images(8, 36, seed=9, num_classes=4)
     val = ArrayDataset(images, labels, classes=classes)
-    seen = _WithStats(val, tiny)
+    seen = WithStats(val, tiny)
     assert np.array_equal(seen.mean_image, tiny.mean_image) and not np.array_equal(val.mean_image, tiny.mean_image)
     assert len(seen) == 8 and np.array_equal(seen.labels, val.labels) and seen.size == 36
 

@@ -179,50 +179,28 @@ def confused_pairs(conf: np.ndarray, names: list[str], top: int = 10) -> list[tu
 
 # --------------------------------------------------------------------------------------------- data
 def _val_dataset(config: dict, val: str | os.PathLike | None, run_dir: Path):
-    """(dataset, indices or None, description) of the validation images, or (None, None, why not).
-
-    Follows ``alexnet train``'s config: ``val`` (a prepared dataset), else the held-out ``val_split``
-    (``val_fraction``) of ``data`` with the run's ``seed``, else, without ``data``, of the built-in demo
-    images the run trained on."""
-    from alexnet.data import PreparedDataset, split_indices
-
-    def open_prepared(p) -> object:
-        path = Path(p)
-        if not path.is_absolute() and not path.exists() and (run_dir / path).exists():
-            path = run_dir / path
-        if not path.exists():
-            raise UserError(f"validation data not found: {path}")
-        return PreparedDataset(path)
+    """(dataset, indices or None, description) of the validation images, or (None, None, why not): the
+    run's own choice (:func:`alexnet.training.datasets.run_datasets` on its config), or ``val``."""
+    from alexnet.data import PreparedDataset
+    from alexnet.training.config import TrainConfig
+    from alexnet.training.datasets import run_datasets
 
     if val is not None:
-        return open_prepared(val), None, f"{val}"
-    if config.get("val"):
-        try:
-            return open_prepared(config["val"]), None, str(config["val"])
-        except UserError as e:
-            return None, None, str(e)
-    frac = config.get("val_split", config.get("val_fraction"))
-    seed = int(config.get("seed", 0) or 0)
-    if not frac:
+        if not Path(val).exists():
+            raise UserError(f"validation data not found: {val}")
+        return PreparedDataset(val), None, f"{val}"
+    known = set(TrainConfig.__dataclass_fields__)
+    try:
+        cfg = TrainConfig.from_dict({k: v for k, v in config.items() if k in known})
+    except UserError as e:
+        return None, None, f"the run's config cannot be read ({e}); give --val"
+    if cfg.val is None and not cfg.val_split:
         return None, None, "the run's config names no validation data; give --val"
-    data = config.get("data")
-    if data:
-        try:
-            ds = open_prepared(data)
-        except UserError as e:
-            return None, None, str(e)
-        desc = f"{data}"
-    elif "demo_images" in config:  # alexnet train without --data: the built-in generated images
-        from alexnet.data.demo import demo_dataset
-        from alexnet.training.trainer import DEMO_DATA_SEED
-
-        ds = demo_dataset(int(config["demo_images"]), int(config.get("demo_size", 256)), seed=DEMO_DATA_SEED,
-                          num_classes=int(config.get("demo_classes", 10)))
-        desc = "the built-in demo images"
-    else:
-        return None, None, "the run's config names no validation data; give --val"
-    _, val_idx = split_indices(len(ds), float(frac), seed)
-    return ds, val_idx, f"{desc} (held-out {float(frac):g} of it, seed {seed})"
+    try:
+        data = run_datasets(cfg, relative_to=run_dir)
+    except (UserError, OSError) as e:
+        return None, None, str(e)
+    return data.val, data.val_idx, data.val_desc
 
 
 def _limit(indices: np.ndarray, max_images: int | None, seed: int = 0) -> np.ndarray:
@@ -235,7 +213,7 @@ def _limit(indices: np.ndarray, max_images: int | None, seed: int = 0) -> np.nda
 # --------------------------------------------------------------------------------------------- report
 def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = None,
                  val: str | os.PathLike | None = None, samples: int = 12, max_images: int | None = None,
-                 ten_crop: bool = True, device: str | None = None, progress: bool = True,
+                 ten_crop: bool = True, device: str | None = "auto", progress: bool = True,
                  batch_size: int = 64) -> Path:
     """Write the report of ``run_dir`` (see the module docstring) to ``out`` (default
     ``run_dir/report.html``) and return its path."""
@@ -256,7 +234,7 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
     if max_images is not None and max_images < 1:
         raise UserError(f"max-images must be at least 1, got {max_images}")
     out = Path(out) if out is not None else run_dir / "report.html"
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
     config, config_name = read_run_config(run_dir)
     metrics = read_metrics(run_dir)
     model = alexnet.load(run_dir, device=device, progress=False)

@@ -43,15 +43,12 @@ from alexnet.models.init import initialize
 from alexnet.training import checkpoint as ckpt
 from alexnet.training import rundir
 from alexnet.training.config import TrainConfig, departures, save_config_file, warmup_steps
+from alexnet.training.datasets import run_datasets
 from alexnet.training.distributed import DistContext, init_distributed
 from alexnet.training.metrics import Meter, summarize
 from alexnet.training.optim import build_optimizer
 from alexnet.training.progress import Progress
 from alexnet.training.schedule import CHANCE_MARGIN, build_schedule
-
-DEMO_DATA_SEED = 2012  # the demo images are the same whatever the training seed
-STAT_KEYS = ("mean_image", "mean_rgb", "std_rgb", "pca_eigval", "pca_eigvec")
-
 
 STALLED_LOSS_TOLERANCE = 0.02
 """An epoch whose training loss is within this share of a constant guess's loss is at chance level."""
@@ -124,22 +121,6 @@ class _StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
-
-
-class _WithStats:
-    """A dataset seen through another's statistics: validation data is normalised (mean image, std)
-    with the *training* set's, as the model will be at test time."""
-
-    def __init__(self, data, stats_from) -> None:
-        self._data, self._stats_from = data, stats_from
-
-    def __getattr__(self, name: str):
-        if name in STAT_KEYS:
-            return getattr(self._stats_from, name)
-        return getattr(self._data, name)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 def resolve_device(name: str, dist: DistContext | None = None) -> torch.device:
@@ -216,7 +197,9 @@ class Trainer:
 
         # ---- data
         self.demo = dataset is None and c.data is None
-        self.dataset, self.val_dataset, train_idx, val_idx, self.data_desc = self._datasets(c, dataset, val_dataset)
+        data = run_datasets(c, dataset, val_dataset)
+        self.dataset, self.val_dataset, train_idx, val_idx = data.train, data.val, data.train_idx, data.val_idx
+        self.data_desc = data.train_desc
         self.classes = list(self.dataset.classes)
         info = model_info(c.arch)
         self.crop = c.crop_size or info.input_size
@@ -304,37 +287,6 @@ class Trainer:
         if message:
             self.dist.close()
             raise UserError(message)
-
-    # ------------------------------------------------------------------------------------------ data
-    def _datasets(self, c: TrainConfig, dataset, val_dataset):
-        from alexnet.data import PreparedDataset, split_indices
-
-        if dataset is None:
-            if c.data is not None:
-                dataset = PreparedDataset(c.data)
-                desc = f"{c.data}"
-            else:
-                from alexnet.data.demo import demo_dataset
-
-                dataset = demo_dataset(c.demo_images, c.demo_size, seed=DEMO_DATA_SEED, num_classes=c.demo_classes)
-                desc = f"the built-in demo images ({c.demo_images} generated, {c.demo_classes} classes)"
-        else:
-            desc = type(dataset).__name__
-        train_idx = val_idx = None
-        if val_dataset is None and c.val is not None:
-            val_dataset = PreparedDataset(c.val)
-        if val_dataset is not None:
-            if len(val_dataset.classes) != len(dataset.classes):
-                raise UserError(f"validation data has {len(val_dataset.classes)} classes, training data "
-                                f"{len(dataset.classes)}")
-            if c.mean == "image" and val_dataset.size != dataset.size:
-                raise UserError(f"validation images are {val_dataset.size}px, training images {dataset.size}px: "
-                                "the mean image does not fit (prepare both at one size, or --mean channel)")
-            val_dataset = _WithStats(val_dataset, dataset)
-        elif c.val_split > 0:
-            train_idx, val_idx = split_indices(len(dataset), c.val_split, c.seed)
-            val_dataset = dataset
-        return dataset, val_dataset, train_idx, val_idx, desc
 
     # ------------------------------------------------------------------------------------------ state
     def _gather_rng(self) -> dict:
