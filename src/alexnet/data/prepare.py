@@ -31,7 +31,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from alexnet.data.format import (
     FILES,
@@ -265,9 +264,8 @@ def _write_shards(source: Source, out: Path, chunks, todo, settings_id, *, size,
                        "reader": source.reader(start, stop)}
 
     if workers <= 1 or len(todo) == 1:
-        with _no_pixel_limit():
-            for task in tasks():
-                bar.update(_write_shard(task)["found"])
+        for task in tasks():
+            bar.update(_write_shard(task)["found"])
         return
     # fork where there is one: the workers need nothing but this module (PIL, numpy, files), and
     # spawn/forkserver would re-run a user's script without a __main__ guard in every worker.
@@ -296,9 +294,6 @@ def _write_shards(source: Source, out: Path, chunks, todo, settings_id, *, size,
 
 
 def _init_worker(parent: int | None = None) -> None:
-    # These are the user's own files: ImageNet has very large images, which PIL would refuse as
-    # "decompression bombs". JPEGs are decoded at a reduced scale anyway (preprocess.py).
-    Image.MAX_IMAGE_PIXELS = None
     _die_with_parent(parent)
 
 
@@ -316,16 +311,6 @@ def _die_with_parent(parent: int | None) -> None:
         return
     if parent is not None and os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
-
-
-@contextlib.contextmanager
-def _no_pixel_limit():
-    old = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        yield
-    finally:
-        Image.MAX_IMAGE_PIXELS = old
 
 
 def _write_shard(task: dict) -> dict:
