@@ -1,4 +1,6 @@
-"""Helpers shared by the subcommands: one-line errors, option parsing, table printing."""
+"""Helpers shared by the subcommands: one-line errors, option parsing, table printing, and the flags every
+subcommand spells the same way: ``--device`` (default ``auto``: CUDA when available), ``--threads`` (torch's
+operator threads) and, where data is read in parallel, ``--workers`` (loader/prepare parallelism)."""
 
 from __future__ import annotations
 
@@ -45,6 +47,53 @@ def parse_options(items: Sequence[str] | None) -> dict:
 def add_model_options_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opt", dest="model_options", action="append", metavar="NAME=VALUE",
                         help="a model option, e.g. --opt lrn=false --opt towers=1 (repeatable)")
+
+
+# The same words as the config dataclasses' ``device`` field give their generated --device.
+DEVICE_HELP = "auto (CUDA when available, else the CPU), cpu, cuda, cuda:N or mps. Default: auto."
+
+
+def add_device_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+
+
+def pick_device(name: str | None):
+    """The torch.device ``--device`` names (``auto``/None: CUDA when available); a UserError (one line) for
+    a name torch does not know or a GPU this machine does not have."""
+    import torch
+
+    if name in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device must be auto, cpu, cuda, cuda:N or mps; got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {name}: MPS is not available on this machine")
+    return device
+
+
+def add_threads_arg(parser: argparse.ArgumentParser, default: str = "torch's choice") -> None:
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help=f"CPU threads for torch's operators (torch.set_num_threads; default: {default}; 1 is "
+                             "often fastest on a small, busy CPU)")
+
+
+def set_threads(n: int | None) -> None:
+    """Apply ``--threads``: torch's operator threads, in this process and (OMP_NUM_THREADS, which the
+    trainer leaves alone when set) in what it starts."""
+    if n is None:
+        return
+    if n < 1:
+        raise UserError(f"--threads must be at least 1, got {n}")
+    import os
+
+    import torch
+
+    torch.set_num_threads(n)
+    os.environ["OMP_NUM_THREADS"] = str(n)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None) -> str:

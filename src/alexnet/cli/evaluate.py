@@ -12,7 +12,8 @@ import sys
 
 import numpy as np
 
-from alexnet.cli.weights_args import add_weights_args, load_from_args, os_errors_as_user_errors, pick_device
+from alexnet.cli.common import pick_device, set_threads
+from alexnet.cli.weights_args import add_weights_args, load_from_args, os_errors_as_user_errors
 
 
 def register(sub) -> None:
@@ -28,7 +29,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (x10 crops with --crops 10)")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="evaluate N images evenly spread over the dataset (a quick estimate)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="threads decoding images (default: the CPUs available, at most 8)")
     p.add_argument("--per-class", default=None, metavar="FILE.csv", help="write per-class accuracy (fractions) to a CSV")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of text (errors and accuracies as fractions)")
@@ -65,6 +66,7 @@ def run(args) -> int:
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    set_threads(args.threads)
     dataset = open_prepared(args.data)
     rank, world, device, started = _init_distributed(args.device)
     try:
@@ -82,7 +84,7 @@ def run(args) -> int:
             n = min(args.limit, len(dataset))
             indices = np.unique(np.linspace(0, len(dataset) - 1, n).round().astype(np.int64))
         result = evaluate(model, dataset, crops=args.crops, batch_size=args.batch_size, indices=indices,
-                          threads=args.threads, rank=rank, world_size=world)
+                          threads=args.workers, rank=rank, world_size=world)
     finally:
         if started:
             dist.destroy_process_group()

@@ -6,7 +6,12 @@ import sys
 
 import numpy as np
 
-from alexnet.cli.weights_args import add_weights_args, load_from_args, os_errors_as_user_errors, pick_device
+from alexnet.cli.weights_args import (
+    add_weights_args,
+    device_from_args,
+    load_from_args,
+    os_errors_as_user_errors,
+)
 
 
 def register(sub) -> None:
@@ -18,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, metavar="PREPARED")
     p.add_argument("--out", required=True, metavar="FILE.npz|FILE.npy")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--workers", type=int, default=None, metavar="N",
                    help="threads decoding images (default: the CPUs available, at most 8)")
     p.set_defaults(func=run)
 
@@ -32,8 +37,8 @@ def run(args) -> int:
     if not str(args.out).lower().endswith((".npy", ".npz")):
         raise UserError(f"--out must end in .npy or .npz, got {args.out!r}")
     dataset = open_prepared(args.data)
-    model = load_from_args(args, device=pick_device(args.device))
-    feats = extract_features(model, dataset, batch_size=args.batch_size, threads=args.threads)
+    model = load_from_args(args, device=device_from_args(args))
+    feats = extract_features(model, dataset, batch_size=args.batch_size, threads=args.workers)
     out = save_features(args.out, feats, labels=np.asarray(dataset.labels), indices=np.arange(len(dataset)))
     print(f"wrote {out}: {feats.shape[0]} x {feats.shape[1]} float32", file=sys.stderr)
     return 0

@@ -8,7 +8,12 @@ import sys
 import numpy as np
 import torch
 
-from alexnet.cli.weights_args import add_weights_args, load_from_args, os_errors_as_user_errors, pick_device
+from alexnet.cli.weights_args import (
+    add_weights_args,
+    device_from_args,
+    load_from_args,
+    os_errors_as_user_errors,
+)
 
 
 def register(sub) -> None:
@@ -24,6 +29,8 @@ def register(sub) -> None:
     p.add_argument("--features", default=None, metavar="FILE",
                    help="the dataset's features from 'alexnet features' (default: computed now)")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="threads decoding the dataset's images (default: the CPUs available, at most 8)")
     p.add_argument("--json", action="store_true", help="also print the neighbours as JSON")
     p.set_defaults(func=run)
 
@@ -42,14 +49,14 @@ def run(args) -> int:
     if not files:
         raise UserError("no query images found in " + ", ".join(args.query))
     dataset = open_prepared(args.data)
-    model = load_from_args(args, device=pick_device(args.device))
+    model = load_from_args(args, device=device_from_args(args))
     if args.features:
         feats = load_features(args.features)
         if feats.shape[0] != len(dataset):
             raise UserError(f"{args.features} holds {feats.shape[0]} feature rows but the dataset has "
                             f"{len(dataset)} images")
     else:
-        feats = extract_features(model, dataset, batch_size=args.batch_size)
+        feats = extract_features(model, dataset, batch_size=args.batch_size, threads=args.workers)
     squares = [model.meta.preprocess.square(f) for f in files]
     q = image_features(model, torch.from_numpy(np.stack(squares))).cpu().numpy()
     if q.shape[1] != feats.shape[1]:

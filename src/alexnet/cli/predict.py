@@ -8,7 +8,12 @@ import sys
 import numpy as np
 import torch
 
-from alexnet.cli.weights_args import add_weights_args, load_from_args, os_errors_as_user_errors, pick_device
+from alexnet.cli.weights_args import (
+    add_weights_args,
+    device_from_args,
+    load_from_args,
+    os_errors_as_user_errors,
+)
 from alexnet.errors import UserError
 
 
@@ -54,7 +59,7 @@ def run(args) -> int:
     files = iter_image_files(args.images)
     if not files:
         raise UserError("no image files found in " + ", ".join(args.images))
-    device = pick_device(args.device)
+    device = device_from_args(args)
     model = load_from_args(args, device=device)
     pre, classes = model.meta.preprocess, model.meta.classes
     failures, results, shown = 0, [], []  # shown: (square, prediction) for the plot

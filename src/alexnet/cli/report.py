@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from alexnet.cli.common import add_device_arg, add_threads_arg, pick_device, set_threads
+
 
 def register(sub) -> None:
     p = sub.add_parser("report", help="a self-contained HTML report of a training run",
@@ -17,19 +19,16 @@ def register(sub) -> None:
     p.add_argument("--max-images", type=int, default=None, metavar="N",
                    help="evaluate on at most N validation images (default: all)")
     p.add_argument("--no-ten-crop", action="store_true", help="skip the 10-crop evaluation")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
-    from alexnet.cli.experiment import _threads_arg
-
-    _threads_arg(p)
+    add_device_arg(p)
+    add_threads_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from alexnet.cli.experiment import _check_device, _set_threads
     from alexnet.experiments.report import build_report
 
-    _check_device(args.device)
-    _set_threads(args.threads)
+    pick_device(args.device)  # a one-line error now for a GPU that is not there
+    set_threads(args.threads)
     out = build_report(args.run_dir, out=args.out, val=args.val, samples=args.samples,
                        max_images=args.max_images, ten_crop=not args.no_ten_crop, device=args.device)
     print(f"wrote {out}")

@@ -7,13 +7,22 @@ import functools
 
 import torch
 
-from alexnet.cli.common import add_model_options_arg, parse_options
+from alexnet.cli.common import (
+    add_device_arg,
+    add_model_options_arg,
+    add_threads_arg,
+    parse_options,
+    pick_device,
+    set_threads,
+)
 
 WEIGHTS_HELP = ("weights: a run directory, a checkpoint, a .safetensors file, a torchvision .pth, a Caffe "
                 ".caffemodel, or 'torchvision' (downloads torchvision's pretrained alexnet_owt)")
 
 
 def add_weights_args(p: argparse.ArgumentParser, *, device: bool = True) -> None:
+    """``--weights`` and what goes with it; ``device``: also ``--device`` and ``--threads`` (a subcommand
+    that runs the model)."""
     p.add_argument("--weights", required=True, metavar="W", help=WEIGHTS_HELP)
     p.add_argument("--arch", default=None, help="the model, for weights that do not record it")
     p.add_argument("--classes", default=None, metavar="FILE",
@@ -22,21 +31,14 @@ def add_weights_args(p: argparse.ArgumentParser, *, device: bool = True) -> None
                    help="Caffe's mean image (imagenet_mean.binaryproto) for a .caffemodel")
     add_model_options_arg(p)
     if device:
-        p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if available)")
+        add_device_arg(p)
+        add_threads_arg(p)
 
 
-def pick_device(name: str | None) -> torch.device:
-    from alexnet.errors import UserError
-
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA GPU is available")
-    return device
+def device_from_args(args) -> torch.device:
+    """``--threads`` applied, and the device ``--device`` names."""
+    set_threads(args.threads)
+    return pick_device(args.device)
 
 
 def load_from_args(args, *, device: torch.device | str | None = "cpu"):

@@ -65,20 +65,36 @@ class AblationConfig:
     """The budget every model of an ablation run gets (the same for all)."""
 
     epochs: int
+    """Epochs for every model (the same budget)."""
     arch: str = "alexnet"
+    """The model to ablate (the paper's)."""
     batch_size: int = 128
+    """Global batch (the paper's 128)."""
     lr: float = 0.01
+    """Initial learning rate (the paper's), divided by 10 when the validation error stops improving."""
     momentum: float = 0.9
+    """Momentum of the paper's update."""
     weight_decay: float = 5e-4
+    """Weight decay of the paper's update."""
     seed: int = 0
-    device: str | None = None  # default: cuda when available
+    """Seed of every model's initialisation, data order, augmentation and validation split."""
+    device: str = "auto"
+    """``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
     workers: int | None = None
+    """Loader threads; None: the CPUs this process may use."""
     ten_crop: bool = True
+    """Also evaluate with the paper's 10 crops (4 corners + centre, and their reflections)."""
     val_fraction: float = 0.1
-    train_subset: int | None = None  # a stratified subset of the training images (small-scale runs)
-    val_subset: int | None = None  # a stratified subset of the validation images
+    """Fraction of the training data held out for validation when no validation set is given."""
+    train_subset: int | None = None
+    """Train on a stratified subset of this many training images (a small-scale run); None: all."""
+    val_subset: int | None = None
+    """Evaluate on a stratified subset of this many validation images; None: all."""
     only: list[str] | None = None
+    """Run only these of full, no_lrn, no_overlap, one_tower, no_lighting, no_dropout (full is always run:
+    the differences need it); None: all."""
     eval_batch_size: int = 64
+    """Images per evaluation batch (x10 with 10 crops)."""
 
     def validate(self) -> None:
         if self.epochs < 1:

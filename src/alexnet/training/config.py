@@ -70,13 +70,17 @@ class TrainConfig:
 
     # --- optimisation
     epochs: int = 90
+    """Passes over the training data."""
     batch_size: int = 128
     """Global batch: under torchrun it is split evenly over the processes."""
     optimizer: str = "paper"
     """``paper`` (v <- m v - wd lr w - lr g; w <- w + v), ``sgd`` (torch.optim.SGD) or ``nesterov``."""
     lr: float = 0.01
+    """Initial learning rate."""
     momentum: float = 0.9
+    """Momentum of the optimizer."""
     weight_decay: float = 5e-4
+    """Weight decay (L2 penalty on the weights, in the update)."""
     bias_decay: bool = True
     """Apply weight decay to biases too (the formula as written; cuda-convnet and Caffe used none on biases)."""
     bias_lr_factor: float = 1.0
@@ -106,10 +110,11 @@ class TrainConfig:
 
     # --- run
     seed: int = 0
+    """Seed of the initialisation, data order, augmentation and validation split."""
     workers: int | None = None
-    """Loader worker threads/processes; None: the loader's choice."""
+    """Loader threads; None: the CPUs this process may use (shared between torchrun's local processes)."""
     device: str = "auto"
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
+    """``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
     precision: str = "auto"
     """``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16`` (autocast)."""
     compile: bool | None = None

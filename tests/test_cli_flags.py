@@ -1,0 +1,187 @@
+"""The command line's flags: generated from the config dataclasses (one description, one default), and the
+same words in every subcommand (``--device`` auto, ``--workers`` loading, ``--threads`` torch's operators)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+import torch
+
+from alexnet.cli.common import DEVICE_HELP, pick_device, set_threads
+from alexnet.cli.config_args import field_docs, field_help, show
+from alexnet.cli.main import build_parser, main
+from alexnet.errors import UserError
+from alexnet.experiments.ablations import ABLATIONS, AblationConfig
+from alexnet.experiments.relu_vs_tanh import ReluTanhConfig
+from alexnet.training.config import DEMO_RECIPE, TrainConfig
+
+
+def subparsers(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """``{"train": ..., "experiment ablations": ...}``: every (sub)subcommand's parser."""
+    out = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out[prefix + name] = sub
+                out.update(subparsers(sub, prefix + name + " "))
+    return out
+
+
+PARSERS = subparsers(build_parser())
+
+
+def option(parser: argparse.ArgumentParser, flag: str) -> argparse.Action | None:
+    return next((a for a in parser._actions if flag in a.option_strings), None)
+
+
+@pytest.mark.parametrize("command, cls, not_flags, also", [
+    ("train", TrainConfig, {"model_options"}, DEMO_RECIPE),
+    ("experiment relu-vs-tanh", ReluTanhConfig, {"target_error", "activations"}, {}),
+    ("experiment ablations", AblationConfig, set(), {}),
+])
+def test_every_config_field_is_a_flag_with_its_description_and_default(command, cls, not_flags, also):
+    parser = PARSERS[command]
+    for f in dataclasses.fields(cls):
+        action = option(parser, "--" + f.name.replace("_", "-"))
+        if f.name in not_flags:
+            assert action is None or action.dest != f.name, f.name
+            continue
+        assert action is not None and action.dest == f.name, f"{command}: no flag for {cls.__name__}.{f.name}"
+        assert field_docs(cls).get(f.name), f"{cls.__name__}.{f.name} has no docstring"
+        text = action.help.replace("%%", "%")
+        assert text.startswith(field_help(cls, f.name).rstrip(".")), (f.name, text)
+        # The flag holds no default of its own ("not given"): the dataclass's shows through, and --help says it.
+        assert action.default is None, f.name
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        if default is dataclasses.MISSING:
+            assert action.required, f.name
+        elif default is not None:
+            assert f"Default: {show(default)}." in text or f"Default: {show(default)};" in text, (f.name, text)
+        if f.name in also and also[f.name] != default:
+            assert f"the demo: {show(also[f.name])}" in text.lower(), (f.name, text)
+
+
+def test_no_flags_given_is_the_dataclass_default():
+    from alexnet.cli.train import build_config
+
+    parser = build_parser()
+    assert build_config(parser.parse_args(["train"])) == TrainConfig.demo()
+    assert build_config(parser.parse_args(["train", "--data", "d"])) == TrainConfig(data="d")
+    assert build_config(parser.parse_args(["train", "--data", "d", "--no-ten-crop", "--lr", "0.02", "--workers", "3"])) \
+        == TrainConfig(data="d", ten_crop=False, lr=0.02, workers=3)
+
+
+def test_experiment_flags_build_their_configs(monkeypatch):
+    import numpy as np
+
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append(next(a for a in args if isinstance(a, (AblationConfig, ReluTanhConfig))))
+        raise UserError("stop")
+
+    monkeypatch.setattr("alexnet.experiments.ablations.run_ablations", record)
+    monkeypatch.setattr("alexnet.experiments.relu_vs_tanh.run_relu_vs_tanh", record)
+    monkeypatch.setattr("alexnet.experiments.images.read_labelled_images",
+                        lambda *a, **kw: (np.zeros((2, 32, 32, 3), np.uint8), np.array([0, 1]), ["a", "b"]))
+    for argv, config in [
+        (["ablations", "--epochs", "2"], AblationConfig(epochs=2)),
+        (["ablations", "--epochs", "2", "--only", "no_lrn,one_tower", "--no-ten-crop", "--workers", "1"],
+         AblationConfig(epochs=2, only=["no_lrn", "one_tower"], ten_crop=False, workers=1)),
+        # the dataclass's sweep (the CLI's and the dataclass's had drifted apart); --target in percent
+        (["relu-vs-tanh"], ReluTanhConfig()),
+        (["relu-vs-tanh", "--target", "30", "--no-lrn", "--lrs", "0.1,0.2"],
+         ReluTanhConfig(target_error=0.3, lrn=False, lrs=(0.1, 0.2))),
+    ]:
+        assert main(["experiment", *argv, "--data", "d"]) == 2
+        assert seen.pop() == config, argv
+    assert ReluTanhConfig().lrs == (0.001, 0.003, 0.01, 0.03)
+    assert "Default: 0.001,0.003,0.01,0.03." in option(PARSERS["experiment relu-vs-tanh"], "--lrs").help
+    assert "Default: 25." in option(PARSERS["experiment relu-vs-tanh"], "--target").help
+
+
+def test_ablation_names_in_the_only_help_are_the_registry():
+    text = option(PARSERS["experiment ablations"], "--only").help
+    assert all(name in text for name in ABLATIONS)
+
+
+def test_same_vocabulary_in_every_subcommand():
+    with_device = {name for name, p in PARSERS.items() if option(p, "--device")}
+    assert {"train", "evaluate", "predict", "features", "neighbors", "report", "experiment relu-vs-tanh",
+            "experiment ablations"} <= with_device
+    for name in with_device:
+        action = option(PARSERS[name], "--device")
+        assert action.default in ("auto", None), name  # None: a generated flag, the dataclass's "auto"
+        assert action.help.replace("%%", "%") == DEVICE_HELP, (name, action.help)
+    for name, p in PARSERS.items():
+        if (action := option(p, "--threads")) is not None:
+            assert action.help.startswith("CPU threads for torch's operators"), name
+        if (action := option(p, "--workers")) is not None:
+            assert "torch's operators" not in action.help and ("thread" in action.help.lower() or
+                                                               "process" in action.help.lower()), name
+    for name in ("train", "evaluate", "predict", "features", "neighbors", "report", "experiment relu-vs-tanh",
+                 "experiment ablations"):
+        assert option(PARSERS[name], "--threads"), name
+    for name in ("train", "prepare", "evaluate", "features", "neighbors", "experiment ablations"):
+        assert option(PARSERS[name], "--workers"), name
+
+
+def test_device_auto_and_absent_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto") == pick_device(None) == torch.device("cpu")
+    with pytest.raises(UserError, match="--device cuda:1: CUDA is not available"):
+        pick_device("cuda:1")
+    with pytest.raises(UserError, match="--device must be auto, cpu"):
+        pick_device("gpu")
+
+
+def test_threads_sets_torch_operator_threads(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # restored afterwards
+    before = torch.get_num_threads()
+    try:
+        set_threads(1)
+        assert torch.get_num_threads() == 1
+        import os
+
+        assert os.environ["OMP_NUM_THREADS"] == "1"  # the trainer keeps it
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(UserError, match="--threads must be at least 1"):
+        set_threads(0)
+
+
+@pytest.mark.parametrize("argv", [["train", "--threads", "0"],
+                                  ["evaluate", "--weights", "w", "--data", "d", "--threads", "0"]])
+def test_bad_threads_is_one_line(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--threads must be at least 1" in err[0], err
+
+
+def test_evaluate_workers_are_decoding_threads_and_threads_torchs(monkeypatch):
+    """``alexnet evaluate --workers 3 --threads 1``: 3 decoding threads, 1 operator thread (``--threads``
+    used to be the decoding threads here)."""
+    import importlib
+    import types
+
+    from alexnet.cli import evaluate as cli_evaluate
+
+    seen = {}
+
+    def fake_evaluate(model, dataset, **kw):
+        seen.update(kw, torch_threads=torch.get_num_threads())
+        raise UserError("stop")
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("alexnet.evaluation.data.open_prepared", lambda path: types.SimpleNamespace(meta={}))
+    monkeypatch.setattr(cli_evaluate, "load_from_args", lambda args, device: types.SimpleNamespace(
+        meta=types.SimpleNamespace(preprocess=types.SimpleNamespace(warp=False))))
+    monkeypatch.setattr(importlib.import_module("alexnet.evaluation.evaluate"), "evaluate", fake_evaluate)
+    before = torch.get_num_threads()
+    try:
+        assert main(["evaluate", "--weights", "w", "--data", "d", "--workers", "3", "--threads", "1"]) == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen["threads"] == 3 and seen["torch_threads"] == 1
