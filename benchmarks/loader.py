@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import machine_info, write_json  # noqa: E402
 
 from alexnet.data import Loader, PreparedDataset, jpeg, prepare_dataset  # noqa: E402
-from alexnet.data.prepare import default_workers  # noqa: E402
+from alexnet.runtime import cpu_share  # noqa: E402
 
 BATCH = 128
 CROP = 224
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="a subset and short measurements (~1 minute)")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON here")
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="the shared data folder")
-    p.add_argument("--workers", type=int, default=default_workers(), help="loader workers for all pipelines")
+    p.add_argument("--workers", type=int, default=cpu_share(), help="loader workers for all pipelines")
     p.add_argument("--seconds", type=float, default=None, help="measuring time per pipeline")
     p.add_argument("--cache", metavar="DIR", help="keep extracted and prepared data here between runs")
     args = p.parse_args(argv)

@@ -173,18 +173,26 @@ def test_tensorboard_events_when_installed(tmp_path, tiny):
 
 
 def test_device_under_torchrun_is_the_local_rank_gpu(monkeypatch):
-    # resolve_device on a (pretended) CUDA machine with 2 processes: plain "cuda" maps to cuda:LOCAL_RANK;
+    # resolve_device on a (pretended) 2-GPU machine with 2 processes: plain "cuda" maps to cuda:LOCAL_RANK;
     # an explicit cuda:N would put every rank on one GPU, so it is a one-line error.
     from alexnet.errors import UserError
-    from alexnet.training.distributed import DistContext
-    from alexnet.training.trainer import resolve_device
+    from alexnet.runtime import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    dist = DistContext(rank=1, world_size=2, local_rank=1, local_world_size=2)
-    assert resolve_device("cuda", dist) == torch.device("cuda", 1)
-    assert resolve_device("cuda:1", DistContext()) == torch.device("cuda", 1)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda", local_rank=1) == torch.device("cuda", 1)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert resolve_device("auto") == torch.device("cuda", 0)
     with pytest.raises(UserError, match="--device cuda:0 under torchrun"):
-        resolve_device("cuda:0", dist)
+        resolve_device("cuda:0", local_rank=1)
+    with pytest.raises(UserError, match="this machine has 2 GPU"):
+        resolve_device("cuda:2")
+    with pytest.raises(UserError, match="not a device"):
+        resolve_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(UserError, match="CUDA is not available"):
+        resolve_device("cuda")
 
 
 def _unlearnable(tiny):
@@ -270,7 +278,7 @@ def test_a_run_stopped_before_its_first_checkpoint_can_be_started_again(tmp_path
 
 def test_validation_is_not_a_silent_phase(tmp_path, tiny, capsys, monkeypatch):
     """Without a terminal, a long validation prints a line now and then (here: every time, for the test)."""
-    from alexnet.evaluation import progress as eval_progress
+    from alexnet import progress as eval_progress
 
     real = eval_progress.Progress.__init__
     monkeypatch.setattr(eval_progress.Progress, "__init__",

@@ -23,7 +23,6 @@ DDP ranks takes a strided share of the epoch's positions:
 from __future__ import annotations
 
 import concurrent.futures as cf
-import os
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -31,6 +30,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from alexnet import runtime
 from alexnet.data.augment import (
     PAPER_LIGHTING_STD,
     epoch_plan,
@@ -56,19 +56,6 @@ def decode_rgb(data, device="cpu"):
     return decode(data, device)
 
 
-def _default_workers() -> int:
-    """The CPUs this process may use, shared between the processes of this node under torchrun."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        cpus = os.cpu_count() or 1
-    try:
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    except ValueError:
-        local = 1
-    return max(1, cpus // max(1, local))
-
-
 class _BufferPool:
     """Reuses big CPU output tensors once nothing outside the pool refers to their storage."""
 
@@ -86,12 +73,6 @@ class _BufferPool:
             self.bufs.append((t, _storage_use_count(t.untyped_storage()._cdata)))
             return t.view(shape)
         return t
-
-
-def _dist_rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 class Loader:
@@ -144,7 +125,7 @@ class Loader:
         self.channels_last = channels_last
         self.prefetch = max(1, int(prefetch))
         self.drop_last = self.train if drop_last is None else bool(drop_last)
-        self.workers = _default_workers() if workers is None else max(1, int(workers))
+        self.workers = runtime.cpu_share() if workers is None else max(1, int(workers))
         n_all = len(dataset)
         if indices is None:
             self.indices = np.arange(n_all, dtype=np.int64)
@@ -152,7 +133,7 @@ class Loader:
             self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
             if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= n_all):
                 raise BadOptionError(f"indices must lie in 0..{n_all - 1}")
-        r, w = _dist_rank_world()
+        r, w = runtime.rank_world()
         self.rank = r if rank is None else int(rank)
         self.world_size = w if world_size is None else int(world_size)
         if not 0 <= self.rank < self.world_size:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet import runtime
 from alexnet.data.format import (
     FILES,
     FORMAT_VERSION,
@@ -53,16 +54,9 @@ from alexnet.data.sources import Source, open_source, read_items
 from alexnet.data.stats import PCA_UNITS, PixelStats
 from alexnet.errors import BadOptionError, UserError
 from alexnet.files import write_atomic
+from alexnet.progress import Progress
 
 MAX_SHARD = 1024  # images per shard at most: 200 MB raw / ~25 MB JPEG at 256x256
-
-
-def default_workers() -> int:
-    """The CPUs this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover (macOS, Windows)
-        return os.cpu_count() or 1
 
 
 def prepare_dataset(src: str | Path, out: str | Path, *, classes_file: str | Path | None = None,
@@ -93,7 +87,7 @@ def prepare_dataset(src: str | Path, out: str | Path, *, classes_file: str | Pat
         raise BadOptionError(f"shard_size must be >= 1, got {shard_size!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise BadOptionError(f"workers must be an integer >= 1, got {workers!r}")
-    workers = default_workers() if workers is None else workers
+    workers = runtime.cpus() if workers is None else workers
     say = log or (lambda msg: None)
     if not str(out).strip():
         raise BadOptionError("OUT must name a folder, got an empty path (it would write into the current one)")
@@ -150,7 +144,8 @@ def prepare_dataset(src: str | Path, out: str | Path, *, classes_file: str | Pat
     todo = [c for c in range(len(chunks)) if c not in done]
     if done:
         say(f"resuming: {len(done)} of {len(chunks)} shards already written")
-    bar = _Progress(len(source), sum(chunks[c][1] - chunks[c][0] for c in done), progress, say)
+    bar = Progress(len(source), "prepare", initial=sum(chunks[c][1] - chunks[c][0] for c in done),
+                   enabled=progress, say=say)
     t1 = time.monotonic()
     try:
         _write_shards(source, out, chunks, todo, settings_id, size=size, warp=warp, fmt=format,
@@ -216,36 +211,10 @@ def _shard_done(out: Path, chunk: int, fmt: str, settings_id: str) -> bool:
     return rec["written"] == [] or (out / shard_name(chunk, fmt)).is_file()
 
 
-class _Progress:
-    """tqdm on a terminal (stderr); otherwise a plain log line at most every 30 s."""
-
-    def __init__(self, total: int, initial: int, enabled: bool, say: Callable[[str], None]):
-        self.total, self.n, self.say = total, initial, say
-        self.bar = None
-        self.last = time.monotonic()
-        self.enabled = enabled
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=initial, unit="img", desc="prepare", file=sys.stderr,
-                            dynamic_ncols=True, smoothing=0.1)
-
-    def update(self, n: int) -> None:
-        self.n += n
-        if self.bar is not None:
-            self.bar.update(n)
-        elif self.enabled and (time.monotonic() - self.last > 30 or self.n == self.total):
-            self.last = time.monotonic()
-            self.say(f"prepared {self.n}/{self.total} images")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 # --------------------------------------------------------------------------- writing shards
 
 def _write_shards(source: Source, out: Path, chunks, todo, settings_id, *, size, warp, fmt, quality,
-                  workers, bar: _Progress) -> None:
+                  workers, bar: Progress) -> None:
     if not todo:
         return
     common = {"out": str(out), "settings_id": settings_id, "size": size, "warp": warp, "fmt": fmt,

@@ -7,13 +7,14 @@ dataset's own mean that the training loader subtracts.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
+
+from alexnet import runtime
 
 
 def shard(n: int, rank: int, world_size: int) -> range:
@@ -23,14 +24,8 @@ def shard(n: int, rank: int, world_size: int) -> range:
 
 
 def default_threads() -> int:
-    """Decoding threads: this process's share of the CPUs (under torchrun, split between the local
-    processes), at most 8."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover (macOS, Windows)
-        n = os.cpu_count() or 1
-    n //= max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
-    return max(1, min(8, n))
+    """Decoding threads: this process's share of the CPUs (:func:`alexnet.runtime.cpu_share`), at most 8."""
+    return min(8, runtime.cpu_share())
 
 
 def iter_squares(dataset, indices: Sequence[int], batch_size: int, *, threads: int | None = None,

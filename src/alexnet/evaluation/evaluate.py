@@ -28,12 +28,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from alexnet import runtime
 from alexnet.errors import UserError
 from alexnet.evaluation.batches import iter_squares, shard
 from alexnet.evaluation.predict import _device_of
-from alexnet.evaluation.progress import Progress
 from alexnet.files import write_atomic
 from alexnet.models.meta import meta_of
+from alexnet.progress import Progress
 from alexnet.weights.classes import match_classes
 from alexnet.weights.load import model_classes, model_preprocess
 
@@ -167,11 +168,12 @@ def evaluate_batches(model: nn.Module, batches: Iterable, *, num_classes: int, t
 
 
 def _dist_info(rank: int | None, world_size: int | None) -> tuple[int, int, bool]:
+    """(rank, world size, whether to all-reduce): given (a manual split), else the process group's."""
+    grouped = dist.is_available() and dist.is_initialized()
     if rank is not None and world_size is not None:
-        return rank, world_size, dist.is_available() and dist.is_initialized() and world_size > 1
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), dist.get_world_size() > 1
-    return 0, 1, False
+        return rank, world_size, grouped and world_size > 1
+    rank, world_size = runtime.rank_world()
+    return rank, world_size, world_size > 1
 
 
 def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:

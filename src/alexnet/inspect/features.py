@@ -16,7 +16,7 @@ from torch import nn
 from alexnet.errors import UserError
 from alexnet.evaluation.batches import iter_squares
 from alexnet.evaluation.predict import _device_of
-from alexnet.evaluation.progress import Progress
+from alexnet.progress import Progress
 from alexnet.weights.load import model_preprocess
 
 

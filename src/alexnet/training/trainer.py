@@ -37,17 +37,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alexnet import runtime
 from alexnet.errors import UserError
 from alexnet.models import create_model, model_info
 from alexnet.models.init import initialize
+from alexnet.progress import Progress, TrainingProgress
 from alexnet.training import checkpoint as ckpt
 from alexnet.training import rundir
 from alexnet.training.config import TrainConfig, departures, save_config_file, warmup_steps
 from alexnet.training.datasets import run_datasets
-from alexnet.training.distributed import DistContext, init_distributed
+from alexnet.training.distributed import init_distributed
 from alexnet.training.metrics import Meter, summarize
 from alexnet.training.optim import build_optimizer
-from alexnet.training.progress import Progress
 from alexnet.training.schedule import CHANCE_MARGIN, build_schedule
 
 STALLED_LOSS_TOLERANCE = 0.02
@@ -123,31 +124,6 @@ class _StopRequest:
         self._previous.clear()
 
 
-def resolve_device(name: str, dist: DistContext | None = None) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-        if dist is not None and dist.enabled:
-            if name != "cuda":  # every rank would take the same GPU (NCCL refuses or hangs)
-                raise UserError(f"--device {name} under torchrun: use --device cuda (each process takes the "
-                                "GPU of its LOCAL_RANK; CUDA_VISIBLE_DEVICES picks which GPUs)")
-            return torch.device("cuda", dist.local_rank)
-        return torch.device(name if ":" in name else "cuda:0")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise UserError("--device mps: MPS is not available on this machine")
-    return torch.device(name)
-
-
-def _cpu_share(dist: DistContext) -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        cpus = os.cpu_count() or 1
-    return max(1, cpus // max(1, dist.local_world_size))
-
-
 def _channels_last_pays(module: nn.Module, device: torch.device) -> bool:
     """NHWC by default on CUDA (tensor cores); on a CPU only for nets without grouped convolutions.
 
@@ -170,13 +146,13 @@ class Trainer:
         c = config
         self.dist = init_distributed("cuda" if c.device.startswith("cuda") or
                                      (c.device == "auto" and torch.cuda.is_available()) else "cpu")
-        self.device = resolve_device(c.device, self.dist)
+        self.device = runtime.resolve_device(c.device, local_rank=self.dist.local_rank if self.dist.enabled else None)
         cuda = self.device.type == "cuda"
         if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
             # CPU: fp32 on all the cores this process may use (shared between torchrun's local processes);
             # an explicit OMP_NUM_THREADS wins (on a machine shared with other jobs, fewer threads than
             # cores avoid OpenMP threads waiting for each other at every op).
-            torch.set_num_threads(_cpu_share(self.dist))
+            torch.set_num_threads(runtime.cpu_share())
         if cuda:
             torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -191,7 +167,7 @@ class Trainer:
         if fresh and run_dir is not None:
             self._on_rank0(lambda: rundir.check_fresh(Path(run_dir)))
         self.callback = callback
-        self.progress = Progress(enabled=progress is not False and self.main, epochs=c.epochs)
+        self.progress = TrainingProgress(enabled=progress is not False and self.main, epochs=c.epochs)
         self.handle_signals = handle_signals
         self.stop = _StopRequest()
 
@@ -448,11 +424,10 @@ class Trainer:
         """Loss and top-1/top-5 error over ``loader`` (centre crops, or the 10 crops' mean softmax), with
         the evaluation loop that ``alexnet evaluate`` runs (:func:`alexnet.evaluation.evaluate_batches`)."""
         from alexnet.evaluation.evaluate import evaluate_batches
-        from alexnet.evaluation.progress import Progress as Phase
 
         # Validation can take minutes (the 10 crops of a large set): a bar on a terminal, else a line on
         # stderr every 30 s, never a silent phase.
-        phase = Phase(len(loader), "validation, 10 crops" if ten_crop else "validation", unit="batch",
+        phase = Progress(len(loader), "validation, 10 crops" if ten_crop else "validation", unit="batch",
                       enabled=self.progress.enabled)
         try:
             tally = evaluate_batches(self.eval_model, loader, num_classes=len(self.classes), ten_crop=ten_crop,
@@ -718,7 +693,7 @@ def train(config: TrainConfig | None = None, *, dataset=None, val_dataset=None, 
         config = config.replace(data=str(Path(config.data).resolve()))
     if config.val is not None:
         config = config.replace(val=str(Path(config.val).resolve()))
-    rank0 = int(os.environ.get("RANK", "0")) == 0
+    rank0 = runtime.is_main()
     if config.out is not None:
         out = Path(config.out)
     else:

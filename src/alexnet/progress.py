@@ -1,15 +1,69 @@
-"""What a run shows while it trains: a tqdm bar on a terminal, plain log lines otherwise.
+"""What long jobs show while they run: a tqdm bar on a terminal, plain lines otherwise; never silence.
 
-The bar (stderr) shows the epoch's progress with loss, top-1 error, images/s and tqdm's ETA; it is
-updated once per log interval, when the trainer reads its metrics from the device anyway. Without a
-terminal (a log file, CI, a notebook's captured output) one line per log interval and per epoch goes to
-stdout instead. Only rank 0 reports. Errors arrive as fractions and are shown in percent.
+- :class:`Progress`: any loop over items (prepare, validation, evaluate, features): a bar on stderr when it
+  is a terminal, else a line every 30 s (so that logs of batch jobs stay readable).
+- :class:`TrainingProgress`: a training run. The bar (stderr) shows the epoch's progress with loss, top-1
+  error, images/s and tqdm's ETA, updated once per log interval, when the trainer reads its metrics from
+  the device anyway. Without a terminal (a log file, CI, a notebook's captured output) one line per log
+  interval and per epoch goes to stdout. Errors arrive as fractions and are shown in percent.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+
+
+class Progress:
+    """Progress of a loop over ``total`` items: ``with Progress(total, "evaluate") as p: p.update(n)``.
+
+    A tqdm bar on stderr when it is a terminal; otherwise a line every ``log_every_s`` seconds (and at the
+    end), through ``say`` (default: stderr). Nothing at all when ``enabled`` is False. ``initial``: items
+    already done (a resumed job)."""
+
+    def __init__(self, total: int, desc: str, *, unit: str = "img", enabled: bool = True, initial: int = 0,
+                 log_every_s: float = 30.0, say: Callable[[str], None] | None = None) -> None:
+        self.total, self.desc, self.unit, self.enabled = total, desc, unit, enabled
+        self.done, self._initial = initial, initial
+        self._start = self._last_log = time.perf_counter()
+        self._log_every = log_every_s
+        self._lines = 0
+        self._say = say or (lambda message: print(message, file=sys.stderr, flush=True))
+        self._bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, unit_scale=False,
+                             file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.perf_counter() - self._start
+        return (self.done - self._initial) / elapsed if elapsed > 0 else 0.0
+
+    def update(self, n: int) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+        elif self.enabled:
+            now = time.perf_counter()
+            # a line every log_every_s, and a last one at the end of a job that already showed some
+            if now - self._last_log >= self._log_every or (self.done == self.total and self._lines):
+                self._last_log = now
+                self._lines += 1
+                self._say(f"{self.desc}: {self.done}/{self.total} {self.unit} ({self.rate:.1f} {self.unit}/s)")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _duration(seconds: float) -> str:
@@ -19,7 +73,9 @@ def _duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-class Progress:
+class TrainingProgress:
+    """A training run's epochs and steps (see the module docstring); only rank 0 reports."""
+
     def __init__(self, *, enabled: bool = True, bar: bool | None = None, epochs: int = 1,
                  stream=None) -> None:
         self.enabled = enabled
