@@ -80,7 +80,7 @@ def probe(config: TrainConfig, steps: int, *, every: int = 1, print_every: int =
             record = step % every == 0
             before = {n: (m.weight.detach().clone(), m.bias.detach().clone()) for n, m in layers.items()} \
                 if record else None
-            trainer._train_step(x, y)
+            trainer.train_step(x, y)
             loss = float(trainer.meter.sums[0]) / max(trainer.meter.images, 1)  # running mean of the epoch
             trainer.meter.reset()
             row = {"step": step + 1, "loss": loss, "lr": trainer.lr, "logits_std": logits_hook.get("std"),

@@ -121,19 +121,19 @@ def time_ours(dataset, arch: str, *, batch: int, steps: int, warmup: int, device
     try:
         trainer.train_model.train()
         if synthetic:
-            x = torch.randn(batch, 3, trainer.crop, trainer.crop, device=trainer.device)
-            if trainer.channels_last:
+            x = torch.randn(batch, 3, trainer.resolved.crop_size, trainer.resolved.crop_size, device=trainer.device)
+            if trainer.resolved.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = torch.randint(0, len(trainer.classes), (batch,), device=trainer.device)
             source = iter(lambda: (x, y), None)
         else:
             source = _batches(trainer.train_loader)
         for _ in range(warmup):
-            trainer._train_step(*next(source))
+            trainer.train_step(*next(source))
         _sync(trainer.device)
         t0 = time.perf_counter()
         for _ in range(steps):
-            trainer._train_step(*next(source))
+            trainer.train_step(*next(source))
         trainer.meter.values()  # the once-per-interval read the trainer does anyway
         _sync(trainer.device)
         return steps * batch / (time.perf_counter() - t0)

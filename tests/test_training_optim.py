@@ -129,7 +129,7 @@ def test_bias_learning_rate_factor_in_the_trainers_step(monkeypatch):
         t = Trainer(cfg, dataset=data, run_dir=None, progress=False, handle_signals=False)
         before = {n: p.detach().clone() for n, p in t.module.named_parameters()}
         x, y = next(iter(t.train_loader))
-        t._train_step(x, y)
+        t.train_step(x, y)
         t.train_loader.close()
         moves[factor] = {n: (p.detach() - before[n]) for n, p in t.module.named_parameters()}
     for name, move in moves[2.0].items():

@@ -311,3 +311,26 @@ def test_training_and_alexnet_evaluate_give_the_same_errors(tmp_path):
         assert result.images == len(val_idx)
         assert result.top1_error == r.final[f"{key}_top1_err"], crops
         assert result.top5_error == r.final[f"{key}_top5_err"], crops
+
+
+def test_the_run_directory_says_what_ran(tmp_path, tiny):
+    """config.yaml keeps what was asked ("auto", None); resolved.yaml what that became here."""
+    r = train(_config(tmp_path, epochs=1, device="auto", max_steps=2), dataset=tiny, progress=False)
+    asked = yaml.safe_load((r.run_dir / "config.yaml").read_text())
+    ran = yaml.safe_load((r.run_dir / "resolved.yaml").read_text())
+    assert asked["device"] == "auto" and asked["compile"] is None and asked["precision"] == "auto"
+    assert ran["device"] == "cpu" and ran["precision"] == "fp32" and ran["compile"] is False
+    assert ran["channels_last"] is True  # cifar_4layer has no grouped convolutions
+    assert ran["crop_size"] == 32 and ran["batch_per_process"] == 16 and ran["world_size"] == 1
+    assert ran["steps_per_epoch"] == 3 and ran["total_steps"] == 2 and ran["warmup_steps"] == 0
+    assert ran["threads"] == torch.get_num_threads() and ran["torch"] == torch.__version__
+
+
+def test_the_paper_net_stays_nchw_on_a_cpu():
+    from alexnet.training.distributed import DistContext
+    from alexnet.training.resolve import resolve
+
+    paper = resolve(TrainConfig(arch="alexnet", device="cpu"), DistContext())
+    owt = resolve(TrainConfig(arch="alexnet_owt", device="cpu"), DistContext())
+    assert not paper.channels_last and owt.channels_last  # grouped convolutions are slower in NHWC here
+    assert paper.crop_size == 224 and owt.pixel_std is not None and paper.pixel_std is None

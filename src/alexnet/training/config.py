@@ -352,7 +352,9 @@ def load_config_file(path: str | Path) -> dict:
 def save_config_file(config: TrainConfig, path: str | Path) -> None:
     import yaml
 
-    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    from alexnet.files import write_atomic
+
+    write_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def _flag(name: str) -> str:

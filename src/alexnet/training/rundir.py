@@ -1,6 +1,9 @@
 """The run directory that ``alexnet train`` writes (rank 0 only).
 
-    config.yaml          the resolved TrainConfig (what ``--resume`` reads back)
+    config.yaml          the TrainConfig as asked for (what ``--resume`` reads back: ``device: auto``
+                         chooses again on the machine that resumes)
+    resolved.yaml        what that config became on this machine (device, precision, compile,
+                         channels_last, crop, threads, processes, steps, warm-up, versions)
     metrics.csv          one row per epoch (METRIC_COLUMNS; errors as fractions; ``stalled`` is 1 for an
                          epoch at chance level)
     curves.png           loss and errors (in percent) against epochs
@@ -26,6 +29,7 @@ from alexnet.files import write_atomic
 METRIC_COLUMNS = ("epoch", "train_loss", "train_top1_err", "train_top5_err", "val_top1_err", "val_top5_err",
                   "lr", "images_per_s", "seconds", "stalled")
 CONFIG_FILE = "config.yaml"
+RESOLVED_FILE = "resolved.yaml"
 LAST = "last.pt"
 BEST = "best.pt"
 WEIGHTS = "weights.safetensors"
@@ -43,7 +47,8 @@ def default_run_dir(name: str, root: str | os.PathLike = "runs") -> Path:
     return path
 
 
-_TEMPORARY = re.compile(r"\.(last\.pt|best\.pt|metrics\.csv|curves\.png|summary\.json|weights\.safetensors)"
+_TEMPORARY = re.compile(r"\.(last\.pt|best\.pt|metrics\.csv|curves\.png|summary\.json|weights\.safetensors"
+                        r"|config\.yaml|resolved\.yaml)"
                         r"\.tmp\d+")
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import signal
 import threading
 import time
@@ -39,7 +38,8 @@ from torch import nn
 
 from alexnet import runtime
 from alexnet.errors import UserError
-from alexnet.models import create_model, model_info
+from alexnet.files import write_atomic
+from alexnet.models import create_model
 from alexnet.models.init import initialize
 from alexnet.progress import Progress, TrainingProgress
 from alexnet.training import checkpoint as ckpt
@@ -49,6 +49,8 @@ from alexnet.training.datasets import run_datasets
 from alexnet.training.distributed import init_distributed
 from alexnet.training.metrics import Meter, summarize
 from alexnet.training.optim import build_optimizer
+from alexnet.training.resolve import apply as apply_resolved
+from alexnet.training.resolve import resolve
 from alexnet.training.schedule import CHANCE_MARGIN, build_schedule
 
 STALLED_LOSS_TOLERANCE = 0.02
@@ -124,18 +126,6 @@ class _StopRequest:
         self._previous.clear()
 
 
-def _channels_last_pays(module: nn.Module, device: torch.device) -> bool:
-    """NHWC by default on CUDA (tensor cores); on a CPU only for nets without grouped convolutions.
-
-    Measured on a 2-core Xeon (torch 2.15, oneDNN): alexnet_owt trains 15-20% faster in channels_last and
-    cifar_4layer about 20%, but the paper's net (groups=2 in conv2/4/5) is as fast or slower."""
-    if device.type == "cuda":
-        return True
-    if device.type != "cpu":
-        return False
-    return not any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in module.modules())
-
-
 class Trainer:
     """One training run. Build it, then :meth:`run`. Most callers use :func:`train` / :func:`resume`."""
 
@@ -143,109 +133,90 @@ class Trainer:
                  state: dict | None = None, progress: bool | None = True,
                  callback: Callable[[dict], bool | None] | None = None, handle_signals: bool = True,
                  fresh: bool = False) -> None:
-        c = config
+        c = self.config = config
         self.dist = init_distributed("cuda" if c.device.startswith("cuda") or
                                      (c.device == "auto" and torch.cuda.is_available()) else "cpu")
-        self.device = runtime.resolve_device(c.device, local_rank=self.dist.local_rank if self.dist.enabled else None)
-        cuda = self.device.type == "cuda"
-        if self.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-            # CPU: fp32 on all the cores this process may use (shared between torchrun's local processes);
-            # an explicit OMP_NUM_THREADS wins (on a machine shared with other jobs, fewer threads than
-            # cores avoid OpenMP threads waiting for each other at every op).
-            torch.set_num_threads(runtime.cpu_share())
-        if cuda:
-            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-        self.precision = c.precision if c.precision != "auto" else ("bf16" if cuda else "fp32")
-        self.compile = c.compile if c.compile is not None else cuda
-        if c.batch_size % self.dist.world_size:
-            raise UserError(f"--batch-size {c.batch_size} must be divisible by the number of processes "
-                            f"({self.dist.world_size}): it is the global batch")
-        self.batch_per_rank = c.batch_size // self.dist.world_size
-        self.main = self.dist.is_main
+        self.resolved = resolve(c, self.dist)
+        apply_resolved(self.resolved)
+        self.device, self.main = self.resolved.device, self.dist.is_main
+        self.run_dir = Path(run_dir) if run_dir is not None else None
         if fresh and run_dir is not None:
             self._on_rank0(lambda: rundir.check_fresh(Path(run_dir)))
-        self.callback = callback
+        self.callback, self.handle_signals, self.stop = callback, handle_signals, _StopRequest()
         self.progress = TrainingProgress(enabled=progress is not False and self.main, epochs=c.epochs)
-        self.handle_signals = handle_signals
-        self.stop = _StopRequest()
+        self._build_data(c, dataset, val_dataset)
+        self._build_model(c)
+        self._build_optimization(c)
+        # position and history (from a checkpoint when resuming)
+        self.epoch, self.batch, self.step = 0, 0, 0
+        self.history: list[dict] = []
+        self.best: dict = {"val_top1_err": None, "epoch": None}
+        self.epoch_seconds = self.epoch_train_seconds = 0.0
+        if state is not None:
+            self._load_state(state)
+        self.tb = None
+        self._stall_reported: set[str] = set()  # "dead" / "plateau": each said once
 
-        # ---- data
-        self.demo = dataset is None and c.data is None
-        data = run_datasets(c, dataset, val_dataset)
-        self.dataset, self.val_dataset, train_idx, val_idx = data.train, data.val, data.train_idx, data.val_idx
-        self.data_desc = data.train_desc
-        self.classes = list(self.dataset.classes)
-        info = model_info(c.arch)
-        self.crop = c.crop_size or info.input_size
-        self.std = info.pixel_std
-        if self.crop > self.dataset.size:
-            raise UserError(f"crop size {self.crop} is larger than the {self.dataset.size}x{self.dataset.size} "
-                            "images of the dataset (set --crop-size)")
-
-        # ---- model, loaders, optimizer, schedule
-        torch.manual_seed(c.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-        self.module = initialize(create_model(c.arch, num_classes=len(self.classes), **c.model_options),
-                                 c.init).to(self.device)
-        self.channels_last = c.channels_last if c.channels_last is not None else _channels_last_pays(
-            self.module, self.device)
-        if self.channels_last:
-            self.module = self.module.to(memory_format=torch.channels_last)
+    def _build_data(self, c: TrainConfig, dataset, val_dataset) -> None:
+        """Datasets and loaders (this process's shard of every batch)."""
         from alexnet.data import Loader
 
-        common = dict(crop_size=self.crop, device=self.device, seed=c.seed, mean=c.mean, std=self.std,
+        r = self.resolved
+        self.demo = dataset is None and c.data is None
+        data = run_datasets(c, dataset, val_dataset)
+        self.dataset, self.val_dataset, self.data_desc = data.train, data.val, data.train_desc
+        self.classes = list(self.dataset.classes)
+        if r.crop_size > self.dataset.size:
+            raise UserError(f"crop size {r.crop_size} is larger than the {self.dataset.size}x{self.dataset.size} "
+                            "images of the dataset (set --crop-size)")
+        common = dict(crop_size=r.crop_size, device=self.device, seed=c.seed, mean=c.mean, std=r.pixel_std,
                       rank=self.dist.rank, world_size=self.dist.world_size, workers=c.workers)
-        self.train_loader = Loader(self.dataset, self.batch_per_rank, train=True, lighting=c.lighting,
-                                   indices=train_idx, channels_last=self.channels_last, **common)
+        self.train_loader = Loader(self.dataset, r.batch_per_process, train=True, lighting=c.lighting,
+                                   indices=data.train_idx, channels_last=r.channels_last, **common)
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch == 0:
             raise UserError(f"{len(self.train_loader.indices)} training images do not fill one batch of "
                             f"{c.batch_size}; lower --batch-size")
         self.val_loader = None
-        self._loader_args = (common, val_idx)
-        if self.val_dataset is not None and (val_idx is None or len(val_idx)):
-            self.val_loader = Loader(self.val_dataset, self.batch_per_rank, train=False, lighting=0.0,
-                                     indices=val_idx, channels_last=self.channels_last, **common)
+        self._loader_args = (common, data.val_idx)
+        if self.val_dataset is not None and (data.val_idx is None or len(data.val_idx)):
+            self.val_loader = Loader(self.val_dataset, r.batch_per_process, train=False, lighting=0.0,
+                                     indices=data.val_idx, channels_last=r.channels_last, **common)
 
+    def _build_model(self, c: TrainConfig) -> None:
+        """The initialised model on the device, its DDP / compiled forms for training and evaluation."""
+        r = self.resolved
+        torch.manual_seed(c.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
+        self.module = initialize(create_model(c.arch, num_classes=len(self.classes), **c.model_options),
+                                 c.init).to(self.device)
+        if r.channels_last:
+            self.module = self.module.to(memory_format=torch.channels_last)
         torch.manual_seed(c.seed + self.dist.rank)  # dropout masks differ between ranks
         model: nn.Module = self.module
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
-            model = DDP(model, device_ids=[self.device.index] if cuda else None)
+            model = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         # torch.compile the DDP-wrapped model (DDP's graph breaks let gradient all-reduce overlap backward)
-        self.train_model = torch.compile(model) if self.compile else model
-        self.eval_model = torch.compile(self.module) if self.compile else self.module
+        self.train_model = torch.compile(model) if r.compile else model
+        self.eval_model = torch.compile(self.module) if r.compile else self.module
+
+    def _build_optimization(self, c: TrainConfig) -> None:
+        """Optimizer, lr schedule (with the warm-up and the chance level it watches) and the step meter."""
         self.optimizer = build_optimizer(c.optimizer, self.module, lr=c.lr, momentum=c.momentum,
                                          weight_decay=c.weight_decay, bias_decay=c.bias_decay,
                                          bias_lr_factor=c.bias_lr_factor)
-        total = c.epochs * self.steps_per_epoch
-        if c.max_steps:
-            total = min(total, c.max_steps)
+        self.total_steps = min(c.epochs * self.steps_per_epoch, c.max_steps or math.inf)
         # Chance level: what a constant guess (the most frequent class) achieves, in error and in loss.
         self.train_chance = label_chance(self.dataset, self.train_loader.indices, len(self.classes))
         val_chance = None if self.val_loader is None else label_chance(
             self.val_dataset, self.val_loader.indices, len(self.classes))
         self.warmup_steps = warmup_steps(c, self.steps_per_epoch)
-        self.schedule = build_schedule(c.schedule, base_lr=c.lr, total_steps=total, patience=c.patience,
+        self.schedule = build_schedule(c.schedule, base_lr=c.lr, total_steps=self.total_steps, patience=c.patience,
                                        factor=c.lr_factor, max_reductions=c.max_reductions,
                                        step_size=c.step_size, min_lr=c.min_lr, warmup_steps=self.warmup_steps,
                                        chance_err=(val_chance or self.train_chance)["err"])
         self.meter = Meter(self.device)
-
-        # ---- position and history (from a checkpoint when resuming)
-        self.epoch, self.batch, self.step = 0, 0, 0
-        self.history: list[dict] = []
-        self.best: dict = {"val_top1_err": None, "epoch": None}
-        self.epoch_seconds = 0.0
-        self.epoch_train_seconds = 0.0
-        self.config = c
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-        if state is not None:
-            self._load_state(state)
-        self.tb = None
-        self._stall_reported: set[str] = set()  # "dead" / "plateau": each said once
 
     def _on_rank0(self, fn: Callable[[], None]) -> None:
         """Run a check on rank 0 only; if it fails every rank raises (instead of the others hanging)."""
@@ -331,11 +302,13 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ steps
     def _autocast(self):
-        if self.precision == "bf16":
+        if self.resolved.precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One SGD step on a batch (this process's shard): the lr of the schedule, forward, loss, backward,
+        update; the loss and errors go to the meter without a host sync."""
         lr = self.schedule.lr(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
@@ -378,11 +351,11 @@ class Trainer:
         cpu_single = self.device.type == "cpu" and not self.dist.enabled
         self.progress.start_epoch(self.epoch, self.steps_per_epoch, self.batch)
         since, t0 = 0, time.perf_counter()
-        images = self.batch_per_rank * self.dist.world_size
+        images = self.resolved.batch_per_process * self.dist.world_size
         outcome = None
         try:
             for x, y in loader.iter_from(self.batch):
-                self._train_step(x, y)
+                self.train_step(x, y)
                 self.batch += 1
                 since += 1
                 self.progress.count(images)
@@ -431,7 +404,7 @@ class Trainer:
                       enabled=self.progress.enabled)
         try:
             tally = evaluate_batches(self.eval_model, loader, num_classes=len(self.classes), ten_crop=ten_crop,
-                                     autocast=self._autocast, channels_last=self.channels_last,
+                                     autocast=self._autocast, channels_last=self.resolved.channels_last,
                                      on_batch=lambda n: phase.update(1), device=self.device)
         finally:
             phase.close()
@@ -447,7 +420,19 @@ class Trainer:
             self.progress.log(f"removed {len(stale)} temporary file(s) left by an interrupted write: "
                               + ", ".join(p.name for p in stale))
         save_config_file(self.config, self.run_dir / rundir.CONFIG_FILE)
+        self._save_resolved()
         self.tb = rundir.TensorBoard(self.run_dir / "tb", purge_step=len(self.history) + 1)
+
+    def _save_resolved(self) -> None:
+        import yaml
+
+        from alexnet.data import jpeg
+
+        ran = {**self.resolved.to_dict(), "steps_per_epoch": self.steps_per_epoch, "warmup_steps": self.warmup_steps,
+               "total_steps": self.total_steps,
+               "jpeg_decoder": jpeg.decoder(self.device) if getattr(self.dataset, "storage", "") == "jpeg" else None,
+               "torch": str(torch.__version__)}
+        write_atomic(self.run_dir / rundir.RESOLVED_FILE, yaml.safe_dump(ran, sort_keys=False))
 
     def _end_epoch(self) -> dict:
         train = summarize(self.meter.reduced(self.dist.all_reduce_sum if self.dist.enabled else None))
@@ -550,13 +535,13 @@ class Trainer:
         budget = f"{c.epochs} epochs x {self.steps_per_epoch} steps"
         if c.max_steps and c.max_steps < c.epochs * self.steps_per_epoch:
             budget = f"{c.max_steps} steps (--max-steps; {c.epochs} epochs would be {c.epochs * self.steps_per_epoch})"
-        p.log(f"{budget} of {c.batch_size} ({self.crop}x{self.crop} crops), "
+        p.log(f"{budget} of {c.batch_size} ({self.resolved.crop_size}x{self.resolved.crop_size} crops), "
               f"{c.optimizer} SGD lr {c.lr:g} momentum {c.momentum:g} weight decay {c.weight_decay:g}, "
               f"{c.schedule} schedule"
               f"{f' after {self.warmup_steps} steps of linear warm-up' if self.warmup_steps else ''}"
-              f"; {self.device}, {self.precision}"
-              f"{', channels_last' if self.channels_last else ''}"
-              f"{', compiled' if self.compile else ''}"
+              f"; {self.device}, {self.resolved.precision}"
+              f"{', channels_last' if self.resolved.channels_last else ''}"
+              f"{', compiled' if self.resolved.compile else ''}"
               f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}"
               f"{f', {torch.get_num_threads()} threads' if self.device.type == 'cpu' else ''}")
         if self.demo:
@@ -641,7 +626,7 @@ class Trainer:
                 from alexnet.data import Loader
 
                 common, val_idx = self._loader_args
-                ten = Loader(self.val_dataset, self.batch_per_rank, train=False, lighting=0.0, ten_crop=True,
+                ten = Loader(self.val_dataset, self.resolved.batch_per_process, train=False, lighting=0.0, ten_crop=True,
                              indices=val_idx, **common)
                 try:
                     t = self.evaluate(ten, ten_crop=True)
@@ -654,9 +639,9 @@ class Trainer:
             from alexnet.weights import save_weights
 
             ds = self.dataset
-            preprocess = {"resize": int(ds.size), "crop_size": self.crop,
+            preprocess = {"resize": int(ds.size), "crop_size": self.resolved.crop_size,
                           "mean_rgb": [float(v) for v in ds.mean_rgb],
-                          "std_rgb": None if self.std is None else [float(v) for v in self.std],
+                          "std_rgb": None if self.resolved.pixel_std is None else [float(v) for v in self.resolved.pixel_std],
                           "mean": self.config.mean, "warp": bool(getattr(ds, "meta", {}).get("warp", False))}
             save_weights(self.run_dir / rundir.WEIGHTS, self.module, arch=self.config.arch,
                          model_options=dict(self.config.model_options), classes=self.classes,
