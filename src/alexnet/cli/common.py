@@ -58,21 +58,11 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def pick_device(name: str | None):
-    """The torch.device ``--device`` names (``auto``/None: CUDA when available); a UserError (one line) for
-    a name torch does not know or a GPU this machine does not have."""
-    import torch
+    """The torch.device ``--device`` names (:func:`alexnet.runtime.resolve_device`: ``auto`` is CUDA when
+    available); a UserError (one line) for a name torch does not know or a GPU this machine lacks."""
+    from alexnet.runtime import resolve_device
 
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device must be auto, cpu, cuda, cuda:N or mps; got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"--device {name}: MPS is not available on this machine")
-    return device
+    return resolve_device(name or "auto")
 
 
 def add_threads_arg(parser: argparse.ArgumentParser, default: str = "torch's choice") -> None:

@@ -41,13 +41,13 @@ def _init_distributed(device_arg):
     import torch
     import torch.distributed as dist
 
+    from alexnet.runtime import resolve_device
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, pick_device(device_arg), False
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_arg)
+    device = resolve_device(device_arg or "auto", local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     if device.type == "cuda":
-        device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     started = False
     if not dist.is_initialized():

@@ -7,9 +7,9 @@ Values come from, lowest first: the paper's recipe (or the demo's, without data)
 from __future__ import annotations
 
 import dataclasses
-import os
 import signal
 
+from alexnet import runtime
 from alexnet.cli.common import add_model_options_arg, add_threads_arg, parse_options, set_threads
 from alexnet.errors import UserError
 
@@ -74,7 +74,7 @@ def run(args) -> int:
     if result.interrupted:
         return 128 + int(getattr(signal, result.interrupted, signal.SIGINT))
     # The answer is printed even with --quiet (which silences progress), once under torchrun (rank 0).
-    if result.run_dir is not None and int(os.environ.get("RANK", "0")) == 0:
+    if result.run_dir is not None and runtime.is_main():
         f = result.final
         err = ""
         if f.get("val_top1_err") is not None:

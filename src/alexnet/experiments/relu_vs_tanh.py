@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from alexnet import runtime
 from alexnet.errors import BadOptionError
 from alexnet.models import create_model
 from alexnet.training.optim import PaperSGD
@@ -252,8 +253,7 @@ def run_relu_vs_tanh(images: np.ndarray, labels: np.ndarray, config: ReluTanhCon
     config = config or ReluTanhConfig()
     config.validate()
     log = log or (lambda _msg: None)
-    device = torch.device(config.device if config.device != "auto" else
-                          "cuda" if torch.cuda.is_available() else "cpu")
+    device = runtime.resolve_device(config.device)
     num_classes = int(labels.max()) + 1
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from alexnet import runtime
 from alexnet.errors import UserError
 from alexnet.experiments import html as H
 from alexnet.files import write_atomic
@@ -234,7 +235,7 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
     if max_images is not None and max_images < 1:
         raise UserError(f"max-images must be at least 1, got {max_images}")
     out = Path(out) if out is not None else run_dir / "report.html"
-    device = device if device not in (None, "auto") else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = runtime.resolve_device(device or "auto")
     config, config_name = read_run_config(run_dir)
     metrics = read_metrics(run_dir)
     model = alexnet.load(run_dir, device=device, progress=False)
