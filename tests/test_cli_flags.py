@@ -184,4 +184,4 @@ def test_evaluate_workers_are_decoding_threads_and_threads_torchs(monkeypatch):
         assert main(["evaluate", "--weights", "w", "--data", "d", "--workers", "3", "--threads", "1"]) == 2
     finally:
         torch.set_num_threads(before)
-    assert seen["threads"] == 3 and seen["torch_threads"] == 1
+    assert seen["workers"] == 3 and seen["torch_threads"] == 1

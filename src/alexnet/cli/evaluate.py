@@ -84,7 +84,7 @@ def run(args) -> int:
             n = min(args.limit, len(dataset))
             indices = np.unique(np.linspace(0, len(dataset) - 1, n).round().astype(np.int64))
         result = evaluate(model, dataset, crops=args.crops, batch_size=args.batch_size, indices=indices,
-                          threads=args.workers, rank=rank, world_size=world)
+                          workers=args.workers, rank=rank, world_size=world)
     finally:
         if started:
             dist.destroy_process_group()

@@ -38,7 +38,7 @@ def run(args) -> int:
         raise UserError(f"--out must end in .npy or .npz, got {args.out!r}")
     dataset = open_prepared(args.data)
     model = load_from_args(args, device=device_from_args(args))
-    feats = extract_features(model, dataset, batch_size=args.batch_size, threads=args.workers)
+    feats = extract_features(model, dataset, batch_size=args.batch_size, workers=args.workers)
     out = save_features(args.out, feats, labels=np.asarray(dataset.labels), indices=np.arange(len(dataset)))
     print(f"wrote {out}: {feats.shape[0]} x {feats.shape[1]} float32", file=sys.stderr)
     return 0

@@ -56,7 +56,7 @@ def run(args) -> int:
             raise UserError(f"{args.features} holds {feats.shape[0]} feature rows but the dataset has "
                             f"{len(dataset)} images")
     else:
-        feats = extract_features(model, dataset, batch_size=args.batch_size, threads=args.workers)
+        feats = extract_features(model, dataset, batch_size=args.batch_size, workers=args.workers)
     squares = [model.meta.preprocess.square(f) for f in files]
     q = image_features(model, torch.from_numpy(np.stack(squares))).cpu().numpy()
     if q.shape[1] != feats.shape[1]:

@@ -23,29 +23,30 @@ def shard(n: int, rank: int, world_size: int) -> range:
     return range(n * rank // world_size, n * (rank + 1) // world_size)
 
 
-def default_threads() -> int:
+def default_workers() -> int:
     """Decoding threads: this process's share of the CPUs (:func:`alexnet.runtime.cpu_share`), at most 8."""
     return min(8, runtime.cpu_share())
 
 
-def iter_squares(dataset, indices: Sequence[int], batch_size: int, *, threads: int | None = None,
+def iter_squares(dataset, indices: Sequence[int], batch_size: int, *, workers: int | None = None,
                  ahead: int | None = None) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """``(indices, squares)`` per batch: int64 (B,) and uint8 (B, S, S, 3), in the order of ``indices``.
 
-    Each thread decodes whole batches; up to ``ahead`` (default: ``threads``) batches are in flight."""
-    threads = default_threads() if threads is None else threads
-    ahead = max(1, threads if ahead is None else ahead)
+    ``workers`` threads each decode whole batches (0: in this thread); up to ``ahead`` (default:
+    ``workers``) batches are in flight."""
+    workers = default_workers() if workers is None else workers
+    ahead = max(1, workers if ahead is None else ahead)
     indices = np.asarray(indices, dtype=np.int64)
     chunks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
 
     def load(chunk: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.stack([np.asarray(dataset.get_uint8(int(i)), dtype=np.uint8) for i in chunk]))
 
-    if threads <= 0:
+    if workers <= 0:
         for chunk in chunks:
             yield chunk, load(chunk)
         return
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
         for chunk in chunks:
             pending.append((chunk, pool.submit(load, chunk)))

@@ -183,7 +183,7 @@ def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset, *, crops: int = 1, batch_size: int = 64, indices=None,
-             class_map: list[int] | None = None, progress: bool = True, threads: int | None = None,
+             class_map: list[int] | None = None, progress: bool = True, workers: int | None = None,
              rank: int | None = None, world_size: int | None = None) -> EvalResult:
     """Evaluate ``model`` (from :func:`alexnet.load`, or any model with ImageNet's mean assumed) on a
     ``PreparedDataset`` (anything with ``classes``, ``labels``, ``len`` and ``get_uint8(i)``).
@@ -219,7 +219,7 @@ def evaluate(model: nn.Module, dataset, *, crops: int = 1, batch_size: int = 64,
 
     def batches():
         pos = np.arange(positions.start, positions.stop)
-        for batch_pos, squares in _iter_positions(dataset, all_indices, pos, batch_size, threads):
+        for batch_pos, squares in _iter_positions(dataset, all_indices, pos, batch_size, workers):
             np.add.at(seen, batch_pos, 1)
             y = torch.from_numpy(labels[all_indices[batch_pos]]).to(device, non_blocking=True)
             yield pre.crops(squares.to(device, non_blocking=True), ten_crop=crops == 10), y
@@ -255,8 +255,8 @@ def evaluate(model: nn.Module, dataset, *, crops: int = 1, batch_size: int = 64,
                       loss=tally.summary()["loss"])
 
 
-def _iter_positions(dataset, all_indices: np.ndarray, positions: np.ndarray, batch_size: int, threads: int | None):
+def _iter_positions(dataset, all_indices: np.ndarray, positions: np.ndarray, batch_size: int, workers: int | None):
     """Batches over ``positions`` (into ``all_indices``): (positions, squares)."""
     order = all_indices[positions]
-    for k, (_, squares) in enumerate(iter_squares(dataset, order, batch_size, threads=threads)):
+    for k, (_, squares) in enumerate(iter_squares(dataset, order, batch_size, workers=workers)):
         yield positions[k * batch_size:(k + 1) * batch_size], squares

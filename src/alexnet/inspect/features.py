@@ -37,7 +37,7 @@ def image_features(model: nn.Module, squares: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def extract_features(model: nn.Module, dataset, *, batch_size: int = 64, indices=None, progress: bool = True,
-                     threads: int | None = None) -> np.ndarray:
+                     workers: int | None = None) -> np.ndarray:
     """fc7 features of every image of a prepared dataset (or of ``indices``): float32 (N, D)."""
     was_training = model.training
     model.eval()
@@ -45,7 +45,7 @@ def extract_features(model: nn.Module, dataset, *, batch_size: int = 64, indices
     out: list[np.ndarray] = []
     try:
         with Progress(len(order), "features", enabled=progress) as bar:
-            for idx, squares in iter_squares(dataset, order, batch_size, threads=threads):
+            for idx, squares in iter_squares(dataset, order, batch_size, workers=workers):
                 out.append(image_features(model, squares).cpu().numpy())
                 bar.update(len(idx))
     finally:

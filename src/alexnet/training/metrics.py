@@ -70,7 +70,7 @@ class Meter:
         return None if v == float("inf") else int(v)
 
 
-def summarize(sums: list[float]) -> dict[str, float]:
+def errors_from_sums(sums: list[float]) -> dict[str, float]:
     """``{"loss", "top1_err", "top5_err", "images"}`` from the sums; NaN when nothing was seen."""
     loss, top1, top5, n = sums
     if n == 0:

@@ -47,7 +47,7 @@ from alexnet.training import rundir
 from alexnet.training.config import TrainConfig, departures, save_config_file, warmup_steps
 from alexnet.training.datasets import run_datasets
 from alexnet.training.distributed import init_distributed
-from alexnet.training.metrics import Meter, summarize
+from alexnet.training.metrics import Meter, errors_from_sums
 from alexnet.training.optim import build_optimizer
 from alexnet.training.resolve import apply as apply_resolved
 from alexnet.training.resolve import resolve
@@ -369,7 +369,7 @@ class Trainer:
                 if sync or cpu_single or (self.stop.signal is not None and not self.dist.enabled):
                     stop = self._check(collective=sync)
                     if log_now:
-                        s = summarize(self.meter.values())
+                        s = errors_from_sums(self.meter.values())
                         self.progress.update(self.batch, since, s["loss"], s["top1_err"], self.lr, last=last)
                         since = 0
                     # At the epoch's last batch the epoch ends normally (validation, checkpoint), and the
@@ -435,7 +435,7 @@ class Trainer:
         write_atomic(self.run_dir / rundir.RESOLVED_FILE, yaml.safe_dump(ran, sort_keys=False))
 
     def _end_epoch(self) -> dict:
-        train = summarize(self.meter.reduced(self.dist.all_reduce_sum if self.dist.enabled else None))
+        train = errors_from_sums(self.meter.reduced(self.dist.all_reduce_sum if self.dist.enabled else None))
         t0 = time.perf_counter()
         val = self.evaluate(self.val_loader) if self.val_loader is not None else None
         self.epoch_seconds += time.perf_counter() - t0
