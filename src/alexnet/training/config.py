@@ -308,7 +308,7 @@ def departures(config: TrainConfig, *, demo: bool | None = None) -> list[str]:
 
 
 DEMO_DEPARTURES = (
-    "alexnet_owt (torchvision's one-weird-trick AlexNet: several times faster on a CPU than the paper's net) "
+    "alexnet_owt (torchvision's one-weird-trick AlexNet: over twice as fast on a CPU as the paper's net) "
     "without dropout",
     "640 generated images of 10 classes (128 held out), 4 epochs",
     "batch 16 instead of 128 (more steps from few images); He init and lr 0.005 with cosine decay (off the "
