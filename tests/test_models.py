@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import alexnet
@@ -137,6 +138,31 @@ def test_lrn_matches_formula(alpha_over_n):
     expected = _lrn_by_hand(a, 5, alpha, 0.75, 2.0)
     assert torch.allclose(lrn(a), expected, rtol=1e-10, atol=1e-12)
     assert not torch.allclose(a / 2.0 ** 0.75, expected)  # the normaliser changes something
+
+
+@pytest.mark.parametrize("channels,size", [(7, 5), (96, 5), (33, 3), (10, 4), (3, 5)])
+@pytest.mark.parametrize("alpha_over_n", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_lrn_window_sum_equals_torchs_pooling_form(channels, size, alpha_over_n, channels_last):
+    """The pointwise channel-window sum gives torch's F.local_response_norm (avg_pool3d) within 1e-6
+    relative error in fp32, values and gradients, for odd and even windows and channel counts."""
+    torch.manual_seed(channels)
+    a = torch.randn(3, channels, 6, 5) * 20
+    if channels_last:
+        a = a.contiguous(memory_format=torch.channels_last)
+    lrn = LocalResponseNorm(size=size, alpha=1e-4, beta=0.75, k=2.0, alpha_over_n=alpha_over_n)
+    alpha = 1e-4 if alpha_over_n else 1e-4 * size  # torch divides alpha by the window
+    x1, x2 = a.clone().requires_grad_(), a.clone().requires_grad_()
+    ours, ref = lrn(x1), F.local_response_norm(x2, size, alpha=alpha, beta=0.75, k=2.0)
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=0)
+    g = torch.randn_like(ref)
+    (ours * g).sum().backward()
+    (ref * g).sum().backward()
+    # gradients: sums of terms of both signs, so compared relative to their scale
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-6 * float(x2.grad.abs().max()))
+    bf = lrn(a.bfloat16())  # bf16 in, bf16 out, within bf16's precision of the fp32 result
+    assert bf.dtype == torch.bfloat16
+    torch.testing.assert_close(bf.float(), ref.detach(), rtol=1e-2, atol=1e-2)
 
 
 def test_lrn_runs_in_bf16_on_cpu():
@@ -335,3 +361,26 @@ def test_a_model_carries_one_metadata_object():
     assert alexnet.models.meta_of(nn.Linear(2, 2)) == alexnet.models.ModelMeta()  # foreign: empty
     for old in ("model_name", "classes", "model_options", "preprocess", "weights_source"):
         assert not hasattr(model, old), old
+
+
+@pytest.mark.slow
+def test_lrn_compiles_to_one_kernel_forward_and_one_backward():
+    """torch.compile fuses the window-sum LRN into a single kernel each way (here: inductor's C++ backend)."""
+    import re
+
+    from torch._inductor.utils import run_and_get_code
+
+    from alexnet.models.layers import local_response_norm
+
+    x = torch.randn(2, 96, 13, 13, requires_grad=True)
+    compiled = torch.compile(lambda t: local_response_norm(t, 5, 2e-5, 0.75, 2.0))
+
+    def run():
+        y = compiled(x)
+        y.backward(torch.ones_like(y))
+        return y
+
+    y, codes = run_and_get_code(run)
+    kernels = [set(re.findall(r"\b(cpp_fused_\w+|triton_\w+) = ", code)) for code in codes]
+    assert len(codes) == 2 and all(len(k) == 1 for k in kernels), kernels  # forward graph, backward graph
+    torch.testing.assert_close(y, F.local_response_norm(x, 5, alpha=1e-4, beta=0.75, k=2.0), rtol=1e-6, atol=0)
