@@ -70,11 +70,15 @@ def extract(tar_path: Path, dest: Path, every: int = 1) -> Path:
     return dest / roots.pop()
 
 
-def measure(batches, seconds: float, min_batches: int = 5) -> dict:
-    """Consume an endless batch iterator: skip the warm-up, then time ``seconds`` (and >= min_batches)."""
+def measure(batches, seconds: float, min_batches: int = 5, sync=None) -> dict:
+    """Consume an endless batch iterator: skip the warm-up, then time ``seconds`` (and >= min_batches).
+    ``sync``: called before the clock starts and before it stops (a CUDA synchronisation: batches on a GPU
+    are ready only when their kernels have run)."""
     it = iter(batches)
     for _ in range(WARMUP_BATCHES):
         next(it)
+    if sync is not None:
+        sync()
     n_img = n_batch = 0
     t0 = time.perf_counter()
     while True:
@@ -85,19 +89,27 @@ def measure(batches, seconds: float, min_batches: int = 5) -> dict:
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds and n_batch >= min_batches:
             break
+    if sync is not None:
+        sync()
+        elapsed = time.perf_counter() - t0
     return {"images_per_s": n_img / elapsed, "batches_per_s": n_batch / elapsed, "batches": n_batch,
             "seconds": round(elapsed, 2)}
 
 
-def ours(ds: PreparedDataset, repeats: int, workers: int, decoder: str | None = None):
+def ours(ds: PreparedDataset, repeats: int, workers: int, decoder: str | None = None, *, batch: int = BATCH,
+         device: str | torch.device = "cpu", gpu_decode: bool | None = None, channels_last: bool = False):
+    """Our Loader's training batches over ``ds`` (repeated ``repeats`` times per epoch), epoch after epoch."""
     jpeg.use(decoder)
-    loader = Loader(ds, BATCH, train=True, crop_size=CROP, indices=np.tile(np.arange(len(ds)), repeats),
-                    workers=workers)
+    loader = Loader(ds, batch, train=True, crop_size=CROP, indices=np.tile(np.arange(len(ds)), repeats),
+                    workers=workers, device=device, gpu_decode=gpu_decode, channels_last=channels_last)
     epoch = 0
-    while True:
-        loader.set_epoch(epoch)
-        yield from loader
-        epoch += 1
+    try:
+        while True:
+            loader.set_epoch(epoch)
+            yield from loader
+            epoch += 1
+    finally:
+        loader.close()
 
 
 def torchvision_pipeline(folder: Path, repeats: int, workers: int):

@@ -52,26 +52,33 @@ from alexnet.training.trainer import Trainer  # noqa: E402
 
 
 # ---------------------------------------------------------------------------------------------- data
-def image_folder(dest: Path, count: int) -> Path:
-    """``count`` JPEGs in class folders: Imagenette's (the first images of each class), else generated."""
+def imagenette_members(tf: tarfile.TarFile, count: int):
+    """The first ``count // 10`` JPEGs of each class folder of an open Imagenette tar, up to ``count``."""
+    per_class = max(1, count // 10)
+    seen: dict[str, int] = {}
+    for m in tf:
+        if not m.isreg() or not m.name.lower().endswith((".jpeg", ".jpg")):
+            continue
+        cls = Path(m.name).parent.name
+        if seen.get(cls, 0) >= per_class:
+            continue
+        seen[cls] = seen.get(cls, 0) + 1
+        yield m
+        if sum(seen.values()) >= count:
+            break
+
+
+def image_folder(dest: Path, count: int, tar: Path | None = None) -> Path:
+    """``count`` JPEGs in class folders: Imagenette's (the first images of each class; from ``tar``, by
+    default ../shared/data's), else generated."""
     root = dest / "images"
-    tar = SHARED / "imagenette-train.tar.gz"
+    tar = tar or SHARED / "imagenette-train.tar.gz"
     if tar.is_file():
-        per_class = max(1, count // 10)
-        seen: dict[str, int] = {}
         with tarfile.open(tar) as tf:
-            for m in tf:
-                if not m.isreg() or not m.name.lower().endswith((".jpeg", ".jpg")):
-                    continue
-                cls = Path(m.name).parent.name
-                if seen.get(cls, 0) >= per_class:
-                    continue
-                seen[cls] = seen.get(cls, 0) + 1
-                out = root / cls / Path(m.name).name
+            for m in imagenette_members(tf, count):
+                out = root / Path(m.name).parent.name / Path(m.name).name
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_bytes(tf.extractfile(m).read())
-                if sum(seen.values()) >= count:
-                    break
         return root
     from PIL import Image
 
@@ -108,9 +115,10 @@ def _batches(loader):
         epoch += 1
 
 
-def time_ours(dataset, arch: str, *, batch: int, steps: int, warmup: int, device: str, workers: int | None,
-              compile_: bool | None = None, synthetic: bool = False) -> float:
-    """Images/s of the trainer's step on the Loader's batches (or on one fixed on-device batch)."""
+def make_trainer(dataset, arch: str, *, batch: int, device: str, workers: int | None,
+                 compile_: bool | None = None) -> Trainer:
+    """A Trainer (no run directory) as ``alexnet train`` would build it for this model, batch and device:
+    precision, channels_last and (when ``compile_`` is None) compilation as it resolves them."""
     if compile_:
         # Dynamo's cache outlives the model: a new batch size after another would be compiled as a dynamic
         # shape, which the trainer (one batch size per run) never runs.
@@ -118,25 +126,52 @@ def time_ours(dataset, arch: str, *, batch: int, steps: int, warmup: int, device
     config = TrainConfig(arch=arch, batch_size=batch, val_split=0.0, ten_crop=False, device=device,
                          workers=workers, compile=compile_, epochs=1)
     trainer = Trainer(config, dataset=dataset, run_dir=None, progress=False, handle_signals=False)
-    try:
-        trainer.train_model.train()
-        if synthetic:
-            x = torch.randn(batch, 3, trainer.resolved.crop_size, trainer.resolved.crop_size, device=trainer.device)
-            if trainer.resolved.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = torch.randint(0, len(trainer.classes), (batch,), device=trainer.device)
-            source = iter(lambda: (x, y), None)
-        else:
-            source = _batches(trainer.train_loader)
-        for _ in range(warmup):
-            trainer.train_step(*next(source))
-        _sync(trainer.device)
+    trainer.train_model.train()
+    return trainer
+
+
+def synthetic_batches(trainer: Trainer):
+    """One fixed random batch on the trainer's device, in its memory format, forever."""
+    batch = trainer.resolved.batch_per_process
+    x = torch.randn(batch, 3, trainer.resolved.crop_size, trainer.resolved.crop_size, device=trainer.device)
+    if trainer.resolved.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, len(trainer.classes), (batch,), device=trainer.device)
+    return iter(lambda: (x, y), None)
+
+
+def time_steps(trainer: Trainer, source, *, steps: int, warmup: int) -> dict:
+    """Time the trainer's step on ``source``'s batches: ``warmup`` steps (the first one timed alone: it
+    holds compilation and cuDNN's autotuning), then ``steps`` timed steps ending with a device sync.
+    Returns images_per_s, seconds (of the timed steps) and first_step_s."""
+    first = None
+    _sync(trainer.device)
+    for i in range(warmup):
         t0 = time.perf_counter()
-        for _ in range(steps):
-            trainer.train_step(*next(source))
-        trainer.meter.values()  # the once-per-interval read the trainer does anyway
-        _sync(trainer.device)
-        return steps * batch / (time.perf_counter() - t0)
+        trainer.train_step(*next(source))
+        if i == 0:
+            _sync(trainer.device)
+            first = time.perf_counter() - t0
+    _sync(trainer.device)
+    t0 = time.perf_counter()
+    images = 0
+    for _ in range(steps):
+        x, y = next(source)
+        trainer.train_step(x, y)
+        images += len(y)
+    trainer.meter.values()  # the once-per-interval read the trainer does anyway
+    _sync(trainer.device)
+    seconds = time.perf_counter() - t0
+    return {"images_per_s": images / seconds, "seconds": seconds, "first_step_s": first}
+
+
+def time_ours(dataset, arch: str, *, batch: int, steps: int, warmup: int, device: str, workers: int | None,
+              compile_: bool | None = None, synthetic: bool = False) -> float:
+    """Images/s of the trainer's step on the Loader's batches (or on one fixed on-device batch)."""
+    trainer = make_trainer(dataset, arch, batch=batch, device=device, workers=workers, compile_=compile_)
+    try:
+        source = synthetic_batches(trainer) if synthetic else _batches(trainer.train_loader)
+        return time_steps(trainer, source, steps=steps, warmup=warmup)["images_per_s"]
     finally:
         trainer.train_loader.close()
 

@@ -1,0 +1,458 @@
+"""One GPU suite: the training and loading figures of this project on one GPU, in one table, in one run.
+
+    python benchmarks/gpu.py [--json PATH] [--rows NAMES] [--quick] [--device auto] [--data DIR] [--cache DIR]
+    python benchmarks/gpu.py --pack [DIR] [--images N]     # a subset of Imagenette small enough to travel
+
+Rows (``--rows`` takes a comma-separated list of these names, or shell patterns such as ``alexnet/*``):
+
+- ``MODEL/MODE/DATA`` for MODEL in ``alexnet``, ``alexnet_owt``, MODE in ``eager``, ``compiled``
+  (``torch.compile``) and DATA in ``synthetic`` (one fixed random batch on the device: the model and
+  optimizer alone), ``raw`` (the trainer's ``Loader`` over Imagenette prepared with ``--format raw``) and
+  ``jpeg`` (over ``--format jpeg``, decoded on the GPU on CUDA): images/s of
+  :meth:`alexnet.training.Trainer.train_step` as ``alexnet train`` builds it (batch 256; bf16 autocast and
+  channels_last on CUDA, as the trainer resolves them), and the share of that model's synthetic rate;
+- ``loader/raw``, ``loader/jpeg-gpu``, ``loader/jpeg-cpu``: the ``Loader`` alone (no training step),
+  the same batches on the same device;
+- ``baseline``: ``torchvision.models.alexnet`` trained by the pytorch/examples ImageNet loop, as in
+  ``benchmarks/train.py`` (ImageFolder + RandomResizedCrop + DataLoader, torch SGD, a sync per step);
+- ``train/alexnet``: ``alexnet train`` end to end (a subprocess: start-up, compilation with an empty
+  inductor cache, the epochs, validation, checkpoints, the final 10-crop evaluation, the weights file) on
+  the prepared JPEG images for a fixed number of epochs: its wall time and the share of it spent in
+  training steps.
+
+Timing: ``--warmup`` steps first (the first one timed alone: compilation and cuDNN's autotuning, reported
+as ``first step``), then ``--steps`` timed steps ending with a device synchronisation. The loader rows run
+``--seconds`` each. One model and mode is compiled once and then timed on its three data sources.
+
+Data: ``imagenette-train.tar.gz`` from ``--data`` (default ../shared/data, else ``data/gpu-bench``, where
+``--pack`` puts a subset): the first ``--images`` images (a tenth per class), extracted and prepared once
+(as raw and as JPEG) into ``--cache`` (default a temporary folder). The whole suite is sized for 4 to 5
+minutes on an H200 (the budget: 6); ``--device cpu --quick`` runs every row a CPU can (eager, no GPU
+decoding) with tiny settings, in about a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import fnmatch
+import gc
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import loader as loader_bench  # noqa: E402
+import train as train_bench  # noqa: E402
+from common import SHARED, machine_info, write_json  # noqa: E402
+
+from alexnet import runtime  # noqa: E402
+from alexnet.data import Loader, jpeg, prepare_dataset  # noqa: E402
+
+TAR = "imagenette-train.tar.gz"
+PACK_DIR = ROOT / "data" / "gpu-bench"  # /data/ is git-ignored: carry it to the device machine
+MODELS = ("alexnet", "alexnet_owt")
+DATA = ("synthetic", "raw", "jpeg")
+LOADER_ROWS = ("raw", "jpeg-gpu", "jpeg-cpu")
+BUDGET_S = 360  # issue 11: the whole suite in at most 6 minutes on one GPU
+
+
+@dataclass
+class Settings:
+    device: str
+    batch: int
+    steps: int
+    warmup: int
+    seconds: float
+    images: int
+    epochs: int
+    workers: int
+    models: tuple[str, ...]
+    modes: tuple[str, ...]
+    e2e_arch: str
+    quick: bool
+
+
+def settings_for(args, device: torch.device) -> Settings:
+    cuda = device.type == "cuda"
+    if cuda:
+        batch, steps, warmup, seconds, images, epochs = (256, 20, 5, 1.0, 2000, 2) if args.quick \
+            else (256, 60, 10, 3.0, 4000, 5)
+    else:
+        batch, steps, warmup, seconds, images, epochs = (8, 1, 1, 0.3, 40, 1) if args.quick \
+            else (64, 8, 2, 4.0, 640, 1)
+    modes = ("eager", "compiled") if cuda else ("eager",)
+    return Settings(device=str(device), batch=args.batch or batch, steps=args.steps or steps,
+                    warmup=args.warmup if args.warmup is not None else warmup, seconds=args.seconds or seconds,
+                    images=args.images or images, epochs=args.epochs or epochs,
+                    workers=args.workers or runtime.cpu_share(),
+                    models=tuple(args.models.split(",")) if args.models else MODELS,
+                    modes=tuple(args.modes.split(",")) if args.modes else modes,
+                    e2e_arch=args.e2e_arch, quick=args.quick)
+
+
+def row_names(s: Settings, cuda: bool) -> list[str]:
+    """Every row this device can run, in table order."""
+    names = [f"{m}/{mode}/{d}" for m in s.models for mode in s.modes for d in DATA]
+    names += [f"loader/{k}" for k in LOADER_ROWS if cuda or k != "jpeg-gpu"]
+    return names + ["baseline", f"train/{s.e2e_arch}"]
+
+
+def select(names: list[str], rows: str | None, cuda: bool) -> list[str]:
+    if not rows:
+        return names
+    chosen = []
+    for pattern in (p.strip() for p in rows.split(",") if p.strip()):
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            why = " (it needs CUDA)" if not cuda and "jpeg-gpu" in pattern else \
+                " (on a CPU, add --modes eager,compiled)" if not cuda and "compiled" in pattern else ""
+            raise SystemExit(f"--rows: no row matches {pattern!r}{why}; rows: {', '.join(names)}")
+        chosen += [n for n in hits if n not in chosen]
+    return [n for n in names if n in chosen]
+
+
+# ---------------------------------------------------------------------------------------------- data
+def find_tar(data: str | None) -> Path:
+    for folder in ([Path(data)] if data else [SHARED, PACK_DIR]):
+        if (folder / TAR).is_file():
+            return folder / TAR
+    where = data or f"{SHARED} or {PACK_DIR}"
+    raise SystemExit(f"{TAR} not found in {where}: give --data DIR (a folder holding it), or make a subset "
+                     f"that travels with `python benchmarks/gpu.py --pack` where ../shared/data is")
+
+
+def pack(src: Path, dest: Path, count: int) -> Path:
+    """Write ``dest/imagenette-train.tar.gz`` holding the first ``count`` images of ``src`` (a tenth per class),
+    the images the suite would take from ``src`` with ``--images count``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    out = dest / TAR
+    tmp = out.with_name(out.name + ".tmp")
+    n = 0
+    with tarfile.open(src) as tf, tarfile.open(tmp, "w:gz", compresslevel=1) as tw:
+        for m in train_bench.imagenette_members(tf, count):
+            tw.addfile(m, tf.extractfile(m))
+            n += 1
+    tmp.replace(out)
+    print(f"wrote {out}: {n} images, {out.stat().st_size / 2**20:.1f} MiB")
+    return out
+
+
+class Data:
+    """The Imagenette subset, extracted once and prepared once per format (kept in ``work``)."""
+
+    def __init__(self, tar: Path, work: Path, images: int, workers: int):
+        self.tar, self.work, self.images, self.workers = tar, work, images, workers
+        self.prepare_seconds: dict[str, float] = {}
+        self._folder: Path | None = None
+        self._prepared: dict = {}
+
+    def folder(self) -> Path:
+        if self._folder is None:
+            base = self.work / f"imagenette-{self.images}"
+            marker = base / ".done"
+            if not marker.exists():
+                shutil.rmtree(base, ignore_errors=True)
+                t0 = time.perf_counter()
+                train_bench.image_folder(base, self.images, self.tar)
+                marker.write_text("")
+                self.prepare_seconds["extract"] = round(time.perf_counter() - t0, 2)
+            self._folder = base / "images"
+        return self._folder
+
+    def prepared(self, fmt: str):
+        if fmt not in self._prepared:
+            folder = self.folder()
+            t0 = time.perf_counter()
+            self._prepared[fmt] = prepare_dataset(folder, self.work / f"imagenette-{self.images}-{fmt}", format=fmt,
+                                                  workers=self.workers, progress=False)
+            self.prepare_seconds[fmt] = round(time.perf_counter() - t0, 2)
+            print(f"prepared {len(self._prepared[fmt])} images as {fmt} in {self.prepare_seconds[fmt]:.1f} s",
+                  flush=True)
+        return self._prepared[fmt]
+
+
+# ---------------------------------------------------------------------------------------------- rows
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _decoding(ds, device: torch.device, gpu_decode: bool) -> str | None:
+    if getattr(ds, "storage", None) != "jpeg":
+        return None
+    where = device if gpu_decode else torch.device("cpu")
+    return f"{'gpu' if gpu_decode else 'cpu'} ({jpeg.decoder(where)})"
+
+
+def trainer_loader(trainer, ds) -> Loader:
+    """The training Loader the trainer would build over ``ds`` (as Trainer._build_data does)."""
+    c, r = trainer.config, trainer.resolved
+    return Loader(ds, r.batch_per_process, train=True, crop_size=r.crop_size, device=trainer.device, seed=c.seed,
+                  mean=c.mean, std=r.pixel_std, workers=c.workers, lighting=c.lighting, channels_last=r.channels_last)
+
+
+def model_rows(arch: str, mode: str, wanted: list[str], data: Data, s: Settings, device: torch.device):
+    """Rows ``arch/mode/*``: one trainer (compiled once), timed on each wanted data source in turn."""
+    main_fmt = "raw" if "raw" in wanted else "jpeg"
+    trainer = train_bench.make_trainer(data.prepared(main_fmt), arch, batch=s.batch, device=s.device,
+                                       workers=s.workers, compile_=mode == "compiled")
+    r = trainer.resolved
+    common = {"batch": s.batch, "steps": s.steps, "warmup": s.warmup, "precision": r.precision,
+              "channels_last": r.channels_last, "compile": r.compile, "workers": s.workers}
+    try:
+        for kind in DATA:
+            if kind not in wanted:
+                continue
+            loader = None
+            if kind == "synthetic":
+                source = train_bench.synthetic_batches(trainer)
+            else:
+                loader = trainer.train_loader if kind == main_fmt else trainer_loader(trainer, data.prepared(kind))
+                source = train_bench._batches(loader)
+            try:
+                t = train_bench.time_steps(trainer, source, steps=s.steps, warmup=s.warmup)
+            finally:
+                if loader is not None:
+                    source.close()
+                    if loader is not trainer.train_loader:
+                        loader.close()
+            row = {**t, **common, "images": None if loader is None else len(loader.indices),
+                   "decode": None if loader is None else _decoding(loader.dataset, device, loader.gpu_decode)}
+            if r.compile and kind == wanted[0]:
+                row["compile_s"] = t["first_step_s"]  # compilation happens in the group's first step
+            yield f"{arch}/{mode}/{kind}", row
+    finally:
+        trainer.train_loader.close()
+        del trainer
+        _free(device)
+
+
+def loader_row(kind: str, data: Data, s: Settings, device: torch.device) -> dict:
+    """The Loader alone: training batches on the device, nothing consuming them."""
+    ds = data.prepared("raw" if kind == "raw" else "jpeg")
+    gpu_decode = kind == "jpeg-gpu"
+    gen = loader_bench.ours(ds, 1, s.workers, batch=s.batch, device=device, gpu_decode=gpu_decode,
+                            channels_last=device.type == "cuda")
+    try:
+        r = loader_bench.measure(gen, s.seconds, min_batches=5, sync=lambda: _sync(device))
+    finally:
+        gen.close()
+        _free(device)
+    return {**r, "batch": s.batch, "workers": s.workers, "images": len(ds), "decode": _decoding(ds, device, gpu_decode)}
+
+
+def baseline_row(data: Data, s: Settings, device: torch.device) -> dict:
+    folder = data.folder()
+    t0 = time.perf_counter()
+    rate = train_bench.time_baseline(folder, batch=s.batch, steps=s.steps, warmup=s.warmup, device=s.device,
+                                     workers=s.workers)
+    _free(device)
+    return {"images_per_s": rate, "batch": s.batch, "steps": s.steps, "warmup": s.warmup, "workers": s.workers,
+            "images": data.images, "precision": "fp32", "compile": False, "channels_last": False,
+            "seconds_total": round(time.perf_counter() - t0, 2)}
+
+
+def e2e_row(arch: str, data: Data, s: Settings, device: torch.device) -> dict:
+    """``alexnet train`` as a user runs it, in a subprocess: wall time, and the share spent in training steps."""
+    ds = data.prepared("jpeg")
+    out = data.work / f"run-{arch}"
+    shutil.rmtree(out, ignore_errors=True)
+    cache = data.work / f"inductor-{arch}"  # an empty compile cache: the run compiles as a first run does
+    shutil.rmtree(cache, ignore_errors=True)
+    cmd = [sys.executable, "-m", "alexnet", "train", "--data", str(ds.path), "--arch", arch,
+           "--epochs", str(s.epochs), "--batch-size", str(s.batch), "--device", s.device,
+           "--workers", str(s.workers), "--out", str(out), "--quiet"]
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache),
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise RuntimeError(f"alexnet train exited {proc.returncode}: " + " | ".join(tail))
+    import yaml
+
+    resolved = yaml.safe_load((out / "resolved.yaml").read_text())
+    with open(out / "metrics.csv", newline="") as f:
+        epochs = list(csv.DictReader(f))
+    summary = json.loads((out / "summary.json").read_text())
+    per_epoch = int(resolved["steps_per_epoch"]) * int(resolved["batch_per_process"]) * int(resolved["world_size"])
+    train_s = [per_epoch / float(e["images_per_s"]) for e in epochs]
+    images = per_epoch * len(epochs)
+    return {"images_per_s": images / wall, "wall_s": round(wall, 2), "run_s": round(float(summary["seconds"]), 2),
+            "train_steps_s": round(sum(train_s), 2), "first_epoch_train_s": round(train_s[0], 2),
+            "train_share": round(sum(train_s) / wall, 4), "epochs": len(epochs),
+            "steps": int(summary.get("steps", 0)), "batch": s.batch, "train_images": per_epoch,
+            "val_top1_err": summary.get("val_top1_err"), "precision": resolved["precision"],
+            "channels_last": resolved["channels_last"], "compile": resolved["compile"],
+            "decode": resolved.get("jpeg_decoder"), "compile_cache": "empty (as a first run)",
+            "command": " ".join(["alexnet", *cmd[3:]])}
+
+
+# ---------------------------------------------------------------------------------------------- table
+def _note(name: str, r: dict) -> str:
+    if "error" in r:
+        return "FAILED: " + r["error"]
+    if name.startswith("train/"):
+        return (f"{r['epochs']} epoch{'s' * (r['epochs'] != 1)} of {r['train_images']:,} images in {r['wall_s']:.1f} s "
+                f"wall; training steps {r['train_steps_s']:.1f} s ({100 * r['train_share']:.0f}%), of which the first "
+                f"epoch{' (compilation)' if r['compile'] else ''} {r['first_epoch_train_s']:.1f} s")
+    parts = []
+    if name.startswith("loader/"):
+        parts.append(f"{r['batches']} batches in {r['seconds']:.1f} s")
+    elif name == "baseline":
+        parts.append("torchvision alexnet, pytorch/examples loop, fp32")
+    else:
+        if r.get("compile_s") is not None:
+            parts.append(f"first step {r['compile_s']:.1f} s (compiles)")
+        elif r.get("first_step_s") is not None:
+            parts.append(f"first step {r['first_step_s']:.1f} s")
+    if r.get("decode"):
+        parts.append(f"decode {r['decode']}")
+    return "; ".join(p for p in parts if p)
+
+
+def table(results: dict) -> str:
+    m, st = results["machine"], results["settings"]
+    where = m.get("gpu") or m["cpu"]
+    lines = [f"GPU suite: {where}, {m['cpus']} CPUs, torch {m['torch']}, torchvision {m['torchvision']}, "
+             f"{m['date']}; device {st['device']}, batch {st['batch']}, {st['steps']} timed steps after "
+             f"{st['warmup']} warm-up, {results['data']['images']:,} Imagenette images"
+             + (" (quick)" if st["quick"] else ""),
+             f"{'row':<30} {'images/s':>10} {'% synth':>8} {'x base':>7}  notes"]
+    for name, r in results["rows"].items():
+        rate = f"{r['images_per_s']:>10,.0f}" if "images_per_s" in r else f"{'-':>10}"
+        synth = f"{100 * r['vs_synthetic']:>7.0f}%" if r.get("vs_synthetic") is not None else f"{'':>8}"
+        base = f"{r['vs_baseline']:>7.2f}" if r.get("vs_baseline") is not None else f"{'':>7}"
+        lines.append(f"{name:<30} {rate} {synth} {base}  {_note(name, r)}")
+    lines.append(f"total {results['total_seconds']:.0f} s (budget on a GPU: {BUDGET_S} s)")
+    return "\n".join(lines)
+
+
+def _ratios(rows: dict) -> None:
+    base = rows.get("baseline", {}).get("images_per_s")
+    for name, r in rows.items():
+        parts = name.split("/")
+        if len(parts) != 3 or "images_per_s" not in r:
+            continue
+        synth = rows.get(f"{parts[0]}/{parts[1]}/synthetic", {}).get("images_per_s")
+        r["vs_synthetic"] = round(r["images_per_s"] / synth, 3) if synth else None
+        r["vs_baseline"] = round(r["images_per_s"] / base, 3) if base else None
+
+
+# ---------------------------------------------------------------------------------------------- main
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--json", metavar="PATH", help="write the results as JSON here (after every row)")
+    ap.add_argument("--rows", metavar="NAMES", help="comma-separated row names or patterns (default: all)")
+    ap.add_argument("--device", default="auto", help="auto, cuda or cpu")
+    ap.add_argument("--quick", action="store_true", help="tiny settings (a smoke test: under a minute on a CPU)")
+    ap.add_argument("--data", metavar="DIR", help=f"folder holding {TAR} (default: ../shared/data, else data/gpu-bench)")
+    ap.add_argument("--cache", metavar="DIR", help="keep the extracted and prepared images here between runs")
+    ap.add_argument("--pack", metavar="DIR", nargs="?", const=str(PACK_DIR),
+                    help=f"only write DIR/{TAR} with the first --images images (default DIR: data/gpu-bench) and exit")
+    ap.add_argument("--images", type=int, help="Imagenette images to use (CUDA 4000, quick 2000; CPU 640, quick 40)")
+    ap.add_argument("--batch", type=int, help="batch size (CUDA 256; CPU 64, quick 8)")
+    ap.add_argument("--steps", type=int, help="timed steps per row (CUDA 60, quick 20; CPU 8, quick 1)")
+    ap.add_argument("--warmup", type=int, help="untimed steps first (CUDA 10, quick 5; CPU 2, quick 1)")
+    ap.add_argument("--seconds", type=float, help="seconds per loader row (CUDA 3, quick 1; CPU 4, quick 0.3)")
+    ap.add_argument("--epochs", type=int, help="epochs of the end-to-end run (CUDA 5, quick 2; CPU 1)")
+    ap.add_argument("--workers", type=int, help="loader workers (default: this process's CPUs)")
+    ap.add_argument("--models", help=f"comma-separated (default {','.join(MODELS)})")
+    ap.add_argument("--modes", help="comma-separated eager,compiled (default: both on CUDA, eager on a CPU)")
+    ap.add_argument("--e2e-arch", default="alexnet", help="model of the end-to-end run (default alexnet)")
+    args = ap.parse_args(argv)
+
+    if args.pack:
+        src = find_tar(args.data if args.data else str(SHARED))
+        pack(src, Path(args.pack), args.images or 4000)
+        return 0
+
+    start = time.perf_counter()
+    device = runtime.resolve_device(args.device)
+    cuda = device.type == "cuda"
+    s = settings_for(args, device)
+    names = select(row_names(s, cuda), args.rows, cuda)
+    tar = find_tar(args.data)
+    machine = machine_info(device)
+    results: dict = {"machine": machine, "settings": asdict(s), "data": {"tar": str(tar), "images": s.images},
+                     "rows": {}, "complete": False, "total_seconds": 0.0}
+    print(f"machine: {machine}\nrows: {', '.join(names)}", flush=True)
+
+    def save() -> None:
+        results["total_seconds"] = round(time.perf_counter() - start, 1)
+        _ratios(results["rows"])
+        if args.json:
+            write_json(Path(args.json), results)
+
+    def record(name: str, row: dict) -> None:
+        results["rows"][name] = row
+        save()
+        rate = f"{row['images_per_s']:,.0f} images/s" if "images_per_s" in row else ""
+        print(f"  {name:<30} {rate:>18}  {_note(name, row)}  [{time.perf_counter() - start:.0f} s]", flush=True)
+
+    work = Path(args.cache) if args.cache else Path(tempfile.mkdtemp(prefix="alexnet-bench-gpu-"))
+    work.mkdir(parents=True, exist_ok=True)
+    data = Data(tar, work, s.images, s.workers)
+    try:
+        for arch in s.models:
+            for mode in s.modes:
+                wanted = [d for d in DATA if f"{arch}/{mode}/{d}" in names]
+                if not wanted:
+                    continue
+                try:
+                    for name, row in model_rows(arch, mode, wanted, data, s, device):
+                        record(name, row)
+                except Exception as e:  # a failed row says why, and the suite goes on
+                    for d in wanted:
+                        if f"{arch}/{mode}/{d}" not in results["rows"]:
+                            record(f"{arch}/{mode}/{d}", {"error": f"{type(e).__name__}: {e}"})
+        for name in names:
+            if name.startswith("loader/"):
+                run = lambda name=name: loader_row(name.split("/", 1)[1], data, s, device)  # noqa: E731
+            elif name == "baseline":
+                run = lambda: baseline_row(data, s, device)  # noqa: E731
+            elif name.startswith("train/"):
+                run = lambda name=name: e2e_row(name.split("/", 1)[1], data, s, device)  # noqa: E731
+            else:
+                continue
+            try:
+                record(name, run())
+            except Exception as e:
+                record(name, {"error": f"{type(e).__name__}: {e}"})
+        results["data"]["prepare_seconds"] = data.prepare_seconds
+        results["data"]["images"] = len(next(iter(data._prepared.values()))) if data._prepared else s.images
+        results["complete"] = True
+        save()
+    finally:
+        if not args.cache:
+            shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(table(results))
+    if args.json:
+        print(f"wrote {args.json}")
+    failed = [n for n, r in results["rows"].items() if "error" in r]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
