@@ -56,7 +56,9 @@ def test_sigkill_mid_epoch_then_resume_gives_bitwise_equal_weights(tmp_path):
     assert a.returncode == 0, a.stderr
 
     proc = _start(*ARGS, "--out", str(tmp_path / "b"), cwd=tmp_path)
-    _wait_for(proc, "epoch 2/2  step 2/9")
+    # Checkpoints are written in the background, one at a time: once step 3 is printed, step 2's save
+    # has waited for step 1's write, so last.pt is mid-epoch 2.
+    _wait_for(proc, "epoch 2/2  step 3/9")
     proc.send_signal(signal.SIGKILL)  # no chance to save anything: only the checkpoints already written
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL

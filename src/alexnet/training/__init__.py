@@ -9,8 +9,10 @@
     result.history     # one dict per epoch: train_loss, train_top1_err, val_top1_err, lr, ...
 
 Modules: ``config`` (TrainConfig), ``optim`` (PaperSGD), ``schedule``, ``trainer`` (the loop, train,
-resume), ``checkpoint`` (atomic save, weights_only load), ``metrics`` (device-side sums), ``rundir``
-(metrics.csv, curves.png, TensorBoard), ``progress`` (tqdm or log lines), ``distributed`` (torchrun).
+resume), ``checkpoint`` (atomic save, weights_only load), ``writer`` (the run directory's files written
+on a background thread), ``metrics`` (device-side sums), ``rundir`` (metrics.csv, curves.png,
+TensorBoard), ``resolve`` (what a config becomes on this machine), ``progress`` (tqdm or log lines),
+``distributed`` (torchrun).
 """
 
 from alexnet.training.checkpoint import load_checkpoint, save_checkpoint

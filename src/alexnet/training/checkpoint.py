@@ -12,7 +12,8 @@ pickled object), so that loading it cannot run code:
      "rng": {"torch": [ByteTensor per rank], "cuda": [[ByteTensor per device] per rank]}}
 
 Writing: a temporary file in the same directory, flushed and fsynced, then renamed over the old one (and
-the directory fsynced), so a kill at any moment leaves either the old or the new checkpoint, whole.
+the directory fsynced), so a kill at any moment leaves either the old or the new checkpoint, whole. The
+trainer calls it on its background writer (:mod:`alexnet.training.writer`) with a host copy of the state.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ class Resolved:
     threads: int  # torch's operator threads in this process
     world_size: int
     batch_per_process: int
+    compile_cache: str | None = None  # where torch.compile's caches live (compile_cache_dir), when compiling
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -70,13 +71,52 @@ def resolve(c: TrainConfig, dist: DistContext) -> Resolved:
     return Resolved(device=device, precision=c.precision if c.precision != "auto" else ("bf16" if cuda else "fp32"),
                     compile=c.compile if c.compile is not None else cuda, channels_last=bool(channels_last),
                     crop_size=c.crop_size or info.input_size, pixel_std=info.pixel_std, threads=threads,
-                    world_size=dist.world_size, batch_per_process=c.batch_size // dist.world_size)
+                    world_size=dist.world_size, batch_per_process=c.batch_size // dist.world_size,
+                    compile_cache=compile_cache_dir() if (c.compile if c.compile is not None else cuda) else None)
+
+
+def compile_cache_dir() -> str:
+    """Where torch.compile keeps what it compiled (inductor's FX graph cache, AOTAutograd's cache, Triton's
+    kernels), so that the next run on this machine loads it instead of compiling again (40 s for the
+    paper's net on an H200; docs/TRAINING.md): ``$TORCHINDUCTOR_CACHE_DIR`` if set, else torch's own
+    default, ``<tmp>/torchinductor_<user>``, which lasts across runs but not necessarily across reboots."""
+    path = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not path:
+        try:
+            from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+        except ImportError:  # an older torch: its default was the same
+            import getpass
+            import tempfile
+
+            def default_cache_dir() -> str:
+                return os.path.join(tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}")
+        path = default_cache_dir()
+    return os.path.abspath(path)
+
+
+def enable_compile_caches() -> None:
+    """Inductor's FX graph cache and AOTAutograd's cache on (recent torch's defaults; older ones had
+    them off), unless the environment says otherwise (``TORCHINDUCTOR_FX_GRAPH_CACHE=0``,
+    ``TORCHINDUCTOR_AUTOGRAD_CACHE=0``)."""
+    from torch._inductor import config as inductor
+
+    if "TORCHINDUCTOR_FX_GRAPH_CACHE" not in os.environ:
+        inductor.fx_graph_cache = True
+    try:
+        from torch._functorch import config as functorch
+    except ImportError:
+        return
+    if hasattr(functorch, "enable_autograd_cache") and "TORCHINDUCTOR_AUTOGRAD_CACHE" not in os.environ:
+        functorch.enable_autograd_cache = True
 
 
 def apply(r: Resolved) -> None:
-    """The process-wide settings of a resolved run: torch's threads, cuDNN's autotuner and TF32."""
+    """The process-wide settings of a resolved run: torch's threads, cuDNN's autotuner and TF32, the
+    compile caches."""
     if torch.get_num_threads() != r.threads:
         torch.set_num_threads(r.threads)
+    if r.compile:
+        enable_compile_caches()
     if r.device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
         torch.backends.cuda.matmul.allow_tf32 = True

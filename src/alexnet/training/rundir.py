@@ -2,8 +2,9 @@
 
     config.yaml          the TrainConfig as asked for (what ``--resume`` reads back: ``device: auto``
                          chooses again on the machine that resumes)
-    resolved.yaml        what that config became on this machine (device, precision, compile,
-                         channels_last, crop, threads, processes, steps, warm-up, versions)
+    resolved.yaml        what that config became on this machine (device, precision, compile and
+                         its cache folder, channels_last, crop, threads, processes, steps, warm-up,
+                         versions)
     metrics.csv          one row per epoch (METRIC_COLUMNS; errors as fractions; ``stalled`` is 1 for an
                          epoch at chance level)
     curves.png           loss and errors (in percent) against epochs

@@ -11,7 +11,9 @@ top-1/top-5 hits are added to sums that stay on the device. The host reads them 
 (``log_interval`` steps), which is also when a non-finite loss is noticed; on a CPU there is nothing to
 overlap, so it looks at every step. Each epoch ends with a validation pass (centre crop), a row in
 ``metrics.csv`` and the ``last`` checkpoint; the run ends with the paper's 10-crop evaluation and the
-weights as ``.safetensors``.
+weights as ``.safetensors``. Checkpoints, metrics.csv and curves.png are written from a host copy on a
+background thread while training goes on (:mod:`alexnet.training.writer`: one write in flight, each
+file still atomic; the run waits for the last one before it returns).
 
 Exact resume: a checkpoint holds the weights, the optimizer's velocities, the schedule's state, the
 position (epoch, batch), the partial epoch's sums and every process's RNG state; the loader rebuilds the
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -52,6 +55,7 @@ from alexnet.training.optim import build_optimizer
 from alexnet.training.resolve import apply as apply_resolved
 from alexnet.training.resolve import resolve
 from alexnet.training.schedule import CHANCE_MARGIN, build_schedule
+from alexnet.training.writer import BackgroundWriter, host_copy
 
 STALLED_LOSS_TOLERANCE = 0.02
 """An epoch whose training loss is within this share of a constant guess's loss is at chance level."""
@@ -155,6 +159,7 @@ class Trainer:
         if state is not None:
             self._load_state(state)
         self.tb = None
+        self.writes = BackgroundWriter()  # rank 0's files, written while training goes on
         self._stall_reported: set[str] = set()  # "dead" / "plateau": each said once
 
     def _build_data(self, c: TrainConfig, dataset, val_dataset) -> None:
@@ -255,10 +260,11 @@ class Trainer:
             torch.cuda.set_rng_state(cudas[self.dist.rank % len(cudas)], self.device)
 
     def state_dict(self) -> dict:
-        """The checkpoint (plain tensors and primitives only)."""
-        return {
+        """The checkpoint (plain tensors and primitives only): a copy on the host that training does not
+        change (so that it can be written while training goes on)."""
+        return host_copy({
             "config": self.config.to_dict(),
-            "model": {k: v.detach().cpu() for k, v in self.module.state_dict().items()},
+            "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "position": {"epoch": self.epoch, "batch": self.batch, "step": self.step},
@@ -272,7 +278,7 @@ class Trainer:
             "arch": self.config.arch,
             "model_options": dict(self.config.model_options),
             "classes": self.classes,
-        }
+        })
 
     def _load_state(self, state: dict) -> None:
         self.module.load_state_dict(state["model"])
@@ -292,11 +298,16 @@ class Trainer:
                               f"{self.dist.world_size}: the data order stays, the dropout masks differ")
         self._rng_to_restore = state.get("rng")
 
-    def save(self, name: str = rundir.LAST) -> Path | None:
-        state = self.state_dict()  # on every rank (the RNG gather is a collective)
+    def save(self, name: str = rundir.LAST, *, then: list | None = None) -> Path | None:
+        """Checkpoint ``name``: every rank gathers the state (the RNG gather is a collective); rank 0
+        writes it on the background writer, after the previous write has finished (whose error is raised
+        here), then the ``(name, write)`` steps of ``then``. Returns the path being written."""
+        self.writes.wait()
+        state = self.state_dict()
         path = None
         if self.main and self.run_dir is not None:
-            path = ckpt.save_checkpoint(state, self.run_dir / name)
+            path = self.run_dir / name
+            self.writes.submit((name, lambda: ckpt.save_checkpoint(state, path)), *(then or []))
         self.dist.barrier()
         return path
 
@@ -335,6 +346,7 @@ class Trainer:
             stop = bool(flags[0] > 0)
             bad = None if math.isinf(float(flags[1])) else int(-float(flags[1]))
         if bad is not None:
+            self.writes.close(report=_say_error)  # the checkpoint in flight (a good one) lands first
             last = ""
             if self.run_dir is not None and (self.run_dir / rundir.LAST).exists():
                 last = f"; the last good checkpoint is {self.run_dir / rundir.LAST}"
@@ -461,16 +473,21 @@ class Trainer:
         self.epoch, self.batch = self.epoch + 1, 0
         self.meter.reset()
         self.epoch_seconds = self.epoch_train_seconds = 0.0
-        self.save()
-        if self.main and self.run_dir is not None:
-            if improved:
-                ckpt.link_checkpoint(self.run_dir / rundir.LAST, self.run_dir / rundir.BEST)
-            rundir.write_metrics_csv(self.run_dir / "metrics.csv", self.history)
-            rundir.write_curves(self.run_dir / "curves.png", self.history,
-                                title=f"{self.config.arch} on {self.data_desc}")
-            if self.tb is not None:
-                self.tb.log_epoch(row)
+        self.save(then=self._epoch_files(improved))
+        if self.tb is not None:
+            self.tb.log_epoch(row)
         return row
+
+    def _epoch_files(self, improved: bool) -> list:
+        """What the writer does after the epoch's checkpoint: ``best`` linked to it, ``metrics.csv`` and
+        ``curves.png`` (from a copy of the history: drawing it can take as long as a small epoch's
+        training steps on a GPU, docs/TRAINING.md)."""
+        if not self.main or self.run_dir is None:
+            return []
+        d, history, title = self.run_dir, [dict(r) for r in self.history], f"{self.config.arch} on {self.data_desc}"
+        best = [(rundir.BEST, lambda: ckpt.link_checkpoint(d / rundir.LAST, d / rundir.BEST))] if improved else []
+        return [*best, ("metrics.csv", lambda: rundir.write_metrics_csv(d / "metrics.csv", history)),
+                ("curves.png", lambda: rundir.write_curves(d / "curves.png", history, title=title))]
 
     def _stalled(self, train: dict) -> bool:
         """True when a whole epoch after the first (and after any warm-up) trained at chance level: the
@@ -589,12 +606,14 @@ class Trainer:
             result = TrainResult(config=c, run_dir=self.run_dir, history=list(self.history),
                                  interrupted=interrupted, model=self.module)
             if interrupted:
+                self.writes.wait()  # the checkpoint is on disk before the run says so
                 self.progress.log(f"{interrupted}: stopped at epoch {self.epoch + 1}, batch {self.batch} "
                                   f"(step {self.step}); checkpoint saved"
                                   + (f"; continue with: alexnet train --resume {self.run_dir}"
                                      if self.run_dir is not None else ""))
                 return result
             result.final = self._finish()
+            self.writes.wait()
             result.final["seconds"] = time.perf_counter() - t_start
             if self.main and self.run_dir is not None:
                 result.weights = self.run_dir / rundir.WEIGHTS
@@ -602,6 +621,7 @@ class Trainer:
             self.module.eval()
             return result
         finally:
+            self.writes.close(report=_say_error)  # on an error's way out: wait, and say a failed write
             self.stop.restore()
             self.progress.close()
             if self.tb is not None:
@@ -652,6 +672,10 @@ class Trainer:
             self.progress.log(f"weights: {self.run_dir / rundir.WEIGHTS}")
         self.dist.barrier()
         return final
+
+
+def _say_error(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------- API

@@ -1,0 +1,130 @@
+"""What the trainer's files cost the training thread, and what torch.compile's cache saves a second run.
+
+    python benchmarks/writes.py [--device cpu|cuda] [--arch alexnet] [--draws 5] [--compile ARCH]
+
+- ``curves.png`` drawn for a 90-epoch history (matplotlib, Agg), and ``metrics.csv`` written, each
+  ``--draws`` times (the first draw also imports matplotlib);
+- the checkpoint of ``--arch`` with its optimizer's momentum: what training waits for with background
+  writes (the host copy: :func:`alexnet.training.writer.host_copy`, through pinned memory on CUDA)
+  against the write in line (``save_checkpoint``: torch.save, fsync, rename) that it replaced;
+- with ``--compile ARCH``: two ``alexnet train`` runs of one step with ``compile=True`` in fresh
+  processes sharing an empty ``TORCHINDUCTOR_CACHE_DIR``: their wall times and inductor's FX graph and
+  AOTAutograd cache hits (the second run should load what the first compiled).
+
+Files go to a temporary folder on the file system of ``--dir`` (default: the system's temporary folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from alexnet.models import create_model  # noqa: E402
+from alexnet.training import checkpoint as ckpt  # noqa: E402
+from alexnet.training import rundir  # noqa: E402
+from alexnet.training.optim import build_optimizer  # noqa: E402
+from alexnet.training.writer import host_copy  # noqa: E402
+
+
+def history(epochs: int = 90) -> list[dict]:
+    return [{"epoch": e + 1, "train_loss": 2.3 * 0.97 ** e, "train_top1_err": 0.9 * 0.97 ** e,
+             "train_top5_err": 0.5 * 0.97 ** e, "val_top1_err": 0.9 * 0.975 ** e, "val_top5_err": 0.5 * 0.975 ** e,
+             "lr": 0.01, "images_per_s": 1000.0, "seconds": 10.0, "stalled": 0} for e in range(epochs)]
+
+
+def timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def files(folder: Path, draws: int) -> dict:
+    h = history()
+    curves = [timed(lambda: rundir.write_curves(folder / "curves.png", h, title="alexnet on data")) for _ in range(draws)]
+    csv = [timed(lambda: rundir.write_metrics_csv(folder / "metrics.csv", h)) for _ in range(draws)]
+    return {"curves_png_s": [round(t, 3) for t in curves], "metrics_csv_s": [round(t, 4) for t in csv]}
+
+
+def checkpoint(folder: Path, arch: str, device: torch.device, repeats: int = 3) -> dict:
+    model = create_model(arch, num_classes=1000).to(device)
+    opt = build_optimizer("paper", model, lr=0.01, momentum=0.9, weight_decay=5e-4)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()  # the momentum buffers exist
+    live = {"model": model.state_dict(), "optimizer": opt.state_dict()}
+    copy_s, write_s = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        state = host_copy(live)
+        copy_s.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ckpt.save_checkpoint(state, folder / "last.pt")
+        write_s.append(time.perf_counter() - t)
+    return {"arch": arch, "device": str(device), "megabytes": round((folder / "last.pt").stat().st_size / 1e6),
+            "host_copy_s": [round(t, 3) for t in copy_s], "save_checkpoint_s": [round(t, 3) for t in write_s]}
+
+
+_RUN = textwrap.dedent("""
+    import json, sys
+    from alexnet.data import ArrayDataset
+    from alexnet.data.demo import make_demo_images
+    from alexnet.models import model_info
+    from alexnet.training import TrainConfig, train
+    from torch._dynamo.utils import counters
+    arch, device, out = sys.argv[1:4]
+    size = model_info(arch).input_size
+    images, labels, classes = make_demo_images(64, size + size // 8, seed=3, num_classes=4)
+    train(TrainConfig(arch=arch, crop_size=size, epochs=1, batch_size=16, val_split=0.25, warmup_epochs=0,
+                      max_steps=1, compile=True, ten_crop=False, device=device, out=out),
+          dataset=ArrayDataset(images, labels, classes=classes), progress=False)
+    print(json.dumps({**counters["inductor"], **counters["aot_autograd"]}))
+""")
+
+
+def compile_cache(folder: Path, arch: str, device: str) -> dict:
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    runs = []
+    for run in ("first", "second"):
+        t = time.perf_counter()
+        p = subprocess.run([sys.executable, "-c", _RUN, arch, device, str(folder / run)], env=env,
+                           capture_output=True, text=True)
+        if p.returncode:
+            raise SystemExit(f"the {run} run failed:\n{p.stderr[-2000:]}")
+        counts = json.loads(p.stdout.strip().splitlines()[-1])
+        runs.append({"run": run, "wall_s": round(time.perf_counter() - t, 1),
+                     **{k: v for k, v in counts.items() if "cache" in k}})
+    return {"arch": arch, "device": device, "runs": runs}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--arch", default="alexnet", help="the model whose checkpoint is timed")
+    ap.add_argument("--draws", type=int, default=5)
+    ap.add_argument("--compile", metavar="ARCH", help="also time two compiled runs of ARCH (see above)")
+    ap.add_argument("--dir", default=None, help="where the files go (a temporary folder in it)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        folder = Path(tmp)
+        out = {"torch": torch.__version__, "files": files(folder, args.draws),
+               "checkpoint": checkpoint(folder, args.arch, torch.device(args.device))}
+        if args.compile:
+            out["compile_cache"] = compile_cache(folder, args.compile, args.device)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""Files written in the background: training goes on during a write, one write at a time, none lost, the
+same files as writes in line, and a failed write is an error on the training thread."""
+
+import csv
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from alexnet.data import ArrayDataset
+from alexnet.data.demo import make_demo_images
+from alexnet.training import TrainConfig, load_checkpoint, rundir, train
+from alexnet.training import checkpoint as ckpt
+from alexnet.training.trainer import Trainer
+from alexnet.training.writer import BackgroundWriter, WriteError, host_copy
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    images, labels, classes = make_demo_images(64, 36, seed=3, num_classes=4)
+    return ArrayDataset(images, labels, classes=classes)
+
+
+def _config(out, **kw):
+    # 48 training images in batches of 16: 3 steps per epoch
+    base = dict(arch="cifar_4layer", crop_size=32, epochs=2, batch_size=16, val_split=0.25, lr=0.01,
+                warmup_epochs=0, ten_crop=False, out=str(out), log_interval=1)
+    return TrainConfig(**{**base, **kw})
+
+
+# ------------------------------------------------------------------------------------------ the pieces
+def test_host_copy_is_a_copy_with_the_same_strides():
+    w = torch.randn(4, 3, 5, 5).to(memory_format=torch.channels_last)
+    state = {"model": {"w": w}, "optimizer": {"state": {0: {"momentum_buffer": w * 2}}, "param_groups": [{"lr": 1}]},
+             "history": [{"epoch": 1}], "rng": (torch.get_rng_state(),), "step": 3}
+    copy = host_copy(state)
+    before = w.clone()
+    w.add_(1)
+    state["history"].append({"epoch": 2})
+    state["history"][0]["epoch"] = 9
+    assert torch.equal(copy["model"]["w"], before) and copy["model"]["w"].stride() == w.stride()
+    assert copy["history"] == [{"epoch": 1}] and copy["step"] == 3 and isinstance(copy["rng"], tuple)
+    assert copy["optimizer"]["param_groups"] == [{"lr": 1}]
+
+
+def test_the_writer_runs_one_job_at_a_time_in_order():
+    writes, done, running, most = BackgroundWriter(), [], [0], [0]
+
+    def job(i):
+        def write():
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            time.sleep(0.02)
+            done.append(i)
+            running[0] -= 1
+        return write
+
+    for i in range(4):
+        writes.submit((f"file {i}", job(i)))
+        assert done == list(range(i))  # submit waited for the previous job, and only for that one
+    writes.close()
+    assert done == [0, 1, 2, 3] and most[0] == 1 and not writes.busy
+
+
+def test_a_failed_job_is_raised_at_the_next_wait_in_one_line_or_reported():
+    def full_disk():
+        raise OSError(28, "No space left on device", "/runs/x/.last.pt.tmp1")
+
+    writes = BackgroundWriter()
+    writes.submit(("last.pt", full_disk), ("metrics.csv", lambda: pytest.fail("ran after a failed step")))
+    with pytest.raises(WriteError) as e:
+        writes.wait()
+    assert str(e.value) == "writing last.pt failed: [Errno 28] No space left on device: '/runs/x/.last.pt.tmp1'"
+    writes.wait()  # said once
+    said = []
+    writes.submit(("curves.png", full_disk))
+    writes.close(report=said.append)  # on the way out of another error: said, not raised
+    assert said == ["error: writing curves.png failed: [Errno 28] No space left on device: "
+                    "'/runs/x/.last.pt.tmp1'"]
+
+
+# ------------------------------------------------------------------------------------------ in a run
+def test_training_goes_on_while_a_checkpoint_is_written(tmp_path, tiny, monkeypatch):
+    real_save, real_step = ckpt.save_checkpoint, Trainer.train_step
+    writing, stepped = threading.Event(), threading.Event()
+    saved, went_on, running, most = [], [], [0], [0]
+
+    def slow_save(state, path):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        if state["position"]["step"] == 1:  # the first write lasts until the training thread takes a step
+            writing.set()
+            went_on.append(stepped.wait(timeout=60))
+            writing.clear()
+        saved.append(state["position"]["step"])
+        try:
+            return real_save(state, path)
+        finally:
+            running[0] -= 1
+
+    def step(self, x, y):
+        real_step(self, x, y)
+        if writing.is_set():
+            stepped.set()
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", slow_save)
+    monkeypatch.setattr(Trainer, "train_step", step)
+    r = train(_config(tmp_path / "run", checkpoint_interval=1), dataset=tiny, progress=False)
+    assert went_on == [True]  # a step ran while the write was under way
+    assert saved == [1, 2, 3, 4, 5, 6] and most[0] == 1  # every checkpoint, one at a time, in order
+    assert load_checkpoint(r.run_dir / "last.pt")["position"] == {"epoch": 2, "batch": 0, "step": 6}
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_a_failed_checkpoint_write_stops_the_run_with_one_line(tmp_path, tiny, monkeypatch, epochs):
+    def full_disk(state, path):
+        raise OSError(28, "No space left on device", str(path))
+
+    real_step, steps = Trainer.train_step, []
+
+    def step(self, x, y):
+        real_step(self, x, y)
+        steps.append(self.step)
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", full_disk)
+    monkeypatch.setattr(Trainer, "train_step", step)
+    with pytest.raises(WriteError) as e:
+        train(_config(tmp_path / "run", epochs=epochs), dataset=tiny, progress=False)
+    assert str(e.value).startswith("writing last.pt failed: [Errno 28] No space left on device")
+    assert "\n" not in str(e.value)
+    # raised at the next wait (the next epoch's checkpoint, or the end of the run): training went on
+    assert steps == list(range(1, 3 * epochs + 1))
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_a_failed_curves_write_is_named(tmp_path, tiny, monkeypatch):
+    def broken(path, history, title=""):
+        raise ValueError("cannot draw")
+
+    monkeypatch.setattr(rundir, "write_curves", broken)
+    with pytest.raises(WriteError, match=r"^writing curves.png failed: cannot draw$"):
+        train(_config(tmp_path / "run", epochs=1), dataset=tiny, progress=False)
+    assert (tmp_path / "run" / "last.pt").is_file() and (tmp_path / "run" / "metrics.csv").is_file()
+
+
+def _same(a, b, where=""):
+    """Equal nested state; the times a run measures may differ."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b) and a.dtype == b.dtype and a.stride() == b.stride(), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            if k not in ("epoch_seconds", "epoch_train_seconds", "seconds", "images_per_s"):
+                _same(a[k], b[k], f"{where}/{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{where}/{i}")
+    else:
+        assert a == b, where
+
+
+def test_the_files_are_those_that_writes_in_line_give(tmp_path, tiny, monkeypatch):
+    out = tmp_path / "run"
+    cfg = _config(out, epochs=3, checkpoint_interval=2)
+    train(cfg, dataset=tiny, progress=False)
+    background = out.rename(tmp_path / "background")
+
+    def in_line(self, *steps):
+        for _, write in steps:
+            write()
+
+    monkeypatch.setattr(BackgroundWriter, "submit", in_line)
+    train(cfg, dataset=tiny, progress=False)
+    for name in ("last.pt", "best.pt"):
+        _same(load_checkpoint(background / name), load_checkpoint(out / name), name)
+    timing = {"images_per_s", "seconds"}
+    rows = [[{k: v for k, v in row.items() if k not in timing} for row in csv.DictReader(open(d / "metrics.csv"))]
+            for d in (background, out)]
+    assert rows[0] == rows[1] and len(rows[0]) == 3
+    assert (background / "curves.png").stat().st_size > 0
+
+
+def test_the_writes_benchmark_runs(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "writes.py"
+    p = subprocess.run([sys.executable, str(script), "--device", "cpu", "--arch", "cifar_4layer", "--draws", "1",
+                        "--dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert len(out["files"]["curves_png_s"]) == 1 and len(out["checkpoint"]["host_copy_s"]) == 3
+    assert list(tmp_path.iterdir()) == []  # its temporary folder is gone
