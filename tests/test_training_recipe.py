@@ -15,7 +15,8 @@ from alexnet.experiments.ablations import _subset
 from alexnet.experiments.images import stratified_subset
 from alexnet.training import TrainConfig, train
 
-pytestmark = pytest.mark.slow
+# minutes on 2 idle cores; more on busy ones: above the suite's 15-minute limit per test
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2700)]
 LN10 = math.log(10)
 
 
