@@ -11,6 +11,11 @@ Rows (``--rows`` takes a comma-separated list of these names, or shell patterns 
   ``jpeg`` (over ``--format jpeg``, decoded on the GPU on CUDA): images/s of
   :meth:`alexnet.training.Trainer.train_step` as ``alexnet train`` builds it (batch 256; bf16 autocast and
   channels_last on CUDA, as the trainer resolves them), and the share of that model's synthetic rate;
+- ``MODEL/VARIANT/synthetic``: the opt-in speed switches of the trainer, on synthetic data, compared with
+  the mode they modify (``% synth`` is the ratio to that mode's synthetic row): ``cudagraphs``
+  (``--compile-mode reduce-overhead``: the compiled step replayed from CUDA graphs), and for the two-tower
+  ``alexnet`` the grouped convolutions run as ``split`` (one convolution per group) or ``nchw`` (NCHW
+  inside the channels_last net) instead of cuDNN's grouped kernel (``--grouped-conv``; eager);
 - ``loader/raw``, ``loader/jpeg-gpu``, ``loader/jpeg-cpu``: the ``Loader`` alone (no training step),
   the same batches on the same device;
 - ``baseline``: ``torchvision.models.alexnet`` trained by the pytorch/examples ImageNet loop, as in
@@ -67,6 +72,13 @@ MODELS = ("alexnet", "alexnet_owt")
 DATA = ("synthetic", "raw", "jpeg")
 LOADER_ROWS = ("raw", "jpeg-gpu", "jpeg-cpu")
 BUDGET_S = 360  # issue 11: the whole suite in at most 6 minutes on one GPU
+# The trainer's settings of each mode; the variants run on synthetic data only, against their base mode.
+MODE_CONFIG = {"eager": {"compile": False}, "compiled": {"compile": True},
+               "cudagraphs": {"compile": True, "compile_mode": "reduce-overhead"},
+               "split": {"compile": False, "grouped_conv": "split"},
+               "nchw": {"compile": False, "grouped_conv": "nchw"}}
+VARIANT_BASE = {"cudagraphs": "compiled", "split": "eager", "nchw": "eager"}
+GROUPED = ("alexnet",)  # the models with grouped convolutions (split / nchw apply)
 
 
 @dataclass
@@ -93,7 +105,7 @@ def settings_for(args, device: torch.device) -> Settings:
     else:
         batch, steps, warmup, seconds, images, epochs = (8, 1, 1, 0.3, 40, 1) if args.quick \
             else (64, 8, 2, 4.0, 640, 1)
-    modes = ("eager", "compiled") if cuda else ("eager",)
+    modes = ("eager", "compiled", "cudagraphs", "split", "nchw") if cuda else ("eager",)
     return Settings(device=str(device), batch=args.batch or batch, steps=args.steps or steps,
                     warmup=args.warmup if args.warmup is not None else warmup, seconds=args.seconds or seconds,
                     images=args.images or images, epochs=args.epochs or epochs,
@@ -105,7 +117,9 @@ def settings_for(args, device: torch.device) -> Settings:
 
 def row_names(s: Settings, cuda: bool) -> list[str]:
     """Every row this device can run, in table order."""
-    names = [f"{m}/{mode}/{d}" for m in s.models for mode in s.modes for d in DATA]
+    names = [f"{m}/{mode}/{d}" for m in s.models for mode in s.modes
+             for d in (DATA if mode not in VARIANT_BASE else ("synthetic",))
+             if mode not in ("split", "nchw") or m in GROUPED]
     names += [f"loader/{k}" for k in LOADER_ROWS if cuda or k != "jpeg-gpu"]
     return names + ["baseline", f"train/{s.e2e_arch}"]
 
@@ -213,11 +227,13 @@ def trainer_loader(trainer, ds) -> Loader:
 def model_rows(arch: str, mode: str, wanted: list[str], data: Data, s: Settings, device: torch.device):
     """Rows ``arch/mode/*``: one trainer (compiled once), timed on each wanted data source in turn."""
     main_fmt = "raw" if "raw" in wanted else "jpeg"
+    changes = dict(MODE_CONFIG[mode])
     trainer = train_bench.make_trainer(data.prepared(main_fmt), arch, batch=s.batch, device=s.device,
-                                       workers=s.workers, compile_=mode == "compiled")
+                                       workers=s.workers, compile_=changes.pop("compile"), **changes)
     r = trainer.resolved
     common = {"batch": s.batch, "steps": s.steps, "warmup": s.warmup, "precision": r.precision,
-              "channels_last": r.channels_last, "compile": r.compile, "workers": s.workers}
+              "channels_last": r.channels_last, "compile": r.compile, "compile_mode": r.compile_mode,
+              "grouped_conv": r.grouped_conv, "workers": s.workers}
     try:
         for kind in DATA:
             if kind not in wanted:
@@ -354,7 +370,8 @@ def _ratios(rows: dict) -> None:
         parts = name.split("/")
         if len(parts) != 3 or "images_per_s" not in r:
             continue
-        synth = rows.get(f"{parts[0]}/{parts[1]}/synthetic", {}).get("images_per_s")
+        mode = VARIANT_BASE.get(parts[1], parts[1])  # a variant: against the mode it modifies
+        synth = rows.get(f"{parts[0]}/{mode}/synthetic", {}).get("images_per_s")
         r["vs_synthetic"] = round(r["images_per_s"] / synth, 3) if synth else None
         r["vs_baseline"] = round(r["images_per_s"] / base, 3) if base else None
 
@@ -378,7 +395,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, help="epochs of the end-to-end run (CUDA 5, quick 2; CPU 1)")
     ap.add_argument("--workers", type=int, help="loader workers (default: this process's CPUs)")
     ap.add_argument("--models", help=f"comma-separated (default {','.join(MODELS)})")
-    ap.add_argument("--modes", help="comma-separated eager,compiled (default: both on CUDA, eager on a CPU)")
+    ap.add_argument("--modes", help="comma-separated of eager, compiled, cudagraphs, split, nchw (default: all on "
+                    "CUDA, eager on a CPU)")
     ap.add_argument("--e2e-arch", default="alexnet", help="model of the end-to-end run (default alexnet)")
     args = ap.parse_args(argv)
 

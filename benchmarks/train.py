@@ -116,15 +116,16 @@ def _batches(loader):
 
 
 def make_trainer(dataset, arch: str, *, batch: int, device: str, workers: int | None,
-                 compile_: bool | None = None) -> Trainer:
+                 compile_: bool | None = None, **changes) -> Trainer:
     """A Trainer (no run directory) as ``alexnet train`` would build it for this model, batch and device:
-    precision, channels_last and (when ``compile_`` is None) compilation as it resolves them."""
+    precision, channels_last and (when ``compile_`` is None) compilation as it resolves them; ``changes``:
+    other TrainConfig fields (``compile_mode``, ``grouped_conv``)."""
     if compile_:
         # Dynamo's cache outlives the model: a new batch size after another would be compiled as a dynamic
         # shape, which the trainer (one batch size per run) never runs.
         torch._dynamo.reset()
     config = TrainConfig(arch=arch, batch_size=batch, val_split=0.0, ten_crop=False, device=device,
-                         workers=workers, compile=compile_, epochs=1)
+                         workers=workers, compile=compile_, epochs=1, **changes)
     trainer = Trainer(config, dataset=dataset, run_dir=None, progress=False, handle_signals=False)
     trainer.train_model.train()
     return trainer

@@ -384,3 +384,31 @@ def test_lrn_compiles_to_one_kernel_forward_and_one_backward():
     kernels = [set(re.findall(r"\b(cpp_fused_\w+|triton_\w+) = ", code)) for code in codes]
     assert len(codes) == 2 and all(len(k) == 1 for k in kernels), kernels  # forward graph, backward graph
     torch.testing.assert_close(y, F.local_response_norm(x, 5, alpha=1e-4, beta=0.75, k=2.0), rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_grouped_convolutions_compute_the_same_however_they_run(channels_last):
+    """cudnn (groups), nchw and split: the same outputs and gradients from the same parameters."""
+    from alexnet.models import GroupedConv2d, set_grouped_conv
+
+    torch.manual_seed(0)
+    model = create_model("alexnet", num_classes=10)
+    keys = {k: v.shape for k, v in model.state_dict().items()}
+    assert keys["features.conv2.weight"] == (256, 48, 5, 5)  # the weights stay those of a grouped conv
+    assert sum(isinstance(m, GroupedConv2d) for m in model.modules()) == 3
+    x = torch.randn(2, 3, 224, 224)
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    out, grads = {}, {}
+    for impl in ("cudnn", "nchw", "split"):
+        set_grouped_conv(model, impl)
+        model.zero_grad()
+        y = model.eval()(x)
+        y.square().sum().backward()
+        out[impl], grads[impl] = y.detach(), model.features.conv4.weight.grad.clone()
+        assert {k: v.shape for k, v in model.state_dict().items()} == keys
+    for impl in ("nchw", "split"):
+        torch.testing.assert_close(out[impl], out["cudnn"], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(grads[impl], grads["cudnn"], rtol=1e-4, atol=1e-4 * float(grads["cudnn"].abs().max()))
+    with pytest.raises(BadOptionError, match="grouped_conv must be one of"):
+        set_grouped_conv(model, "fast")

@@ -46,6 +46,8 @@ def test_demo_recipe_and_its_departures_are_stated():
     ({"precision": "fp8"}, "--precision"),
     ({"init": "xavier"}, "--init must be one of"),
     ({"device": "gpu"}, "--device"),
+    ({"grouped_conv": "fast"}, "--grouped-conv must be one of"),
+    ({"compile_mode": "turbo"}, "--compile-mode must be one of"),
     ({"arch": "resnet"}, "unknown model"),
     ({"model_options": {"towers": 3}}, "towers must be 1 or 2"),
     ({"model_options": {"nope": 1}}, "no option 'nope'"),

@@ -324,6 +324,7 @@ def test_the_run_directory_says_what_ran(tmp_path, tiny):
     assert ran["crop_size"] == 32 and ran["batch_per_process"] == 16 and ran["world_size"] == 1
     assert ran["steps_per_epoch"] == 3 and ran["total_steps"] == 2 and ran["warmup_steps"] == 0
     assert ran["threads"] == torch.get_num_threads() and ran["torch"] == torch.__version__
+    assert ran["compile_mode"] == "default" and ran["grouped_conv"] == "cudnn"
     assert ran["compile_cache"] is None  # not compiled (test_training_compile_cache.py: compiled)
 
 
@@ -335,3 +336,17 @@ def test_the_paper_net_stays_nchw_on_a_cpu():
     owt = resolve(TrainConfig(arch="alexnet_owt", device="cpu"), DistContext())
     assert not paper.channels_last and owt.channels_last  # grouped convolutions are slower in NHWC here
     assert paper.crop_size == 224 and owt.pixel_std is not None and paper.pixel_std is None
+
+
+@pytest.mark.slow
+def test_the_speed_switches_compute_the_same(tmp_path, tiny):
+    """--compile-mode reduce-overhead (CUDA graphs on a GPU) gives the losses of the plain run: a speed
+    setting, not a recipe change (--grouped-conv: tests/test_models.py)."""
+    def losses(**kw):
+        r = train(_config(tmp_path / str(len(kw)) / "_".join(map(str, kw.values())), epochs=1,
+                          val_split=0.0, **kw), dataset=tiny, progress=False)
+        return r.history[-1]["train_loss"]
+
+    eager, compiled = losses(compile=False), losses(compile=True)
+    assert losses(compile=True, compile_mode="reduce-overhead") == pytest.approx(compiled, rel=1e-6)
+    assert compiled == pytest.approx(eager, rel=1e-2)  # fused kernels round differently, nothing more

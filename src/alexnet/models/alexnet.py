@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from alexnet.errors import BadOptionError
-from alexnet.models.layers import CeilPad2d, LocalResponseNorm, make_activation
+from alexnet.models.layers import CeilPad2d, GroupedConv2d, LocalResponseNorm, make_activation
 from alexnet.models.registry import register_model
 
 
@@ -86,14 +86,14 @@ class AlexNet(nn.Module):
             ("conv1", nn.Conv2d(3, w1, kernel_size=11, stride=4, groups=g1)),  # (B, 96, 55, 55)
             ("act1", make_activation(c.activation)),
             *block(1),  # (B, 96, 27, 27)
-            ("conv2", nn.Conv2d(w1, w2, kernel_size=5, padding=2, groups=g2)),  # (B, 256, 27, 27)
+            ("conv2", GroupedConv2d(w1, w2, kernel_size=5, padding=2, groups=g2)),  # (B, 256, 27, 27)
             ("act2", make_activation(c.activation)),
             *block(2),  # (B, 256, 13, 13)
             ("conv3", nn.Conv2d(w2, w3, kernel_size=3, padding=1, groups=g3)),  # (B, 384, 13, 13)
             ("act3", make_activation(c.activation)),
-            ("conv4", nn.Conv2d(w3, w4, kernel_size=3, padding=1, groups=g4)),  # (B, 384, 13, 13)
+            ("conv4", GroupedConv2d(w3, w4, kernel_size=3, padding=1, groups=g4)),  # (B, 384, 13, 13)
             ("act4", make_activation(c.activation)),
-            ("conv5", nn.Conv2d(w4, w5, kernel_size=3, padding=1, groups=g5)),  # (B, 256, 13, 13)
+            ("conv5", GroupedConv2d(w4, w5, kernel_size=3, padding=1, groups=g5)),  # (B, 256, 13, 13)
             ("act5", make_activation(c.activation)),
             ("pool5", pool()),  # (B, 256, 6, 6)
         ]

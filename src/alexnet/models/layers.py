@@ -55,6 +55,48 @@ def local_response_norm(x: torch.Tensor, size: int, alpha: float, beta: float, k
     return (a / (window * alpha + k).pow(beta)).to(x.dtype)
 
 
+GROUPED_CONV_IMPLS = ("cudnn", "nchw", "split")
+
+
+class GroupedConv2d(nn.Conv2d):
+    """A grouped convolution (the paper's two towers: conv2, conv4, conv5) with a choice of how it runs.
+
+    - ``"cudnn"``: one convolution with ``groups`` (in whatever memory format the input has);
+    - ``"nchw"``: the same in NCHW even inside a channels_last net (cuDNN slices channels for grouped
+      convolutions in NHWC), converted back afterwards;
+    - ``"split"``: one convolution per group on its slice of the channels, concatenated (as two GPUs did).
+    All three compute the same function from the same parameters (same names, same shapes): the choice
+    is a speed setting (:func:`set_grouped_conv`), not part of the model or its weights.
+    """
+
+    impl = "cudnn"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.groups == 1 or self.impl == "cudnn":
+            return super().forward(x)
+        if self.impl == "nchw":
+            nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+            y = super().forward(x.contiguous())
+            return y.contiguous(memory_format=torch.channels_last) if nhwc else y
+        xs = x.chunk(self.groups, dim=1)
+        ws = self.weight.chunk(self.groups, dim=0)
+        bs = self.bias.chunk(self.groups) if self.bias is not None else [None] * self.groups
+        return torch.cat([F.conv2d(xi, wi, bi, self.stride, self.padding, self.dilation)
+                          for xi, wi, bi in zip(xs, ws, bs, strict=True)], dim=1)
+
+
+def set_grouped_conv(model: nn.Module, impl: str) -> nn.Module:
+    """Run every :class:`GroupedConv2d` of ``model`` as ``impl`` (see there); returns ``model``."""
+    if impl not in GROUPED_CONV_IMPLS:
+        from alexnet.errors import BadOptionError
+
+        raise BadOptionError(f"grouped_conv must be one of {', '.join(GROUPED_CONV_IMPLS)}, got {impl!r}")
+    for m in model.modules():
+        if isinstance(m, GroupedConv2d):
+            m.impl = impl
+    return model
+
+
 class CeilPad2d(nn.Module):
     """Zero-pad the right and bottom edges so that a following conv uses cuda-convnet's size rule.
 

@@ -29,6 +29,8 @@ from alexnet.training.optim import OPTIMIZERS
 from alexnet.training.schedule import SCHEDULES
 
 PRECISIONS = ("auto", "fp32", "bf16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+GROUPED_CONVS = ("cudnn", "nchw", "split")  # alexnet.models.layers.GROUPED_CONV_IMPLS
 MEAN_MODES = ("image", "channel")
 
 
@@ -119,6 +121,13 @@ class TrainConfig:
     """``auto`` (bf16 autocast on CUDA, fp32 on CPU), ``fp32`` or ``bf16`` (autocast)."""
     compile: bool | None = None
     """``torch.compile`` the model; None: on for CUDA, off for CPU."""
+    compile_mode: str = "default"
+    """``torch.compile`` mode when compiling: ``default``; ``reduce-overhead`` captures the model's steps in
+    CUDA graphs (the host launches a step in microseconds); ``max-autotune`` also tries more kernels."""
+    grouped_conv: str = "cudnn"
+    """How the grouped convolutions (the two towers' conv2, conv4, conv5) run: ``cudnn`` (one convolution
+    with groups), ``nchw`` (the same in NCHW inside a channels_last net) or ``split`` (one convolution per
+    group). The same function and weights; only the speed differs."""
     channels_last: bool | None = None
     """NHWC memory format; None: on for CUDA, and on a CPU for nets without grouped convolutions."""
     out: str | None = None
@@ -178,6 +187,8 @@ class TrainConfig:
         one_of("optimizer", OPTIMIZERS)
         one_of("schedule", SCHEDULES)
         one_of("precision", PRECISIONS)
+        one_of("compile_mode", COMPILE_MODES)
+        one_of("grouped_conv", GROUPED_CONVS)
         one_of("mean", MEAN_MODES)
         one_of("init", INITS)
         if self.optimizer == "nesterov" and self.momentum == 0:

@@ -26,6 +26,8 @@ class Resolved:
     device: torch.device
     precision: str  # "bf16" (autocast) or "fp32"
     compile: bool  # torch.compile
+    compile_mode: str  # its mode ("default", "reduce-overhead": CUDA graphs, ...)
+    grouped_conv: str  # how conv2/4/5 of the two-tower nets run (alexnet.models.layers.GroupedConv2d)
     channels_last: bool  # NHWC model and batches
     crop_size: int
     pixel_std: tuple[float, float, float] | None  # the model's normalisation after the mean (0..255 units)
@@ -69,7 +71,8 @@ def resolve(c: TrainConfig, dist: DistContext) -> Resolved:
     threads = runtime.cpu_share() if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ \
         else torch.get_num_threads()
     return Resolved(device=device, precision=c.precision if c.precision != "auto" else ("bf16" if cuda else "fp32"),
-                    compile=c.compile if c.compile is not None else cuda, channels_last=bool(channels_last),
+                    compile=c.compile if c.compile is not None else cuda, compile_mode=c.compile_mode,
+                    grouped_conv=c.grouped_conv, channels_last=bool(channels_last),
                     crop_size=c.crop_size or info.input_size, pixel_std=info.pixel_std, threads=threads,
                     world_size=dist.world_size, batch_per_process=c.batch_size // dist.world_size,
                     compile_cache=compile_cache_dir() if (c.compile if c.compile is not None else cuda) else None)

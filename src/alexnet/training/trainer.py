@@ -42,7 +42,7 @@ from torch import nn
 from alexnet import runtime
 from alexnet.errors import UserError
 from alexnet.files import write_atomic
-from alexnet.models import create_model
+from alexnet.models import create_model, set_grouped_conv
 from alexnet.models.init import initialize
 from alexnet.progress import Progress, TrainingProgress
 from alexnet.training import checkpoint as ckpt
@@ -194,6 +194,7 @@ class Trainer:
         torch.manual_seed(c.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
         self.module = initialize(create_model(c.arch, num_classes=len(self.classes), **c.model_options),
                                  c.init).to(self.device)
+        set_grouped_conv(self.module, r.grouped_conv)
         if r.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
         torch.manual_seed(c.seed + self.dist.rank)  # dropout masks differ between ranks
@@ -203,8 +204,9 @@ class Trainer:
 
             model = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         # torch.compile the DDP-wrapped model (DDP's graph breaks let gradient all-reduce overlap backward)
-        self.train_model = torch.compile(model) if r.compile else model
-        self.eval_model = torch.compile(self.module) if r.compile else self.module
+        mode = None if r.compile_mode == "default" else r.compile_mode
+        self.train_model = torch.compile(model, mode=mode) if r.compile else model
+        self.eval_model = torch.compile(self.module, mode=mode) if r.compile else self.module
 
     def _build_optimization(self, c: TrainConfig) -> None:
         """Optimizer, lr schedule (with the warm-up and the chance level it watches) and the step meter."""
@@ -559,6 +561,8 @@ class Trainer:
               f"; {self.device}, {self.resolved.precision}"
               f"{', channels_last' if self.resolved.channels_last else ''}"
               f"{', compiled' if self.resolved.compile else ''}"
+              f"{f' ({self.resolved.compile_mode})' if self.resolved.compile and self.resolved.compile_mode != 'default' else ''}"
+              f"{f', grouped convolutions {self.resolved.grouped_conv}' if self.resolved.grouped_conv != 'cudnn' else ''}"
               f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}"
               f"{f', {torch.get_num_threads()} threads' if self.device.type == 'cpu' else ''}")
         if self.demo:
