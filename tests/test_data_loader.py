@@ -341,3 +341,24 @@ def test_array_dataset_get_uint8_is_a_copy(coords):
     img[...] = 0
     assert coords.get_uint8(3)[5, 5, 0] == 50
     assert [c["name"] for c in coords.classes] == [str(i) for i in range(7)]
+
+
+def test_batch_gather_equals_image_by_image(shared_data, tmp_path, coords):
+    """The CUDA path gathers a batch of stored images in one vectorised copy per shard: the same bytes as
+    reading them one by one, in the batch's order, across shards, with repeats."""
+    src = tmp_path / "src"
+    with tarfile.open(shared_data / "imagenet-samples.tar.gz") as tf:
+        for m in [m for m in tf if m.isreg()][:9]:
+            (src / m.name).parent.mkdir(parents=True, exist_ok=True)
+            (src / m.name).write_bytes(tf.extractfile(m).read())
+    raw = PreparedDataset(prepare_dataset(src / "imagenet-samples", tmp_path / "raw", size=32, format="raw",
+                                          shard_size=4, workers=1, progress=False).path)
+    assert len(raw.meta["shards"]) == 3
+    for ds in (raw, coords):
+        items = np.array([8, 0, 5, 5, 3, 1, 7][: len(ds)])
+        out = np.zeros((len(items), ds.size, ds.size, 3), np.uint8)
+        ds.gather_pixels(items, out)
+        assert all(np.array_equal(out[j], ds.get_uint8(int(i))) for j, i in enumerate(items))
+        loader = Loader(ds, 7, train=False, crop_size=ds.size - 2, workers=1)
+        host, layout = loader._host_images(items)
+        assert layout == "hwc" and np.array_equal(host.numpy(), out)

@@ -229,6 +229,15 @@ class PreparedDataset:
         """Image ``i`` as a uint8 (S, S, 3) tensor *view* of the shard (format "raw" only)."""
         return self._shard(int(self._index["shard"][i]))[int(self._index["local"][i])]
 
+    def gather_pixels(self, items: np.ndarray, out: np.ndarray) -> None:
+        """Images ``items`` (format "raw") into ``out``, uint8 (N, S, S, 3): one vectorised copy per shard
+        the batch touches, no Python per image (the loader's CUDA path gathers whole batches so)."""
+        items = np.asarray(items, dtype=np.int64)
+        shards, local = self._index["shard"][items], self._index["local"][items]
+        for s in np.unique(shards):
+            pos = np.flatnonzero(shards == s)
+            out[pos] = self._shard(int(s)).numpy()[local[pos]]
+
     def jpeg(self, i: int) -> torch.Tensor:
         """The JPEG bytes of image ``i`` as a 1-D uint8 tensor view (format "jpeg" only)."""
         off = int(self._index["offset"][i])
