@@ -26,3 +26,19 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    """OMP_NUM_THREADS=1: the trainer then leaves torch's thread count alone (shared CI cores)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """64 generated 36px images of 4 classes, in memory: the trainer's tests' data."""
+    from alexnet.data import ArrayDataset
+    from alexnet.data.demo import make_demo_images
+
+    images, labels, classes = make_demo_images(64, 36, seed=3, num_classes=4)
+    return ArrayDataset(images, labels, classes=classes)

@@ -18,17 +18,7 @@ from alexnet.training.rundir import METRIC_COLUMNS
 from alexnet.training.trainer import label_chance
 from alexnet.weights import read_weights
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    # The trainer leaves the thread count alone when OMP_NUM_THREADS is set (shared CI cores).
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    images, labels, classes = make_demo_images(64, 36, seed=3, num_classes=4)
-    return ArrayDataset(images, labels, classes=classes)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny: tests/conftest.py
 
 
 def _config(tmp_path, **kw):

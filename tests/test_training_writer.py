@@ -12,23 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet.data import ArrayDataset
-from alexnet.data.demo import make_demo_images
 from alexnet.training import TrainConfig, load_checkpoint, rundir, train
 from alexnet.training import checkpoint as ckpt
 from alexnet.training.trainer import Trainer
 from alexnet.training.writer import BackgroundWriter, WriteError, host_copy
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    images, labels, classes = make_demo_images(64, 36, seed=3, num_classes=4)
-    return ArrayDataset(images, labels, classes=classes)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny: tests/conftest.py
 
 
 def _config(out, **kw):
