@@ -53,7 +53,11 @@ def test_the_papers_literal_recipe_dies_on_ten_classes(tmp_path, imagenette, mon
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     r = _run(tmp_path, imagenette, progress=True, epochs=3, warmup_epochs=0)
     first, *later = r.history
-    assert first["stalled"] == 0 and all(row["stalled"] for row in later), r.history
-    assert all(abs(row["train_loss"] - LN10) < 0.05 for row in later), r.history
+    assert first["train_loss"] > 2 * LN10 and first["stalled"] == 0, r.history  # the overshoot
+    # Then a constant guess's loss. Whether an epoch is exactly at chance (stalled = 1) or a few points
+    # below it (a handful of fc7 units survive) varies with the last bits of the arithmetic; that fc7 is
+    # dead does not, and the run says so once either way.
+    assert all(abs(row["train_loss"] - LN10) < 0.06 and row["train_top1_err"] > 0.8 for row in later), r.history
     out = capsys.readouterr().out
     assert out.count("warning: the network is dead and will not learn") == 1, out
+    assert "of the last hidden layer's units respond to an image" in out, out

@@ -59,6 +59,9 @@ from alexnet.training.writer import BackgroundWriter, host_copy
 
 STALLED_LOSS_TOLERANCE = 0.02
 """An epoch whose training loss is within this share of a constant guess's loss is at chance level."""
+DEAD_CHECK_TOLERANCE = 0.05
+"""An epoch whose training loss is within this share of a constant guess's has the last hidden layer
+looked at: a net whose ReLUs died can keep a few units and a hair better than chance (docs/RECIPE.md)."""
 DEAD_UNITS = 0.05
 """Below this share of the last hidden layer's units responding to any image, a net at chance is dead."""
 PROBE_IMAGES = 64
@@ -461,12 +464,13 @@ class Trainer:
                "seconds": self.epoch_seconds, "stalled": int(self._stalled(train))}
         # The paper's schedule watches the validation error; without validation data, the training error.
         self.schedule.end_epoch(row["val_top1_err"] if val is not None else row["train_top1_err"])
-        if row["stalled"]:
+        near = self._near_chance(train, DEAD_CHECK_TOLERANCE) and "dead" not in self._stall_reported
+        if row["stalled"] or near:
             alive = self._last_hidden_alive()
-            kind = "dead" if alive is not None and alive < DEAD_UNITS else "plateau"
-            if kind not in self._stall_reported:
+            kind = "dead" if alive is not None and alive < DEAD_UNITS else "plateau" if row["stalled"] else None
+            if kind is not None and kind not in self._stall_reported:
                 self._stall_reported.add(kind)
-                self.progress.log(self._stalled_message(train, alive))
+                self.progress.log(self._stalled_message(train, alive, at_chance=bool(row["stalled"])))
         self.history.append(row)
         improved = val is not None and (self.best["val_top1_err"] is None
                                          or val["top1_err"] < self.best["val_top1_err"])
@@ -491,18 +495,19 @@ class Trainer:
         return [*best, ("metrics.csv", lambda: rundir.write_metrics_csv(d / "metrics.csv", history)),
                 ("curves.png", lambda: rundir.write_curves(d / "curves.png", history, title=title))]
 
+    def _near_chance(self, train: dict, tolerance: float) -> bool:
+        """An epoch after the first (and after any warm-up) whose training loss is within ``tolerance``
+        (a share) of a constant guess's (a loss far above it is an overshoot, not a dead net)."""
+        if self.epoch < 1 or self.step - self.steps_per_epoch < self.warmup_steps or math.isnan(train["loss"]):
+            return False
+        return abs(train["loss"] - self.train_chance["loss"]) <= tolerance * self.train_chance["loss"]
+
     def _stalled(self, train: dict) -> bool:
         """True when a whole epoch after the first (and after any warm-up) trained at chance level: the
-        loss that of a constant guess (within 2%: a loss far above it is an overshoot, not a dead net)
-        and the error at chance (docs/RECIPE.md, "A run that is dead says so")."""
-        if self.epoch < 1 or self.step - self.steps_per_epoch < self.warmup_steps:
-            return False
-        loss, err = train["loss"], train["top1_err"]
-        if math.isnan(loss):
-            return False
-        chance = self.train_chance
-        return abs(loss - chance["loss"]) <= STALLED_LOSS_TOLERANCE * chance["loss"] \
-            and err >= chance["err"] - CHANCE_MARGIN
+        loss that of a constant guess (within 2%) and the error at chance (docs/RECIPE.md, "A run that is
+        dead says so")."""
+        return self._near_chance(train, STALLED_LOSS_TOLERANCE) and \
+            train["top1_err"] >= self.train_chance["err"] - CHANCE_MARGIN
 
     @torch.no_grad()
     def _last_hidden_alive(self) -> float | None:
@@ -527,11 +532,12 @@ class Trainer:
         h = seen["x"].float().flatten(1)
         return float((h != 0).any(0).float().mean())
 
-    def _stalled_message(self, train: dict, alive: float | None) -> str:
+    def _stalled_message(self, train: dict, alive: float | None, at_chance: bool = True) -> str:
         c = self.config
-        at = (f"in epoch {self.epoch + 1} the training loss was {train['loss']:.4f}, that of a constant guess "
+        at = (f"in epoch {self.epoch + 1} the training loss was {train['loss']:.4f}, "
+              f"{'that' if at_chance else 'near that'} of a constant guess "
               f"({self.train_chance['loss']:.4f}; ln {len(self.classes)} = {math.log(len(self.classes)):.4f}), "
-              f"and the top-1 error {100 * train['top1_err']:.2f}% is at chance")
+              f"and the top-1 error {100 * train['top1_err']:.2f}% is {'at' if at_chance else 'near'} chance")
         units = "" if alive is None else f" ({alive:.1%} of the last hidden layer's units respond to an image)"
         if alive is not None and alive < DEAD_UNITS:
             return (f"warning: the network is dead and will not learn: {at}. Its ReLUs died{units}, most likely "
