@@ -23,12 +23,12 @@ def test_a_compiled_run_turns_the_caches_on_and_names_their_folder(tmp_path, mon
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
     for name in ("TORCHINDUCTOR_FX_GRAPH_CACHE", "TORCHINDUCTOR_AUTOGRAD_CACHE"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(inductor, "fx_graph_cache", False)
-    monkeypatch.setattr(functorch, "enable_autograd_cache", False)
     r = resolve(TrainConfig(arch="cifar_4layer", device="cpu", compile=True), DistContext())
     assert r.compile_cache == str(tmp_path / "cache") and r.to_dict()["compile_cache"] == r.compile_cache
-    apply(r)
-    assert inductor.fx_graph_cache is True and functorch.enable_autograd_cache is True
+    # torch's config modules restore themselves with patch(); monkeypatch's undo deletes their entries
+    with inductor.patch(fx_graph_cache=False), functorch.patch(enable_autograd_cache=False):
+        apply(r)
+        assert inductor.fx_graph_cache is True and functorch.enable_autograd_cache is True
     assert resolve(TrainConfig(arch="cifar_4layer", device="cpu", compile=False), DistContext()).compile_cache is None
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
     assert os.path.basename(compile_cache_dir()).startswith("torchinductor_")  # torch's own default
