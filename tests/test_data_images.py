@@ -117,3 +117,15 @@ def test_the_loader_and_preprocess_crop_the_same_patches_in_the_same_order(size,
         (x, _), = list(Loader(ds, 3, train=False, crop_size=crop, ten_crop=ten, workers=1))
         expected = pre.crops(torch.from_numpy(images), ten_crop=ten)
         assert x.shape == expected.shape and torch.allclose(x, expected, atol=1e-4), (ten, size, crop)
+
+
+def test_warped_squares_are_the_same_in_prepare_and_predict(photo, tmp_path):
+    """Caffe's squash (``--warp``): predict decodes a large JPEG at the same reduced scale as prepare. A
+    257x256 JPEG squashed to 64 is the case where the shorter-side rule would decode it at full size."""
+    src = tmp_path / "src" / "things"
+    src.mkdir(parents=True)
+    (src / "odd.jpg").write_bytes(_save(photo.resize((257, 256)), "JPEG", quality=95))
+    ds = PreparedDataset(prepare_dataset(tmp_path / "src", tmp_path / "ds", format="raw", size=SIZE, warp=True,
+                                         workers=1, progress=False).path)
+    predicted = Preprocess(resize=SIZE, crop_size=SIZE - 8, warp=True).square(src / "odd.jpg")
+    assert np.array_equal(predicted, ds.get_uint8(0))

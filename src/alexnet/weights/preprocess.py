@@ -31,12 +31,14 @@ from alexnet.errors import UserError
 IMAGENET_MEAN_RGB = (123.675, 116.28, 103.53)
 IMAGENET_STD_RGB = (58.395, 57.12, 57.375)
 
-def load_image(source, *, min_size: int | None = None) -> Image.Image:
+
+def load_image(source, *, min_size: int | None = None, warp: bool = False) -> Image.Image:
     """Open an image as 8-bit RGB with the project's rules (:mod:`alexnet.data.images`: EXIF orientation
     applied, alpha on white, 16-bit scaled), the same as ``prepare``.
 
     ``source``: a path, a PIL image, or a uint8 array (H, W, 3) / (H, W). With ``min_size``, large JPEGs
-    are decoded at a reduced scale that keeps the shorter side >= 2 ``min_size`` (as ``prepare`` does).
+    are decoded at a reduced scale that keeps the shorter side >= 2 ``min_size`` (as ``prepare`` does; with
+    ``warp``, its rule for images it will squash).
     Unreadable files raise :class:`UserError` with the reason in one line.
     """
     if isinstance(source, Image.Image):
@@ -49,7 +51,7 @@ def load_image(source, *, min_size: int | None = None) -> Image.Image:
     if not path.is_file():
         raise UserError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     try:
-        return open_rgb(path, size=min_size)
+        return open_rgb(path, size=min_size, warp=warp)
     except BadImage as e:
         raise UserError(f"{path}: {e}") from None
 
@@ -151,7 +153,7 @@ class Preprocess:
     # --- images -> squares -> crops --------------------------------------------------------------------
     def square(self, image) -> np.ndarray:
         """The ``resize`` x ``resize`` uint8 RGB square of an image, as ``prepare_dataset`` stores it."""
-        return square(load_image(image, min_size=self.resize), self.resize, self.warp)
+        return square(load_image(image, min_size=self.resize, warp=self.warp), self.resize, self.warp)
 
     def _normalizers(self, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The mean to subtract, (3, size, size) or (3, 1, 1), and the std to divide by, (3, 1, 1) or None,
