@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from alexnet.cli.common import pick_device, set_threads
+from alexnet.cli.common import set_threads
 from alexnet.cli.weights_args import add_weights_args, load_from_args, os_errors_as_user_errors
 
 
@@ -37,29 +37,19 @@ def register(sub) -> None:
 
 
 def _init_distributed(device_arg):
-    """(rank, world_size, device, started) from torchrun's environment; a process group if needed."""
-    import torch
-    import torch.distributed as dist
-
+    """(the process group's context, the device) from torchrun's environment, as ``alexnet train`` joins
+    it (:func:`alexnet.training.distributed.init_distributed`); the device checked before joining."""
     from alexnet.runtime import resolve_device
+    from alexnet.training.distributed import init_distributed
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, pick_device(device_arg), False
-    device = resolve_device(device_arg or "auto", local_rank=int(os.environ.get("LOCAL_RANK", "0")))
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    started = False
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        started = True
-    return dist.get_rank(), dist.get_world_size(), device, started
+    under_torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = resolve_device(device_arg or "auto",
+                            local_rank=int(os.environ.get("LOCAL_RANK", "0")) if under_torchrun else None)
+    return init_distributed(device.type), device
 
 
 @os_errors_as_user_errors
 def run(args) -> int:
-    import torch.distributed as dist
-
     from alexnet.errors import UserError
     from alexnet.evaluation.data import open_prepared
     from alexnet.evaluation.evaluate import evaluate
@@ -68,7 +58,8 @@ def run(args) -> int:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     set_threads(args.threads)
     dataset = open_prepared(args.data)
-    rank, world, device, started = _init_distributed(args.device)
+    ctx, device = _init_distributed(args.device)
+    rank, world = ctx.rank, ctx.world_size
     try:
         model = load_from_args(args, device=device)
         data_warp = bool(getattr(dataset, "meta", {}).get("warp", False))
@@ -86,8 +77,7 @@ def run(args) -> int:
         result = evaluate(model, dataset, crops=args.crops, batch_size=args.batch_size, indices=indices,
                           workers=args.workers, rank=rank, world_size=world)
     finally:
-        if started:
-            dist.destroy_process_group()
+        ctx.close()
     if rank != 0:
         return 0
     if args.per_class:
