@@ -34,6 +34,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from alexnet.data.crops import center_offset
+
 RESAMPLE = Image.Resampling.BILINEAR
 DRAFT_MARGIN = 2  # decode JPEGs at no less than this multiple of the output size
 
@@ -147,7 +149,7 @@ def square(img: Image.Image, size: int, warp: bool = False) -> np.ndarray:
         if min(w, h) != size:  # torchvision's Resize(int): the longer side truncated, as int() does
             img = img.resize((size, int(size * h / w)) if w <= h else (int(size * w / h), size), RESAMPLE)
         w, h = img.size
-        left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
+        left, top = center_offset(w, size), center_offset(h, size)
         out = img.crop((left, top, left + size, top + size))
     arr = np.array(out, dtype=np.uint8)  # a writable copy (torch.from_numpy warns on read-only arrays)
     if arr.shape != (size, size, 3):  # pragma: no cover (Pillow always returns this for RGB)

@@ -57,6 +57,7 @@ def resolve(c: TrainConfig, dist: DistContext) -> Resolved:
     """Every choice ``c`` leaves to the machine, made for this process (or a one-line UserError)."""
     device = runtime.resolve_device(c.device, local_rank=dist.local_rank if dist.enabled else None)
     cuda = device.type == "cuda"
+    compile_ = c.compile if c.compile is not None else cuda
     if c.batch_size % dist.world_size:
         raise UserError(f"--batch-size {c.batch_size} must be divisible by the number of processes "
                         f"({dist.world_size}): it is the global batch")
@@ -71,11 +72,11 @@ def resolve(c: TrainConfig, dist: DistContext) -> Resolved:
     threads = runtime.cpu_share() if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ \
         else torch.get_num_threads()
     return Resolved(device=device, precision=c.precision if c.precision != "auto" else ("bf16" if cuda else "fp32"),
-                    compile=c.compile if c.compile is not None else cuda, compile_mode=c.compile_mode,
+                    compile=compile_, compile_mode=c.compile_mode,
                     grouped_conv=c.grouped_conv, channels_last=bool(channels_last),
                     crop_size=c.crop_size or info.input_size, pixel_std=info.pixel_std, threads=threads,
                     world_size=dist.world_size, batch_per_process=c.batch_size // dist.world_size,
-                    compile_cache=compile_cache_dir() if (c.compile if c.compile is not None else cuda) else None)
+                    compile_cache=compile_cache_dir() if compile_ else None)
 
 
 def compile_cache_dir() -> str:

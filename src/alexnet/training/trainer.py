@@ -418,7 +418,7 @@ class Trainer:
         # Validation can take minutes (the 10 crops of a large set): a bar on a terminal, else a line on
         # stderr every 30 s, never a silent phase.
         phase = Progress(len(loader), "validation, 10 crops" if ten_crop else "validation", unit="batch",
-                      enabled=self.progress.enabled)
+                         enabled=self.progress.enabled)
         try:
             tally = evaluate_batches(self.eval_model, loader, num_classes=len(self.classes), ten_crop=ten_crop,
                                      autocast=self._autocast, channels_last=self.resolved.channels_last,
