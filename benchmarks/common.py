@@ -40,6 +40,12 @@ def machine_info(device: torch.device | str | None = None) -> dict:
     return info
 
 
+def sync(device: torch.device | str) -> None:
+    """Wait for the device's queued work (a no-op off CUDA): timings end with it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def write_json(path: Path, payload: dict) -> None:
     """Write ``payload`` with the command line that produced it, complete or not at all (temp + rename)."""
     path = Path(path)

@@ -61,7 +61,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import loader as loader_bench  # noqa: E402
 import train as train_bench  # noqa: E402
-from common import SHARED, machine_info, write_json  # noqa: E402
+from common import SHARED, machine_info, sync, write_json  # noqa: E402
 
 from alexnet import runtime  # noqa: E402
 from alexnet.data import Loader, jpeg, prepare_dataset  # noqa: E402
@@ -199,11 +199,6 @@ class Data:
 
 
 # ---------------------------------------------------------------------------------------------- rows
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _free(device: torch.device) -> None:
     gc.collect()
     if device.type == "cuda":
@@ -269,7 +264,7 @@ def loader_row(kind: str, data: Data, s: Settings, device: torch.device) -> dict
     gen = loader_bench.ours(ds, 1, s.workers, batch=s.batch, device=device, gpu_decode=gpu_decode,
                             channels_last=device.type == "cuda")
     try:
-        r = loader_bench.measure(gen, s.seconds, min_batches=5, sync=lambda: _sync(device))
+        r = loader_bench.measure(gen, s.seconds, min_batches=5, sync=lambda: sync(device))
     finally:
         gen.close()
         _free(device)

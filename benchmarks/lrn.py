@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import machine_info, write_json  # noqa: E402
+from common import machine_info, sync, write_json  # noqa: E402
 
 from alexnet.models import LocalResponseNorm, create_model  # noqa: E402
 from alexnet.runtime import resolve_device  # noqa: E402
@@ -49,11 +49,6 @@ def use(impl: str) -> None:
     torch._dynamo.reset()
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_layer(device, shape, steps: int) -> float:
     """ms per forward + backward of one LRN layer (the paper's constants) on a tensor of ``shape``."""
     lrn = LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
@@ -61,11 +56,11 @@ def time_layer(device, shape, steps: int) -> float:
     x.requires_grad_()
     for _ in range(2):
         lrn(x).sum().backward()
-    _sync(device)
+    sync(device)
     t = time.perf_counter()
     for _ in range(steps):
         lrn(x).sum().backward()
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - t) / steps * 1000
 
 
@@ -92,11 +87,11 @@ def time_step(device, batch: int, steps: int, compile_: bool) -> float:
 
     for _ in range(3 if compile_ else 2):
         step()
-    _sync(device)
+    sync(device)
     t = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
+    sync(device)
     return batch * steps / (time.perf_counter() - t)
 
 

@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import SHARED, machine_info  # noqa: E402
+from common import SHARED, machine_info, sync  # noqa: E402
 
 from alexnet.training import TrainConfig  # noqa: E402
 from alexnet.training.trainer import Trainer  # noqa: E402
@@ -101,11 +101,6 @@ def prepare(folder: Path, dest: Path):
 
 
 # ---------------------------------------------------------------------------------------------- timing
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _batches(loader):
     """Batches forever, epoch after epoch."""
     epoch = 0
@@ -146,14 +141,14 @@ def time_steps(trainer: Trainer, source, *, steps: int, warmup: int) -> dict:
     holds compilation and cuDNN's autotuning), then ``steps`` timed steps ending with a device sync.
     Returns images_per_s, seconds (of the timed steps) and first_step_s."""
     first = None
-    _sync(trainer.device)
+    sync(trainer.device)
     for i in range(warmup):
         t0 = time.perf_counter()
         trainer.train_step(*next(source))
         if i == 0:
-            _sync(trainer.device)
+            sync(trainer.device)
             first = time.perf_counter() - t0
-    _sync(trainer.device)
+    sync(trainer.device)
     t0 = time.perf_counter()
     images = 0
     for _ in range(steps):
@@ -161,7 +156,7 @@ def time_steps(trainer: Trainer, source, *, steps: int, warmup: int) -> dict:
         trainer.train_step(x, y)
         images += len(y)
     trainer.meter.values()  # the once-per-interval read the trainer does anyway
-    _sync(trainer.device)
+    sync(trainer.device)
     seconds = time.perf_counter() - t0
     return {"images_per_s": images / seconds, "seconds": seconds, "first_step_s": first}
 
@@ -216,11 +211,11 @@ def time_baseline(folder: Path, *, batch: int, steps: int, warmup: int, device: 
 
     for _ in range(warmup):
         step(*next(it))
-    _sync(dev)
+    sync(dev)
     t0 = time.perf_counter()
     for _ in range(steps):
         step(*next(it))
-    _sync(dev)
+    sync(dev)
     rate = steps * batch / (time.perf_counter() - t0)
     it.close()  # the worker processes end with the loader, when this function returns
     return rate
