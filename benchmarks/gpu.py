@@ -16,8 +16,12 @@ Rows (``--rows`` takes a comma-separated list of these names, or shell patterns 
   (``--compile-mode reduce-overhead``: the compiled step replayed from CUDA graphs), and for the two-tower
   ``alexnet`` the grouped convolutions run as ``split`` (one convolution per group) or ``nchw`` (NCHW
   inside the channels_last net) instead of cuDNN's grouped kernel (``--grouped-conv``; eager);
-- ``loader/raw``, ``loader/jpeg-gpu``, ``loader/jpeg-cpu``: the ``Loader`` alone (no training step),
-  the same batches on the same device;
+- ``MODEL/compiled/raw-workers`` (CUDA): the ``raw`` row with the loader's earlier CUDA path, each worker
+  thread copying and augmenting its batch on a side stream (``Loader(augment="workers")``), against
+  today's default, where the workers only gather bytes and the training thread copies and augments
+  each batch in one compiled step (``augment="batched"``);
+- ``loader/raw``, ``loader/raw-workers`` (CUDA), ``loader/jpeg-gpu``, ``loader/jpeg-cpu``: the ``Loader``
+  alone (no training step), the same batches on the same device;
 - ``baseline``: ``torchvision.models.alexnet`` trained by the pytorch/examples ImageNet loop, as in
   ``benchmarks/train.py`` (ImageFolder + RandomResizedCrop + DataLoader, torch SGD, a sync per step);
 - ``train/alexnet``: ``alexnet train`` end to end (a subprocess: start-up, compilation with an empty
@@ -69,8 +73,9 @@ from alexnet.data import Loader, jpeg, prepare_dataset  # noqa: E402
 TAR = "imagenette-train.tar.gz"
 PACK_DIR = ROOT / "data" / "gpu-bench"  # /data/ is git-ignored: carry it to the device machine
 MODELS = ("alexnet", "alexnet_owt")
-DATA = ("synthetic", "raw", "jpeg")
-LOADER_ROWS = ("raw", "jpeg-gpu", "jpeg-cpu")
+DATA = ("synthetic", "raw", "jpeg", "raw-workers")
+LOADER_ROWS = ("raw", "raw-workers", "jpeg-gpu", "jpeg-cpu")
+CUDA_ONLY = ("raw-workers", "jpeg-gpu")  # on a CPU the workers augment anyway; nothing decodes on a GPU
 BUDGET_S = 360  # issue 11: the whole suite in at most 6 minutes on one GPU
 # The trainer's settings of each mode; the variants run on synthetic data only, against their base mode.
 MODE_CONFIG = {"eager": {"compile": False}, "compiled": {"compile": True},
@@ -119,8 +124,9 @@ def row_names(s: Settings, cuda: bool) -> list[str]:
     """Every row this device can run, in table order."""
     names = [f"{m}/{mode}/{d}" for m in s.models for mode in s.modes
              for d in (DATA if mode not in VARIANT_BASE else ("synthetic",))
+             if d != "raw-workers" or (cuda and mode == "compiled")
              if mode not in ("split", "nchw") or m in GROUPED]
-    names += [f"loader/{k}" for k in LOADER_ROWS if cuda or k != "jpeg-gpu"]
+    names += [f"loader/{k}" for k in LOADER_ROWS if cuda or k not in CUDA_ONLY]
     return names + ["baseline", f"train/{s.e2e_arch}"]
 
 
@@ -131,7 +137,7 @@ def select(names: list[str], rows: str | None, cuda: bool) -> list[str]:
     for pattern in (p.strip() for p in rows.split(",") if p.strip()):
         hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
         if not hits:
-            why = " (it needs CUDA)" if not cuda and "jpeg-gpu" in pattern else \
+            why = " (it needs CUDA)" if not cuda and any(k in pattern for k in CUDA_ONLY) else \
                 " (on a CPU, add --modes eager,compiled)" if not cuda and "compiled" in pattern else ""
             raise SystemExit(f"--rows: no row matches {pattern!r}{why}; rows: {', '.join(names)}")
         chosen += [n for n in hits if n not in chosen]
@@ -212,11 +218,13 @@ def _decoding(ds, device: torch.device, gpu_decode: bool) -> str | None:
     return f"{'gpu' if gpu_decode else 'cpu'} ({jpeg.decoder(where)})"
 
 
-def trainer_loader(trainer, ds) -> Loader:
-    """The training Loader the trainer would build over ``ds`` (as Trainer._build_data does)."""
+def trainer_loader(trainer, ds, augment: str | None = None) -> Loader:
+    """The training Loader the trainer would build over ``ds`` (as Trainer._build_data does); ``augment``
+    overrides where it augments."""
     c, r = trainer.config, trainer.resolved
     return Loader(ds, r.batch_per_process, train=True, crop_size=r.crop_size, device=trainer.device, seed=c.seed,
-                  mean=c.mean, std=r.pixel_std, workers=c.workers, lighting=c.lighting, channels_last=r.channels_last)
+                  mean=c.mean, std=r.pixel_std, workers=c.workers, lighting=c.lighting, channels_last=r.channels_last,
+                  augment=augment or r.augment, compile=r.compile)
 
 
 def model_rows(arch: str, mode: str, wanted: list[str], data: Data, s: Settings, device: torch.device):
@@ -237,7 +245,9 @@ def model_rows(arch: str, mode: str, wanted: list[str], data: Data, s: Settings,
             if kind == "synthetic":
                 source = train_bench.synthetic_batches(trainer)
             else:
-                loader = trainer.train_loader if kind == main_fmt else trainer_loader(trainer, data.prepared(kind))
+                fmt, augment = ("raw", "workers") if kind == "raw-workers" else (kind, None)
+                loader = trainer.train_loader if kind == main_fmt else \
+                    trainer_loader(trainer, data.prepared(fmt), augment=augment)
                 source = train_bench._batches(loader)
             try:
                 t = train_bench.time_steps(trainer, source, steps=s.steps, warmup=s.warmup)
@@ -259,10 +269,10 @@ def model_rows(arch: str, mode: str, wanted: list[str], data: Data, s: Settings,
 
 def loader_row(kind: str, data: Data, s: Settings, device: torch.device) -> dict:
     """The Loader alone: training batches on the device, nothing consuming them."""
-    ds = data.prepared("raw" if kind == "raw" else "jpeg")
+    ds = data.prepared("raw" if kind.startswith("raw") else "jpeg")
     gpu_decode = kind == "jpeg-gpu"
     gen = loader_bench.ours(ds, 1, s.workers, batch=s.batch, device=device, gpu_decode=gpu_decode,
-                            channels_last=device.type == "cuda")
+                            channels_last=device.type == "cuda", augment="workers" if kind == "raw-workers" else None)
     try:
         r = loader_bench.measure(gen, s.seconds, min_batches=5, sync=lambda: sync(device))
     finally:
@@ -372,7 +382,7 @@ def _ratios(rows: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- main
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", metavar="PATH", help="write the results as JSON here (after every row)")
     ap.add_argument("--rows", metavar="NAMES", help="comma-separated row names or patterns (default: all)")
@@ -393,7 +403,11 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", help="comma-separated of eager, compiled, cudagraphs, split, nchw (default: all on "
                     "CUDA, eager on a CPU)")
     ap.add_argument("--e2e-arch", default="alexnet", help="model of the end-to-end run (default alexnet)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
 
     if args.pack:
         src = find_tar(args.data if args.data else str(SHARED))

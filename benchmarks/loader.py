@@ -97,11 +97,13 @@ def measure(batches, seconds: float, min_batches: int = 5, sync=None) -> dict:
 
 
 def ours(ds: PreparedDataset, repeats: int, workers: int, decoder: str | None = None, *, batch: int = BATCH,
-         device: str | torch.device = "cpu", gpu_decode: bool | None = None, channels_last: bool = False):
+         device: str | torch.device = "cpu", gpu_decode: bool | None = None, channels_last: bool = False,
+         augment: str | None = None):
     """Our Loader's training batches over ``ds`` (repeated ``repeats`` times per epoch), epoch after epoch."""
     jpeg.use(decoder)
     loader = Loader(ds, batch, train=True, crop_size=CROP, indices=np.tile(np.arange(len(ds)), repeats),
-                    workers=workers, device=device, gpu_decode=gpu_decode, channels_last=channels_last)
+                    workers=workers, device=device, gpu_decode=gpu_decode, channels_last=channels_last,
+                    augment=augment)
     epoch = 0
     try:
         while True:

@@ -52,3 +52,21 @@ def test_gpu_suite_pack_data_and_rows(shared_data, tmp_path):
     assert all(r["images_per_s"] > 0 and r["images"] == 20 for r in rows.values())
     proc = run_suite("--device", "cpu", "--data", str(tmp_path / "pack"), "--rows", "loader/jpeg-gpu")
     assert proc.returncode != 0 and "needs CUDA" in proc.stderr
+
+
+def test_gpu_suite_rows_on_cuda():
+    """The rows a GPU runs (no GPU needed to list them): the earlier loader path only beside the compiled
+    step and the loader alone; GPU decoding only there."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    s = gpu.settings_for(gpu.parser().parse_args([]), gpu.torch.device("cuda"))
+    names = gpu.row_names(s, cuda=True)
+    assert [n for n in names if "workers" in n] == ["alexnet/compiled/raw-workers", "alexnet_owt/compiled/raw-workers",
+                                                     "loader/raw-workers"]
+    assert "loader/jpeg-gpu" in names and "alexnet/cudagraphs/synthetic" in names
+    assert not any("workers" in n or "gpu" in n for n in gpu.row_names(s, cuda=False))
+    with pytest.raises(SystemExit, match="needs CUDA"):
+        gpu.select(gpu.row_names(s, cuda=False), "loader/raw-workers", cuda=False)

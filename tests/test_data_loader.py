@@ -140,27 +140,78 @@ def test_cpu_path_equals_the_batched_gpu_path(coords):
     torch.testing.assert_close(t, ref10.contiguous(), atol=1e-4, rtol=1e-5)
 
 
-def test_gpu_stage_of_the_loader_runs_on_cpu_tensors(coords, shared_data, tmp_path):
-    """The loader's CUDA steps (host gather, then the batched device stage), run on CPU tensors, give
-    what the CPU path gives: for pixel and for JPEG datasets, crops and ten crops."""
-    import tarfile as _tar
-
+def _sample_jpegs(shared_data, tmp_path, n: int = 6, size: int = 64, **kw):
     src = tmp_path / "src"
-    with _tar.open(shared_data / "imagenet-samples.tar.gz") as tf:
-        for m in [m for m in tf if m.isreg()][:6]:
+    with tarfile.open(shared_data / "imagenet-samples.tar.gz") as tf:
+        for m in [m for m in tf if m.isreg()][:n]:
             (src / m.name).parent.mkdir(parents=True, exist_ok=True)
             (src / m.name).write_bytes(tf.extractfile(m).read())
-    jpg = prepare_dataset(src / "imagenet-samples", tmp_path / "j", size=64, workers=1, progress=False)
+    return prepare_dataset(src / "imagenet-samples", tmp_path / "prepared", size=size, workers=1, progress=False,
+                           **kw)
+
+
+VIEWS = ({"train": True, "std": [50, 60, 70]}, {"train": True, "channels_last": True, "lighting": 0.5},
+         {"train": False}, {"train": False, "ten_crop": True})
+
+
+def test_batched_augmentation_gives_the_workers_batches(coords, shared_data, tmp_path):
+    """Augmented in one batched step on the consumer's thread (the workers only gather uint8 images:
+    the CUDA default), on CPU tensors: the same batches as the per-image CPU path, for pixel and JPEG
+    datasets, training crops (mirrors, lighting, std, channels_last), centre crops and ten crops, over
+    two epochs, with a partial last batch, and from a mid-epoch start (resume)."""
+    jpg = _sample_jpegs(shared_data, tmp_path, n=7)
+    for ds, crop, batch in ((coords, 16, 12), (jpg, 56, 3)):
+        for kw in VIEWS:
+            per_image = Loader(ds, batch, crop_size=crop, workers=2, **kw)
+            batched = Loader(ds, batch, crop_size=crop, workers=2, augment="batched", **kw)
+            assert batched.augment == "batched" and per_image.augment == "workers"
+            for epoch in (0, 1):
+                per_image.set_epoch(epoch)
+                batched.set_epoch(epoch)
+                want, got = batches(per_image), batches(batched)
+                assert len(got) == len(want) == len(per_image) > 1
+                for (xw, yw), (xg, yg) in zip(want, got, strict=True):
+                    torch.testing.assert_close(xg, xw, atol=2e-4, rtol=1e-5)
+                    assert torch.equal(yg, yw)
+                    assert xg.is_contiguous(memory_format=torch.channels_last) == \
+                        xw.is_contiguous(memory_format=torch.channels_last)
+            batched.set_epoch(1)
+            resumed = [(x.clone(), y.clone()) for x, y in batched.iter_from(1)]
+            assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(resumed, got[1:], strict=True))
+
+
+def test_workers_cuda_stage_runs_on_cpu_tensors(coords, shared_data, tmp_path):
+    """The loader's earlier CUDA path (augment="workers": host gather, then the batched stage in the
+    worker), run on CPU tensors, gives what the CPU path gives: pixel and JPEG datasets, all views."""
+    jpg = _sample_jpegs(shared_data, tmp_path)
     for ds, crop in ((coords, 16), (jpg, 56)):
-        for kw in ({"train": True, "std": [50, 60, 70]}, {"train": False}, {"train": False, "ten_crop": True}):
+        for kw in VIEWS:
             loader = Loader(ds, 6, crop_size=crop, workers=2, **kw)
             x = batches(loader)[0][0]
             batch = next(loader._batches(0))
             images, layout = loader._host_images(batch["items"])
             assert layout == ("chw" if ds is jpg else "hwc")
-            inv = None if loader._inv_std is None else loader._inv_std
-            ref = loader._device_stage(images, layout, batch, loader._mean_hwc, inv)
+            ref = loader._device_stage(images, layout, batch, loader._mean_hwc, loader._inv_std)
             torch.testing.assert_close(x, ref, atol=2e-4, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_batched_augmentation_is_one_kernel_and_the_same(coords):
+    """compile=True: torch.compile makes the whole batched step one kernel (here inductor's C++ backend;
+    Triton on CUDA), and it computes what the eager step computes."""
+    import re
+
+    from torch._inductor.utils import run_and_get_code
+
+    for kw in VIEWS:
+        eager = batches(Loader(coords, 12, crop_size=16, workers=2, augment="batched", **kw))
+        loader = Loader(coords, 12, crop_size=16, workers=2, augment="batched", compile=True, **kw)
+        got, codes = run_and_get_code(lambda loader=loader: batches(loader))
+        kernels = {k for code in codes for k in re.findall(r"\b(cpp_fused_\w+|triton_\w+) = ", code)}
+        assert codes and all(len(re.findall(r"\b(?:cpp_fused_\w+|triton_\w+) = ", c)) == 1 for c in codes), kernels
+        for (xe, ye), (xc, yc) in zip(eager, got, strict=True):
+            torch.testing.assert_close(xc, xe, atol=1e-4, rtol=1e-6)
+            assert torch.equal(yc, ye)
 
 
 def test_channel_mean_and_std():
@@ -304,6 +355,8 @@ def test_bad_options(coords):
         Loader(coords, 4, train=True, crop_size=16, mean="pixel")
     with pytest.raises(UserError, match="rank"):
         Loader(coords, 4, train=True, crop_size=16, rank=2, world_size=2)
+    with pytest.raises(UserError, match="augment"):
+        Loader(coords, 4, train=True, crop_size=16, augment="gpu")
     with pytest.raises(UserError, match="uint8"):
         ArrayDataset(np.zeros((2, 4, 4, 3), np.float32), [0, 1])
 

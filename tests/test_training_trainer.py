@@ -314,7 +314,7 @@ def test_the_run_directory_says_what_ran(tmp_path, tiny):
     assert ran["crop_size"] == 32 and ran["batch_per_process"] == 16 and ran["world_size"] == 1
     assert ran["steps_per_epoch"] == 3 and ran["total_steps"] == 2 and ran["warmup_steps"] == 0
     assert ran["threads"] == torch.get_num_threads() and ran["torch"] == torch.__version__
-    assert ran["compile_mode"] == "default" and ran["grouped_conv"] == "cudnn"
+    assert ran["compile_mode"] == "default" and ran["grouped_conv"] == "cudnn" and ran["augment"] == "workers"
     assert ran["compile_cache"] is None  # not compiled (test_training_compile_cache.py: compiled)
 
 

@@ -10,7 +10,8 @@ then ``/ std`` if given):
 - :func:`normalize_one` / :func:`ten_crop_one`: per image on CPU, writing straight into the batch, so
   a 224x224 crop is converted to float once while it is still in cache (what the CPU loader runs);
 - :func:`normalize_batch` / :func:`ten_crop_batch`: the whole batch at once with gathers, for the
-  GPU (one kernel per step, no Python loop over images). Tests check that both agree.
+  GPU (no Python loop over images); :func:`augment_batch` is the loader's whole batched step, which
+  ``torch.compile`` turns into one kernel. Tests check that both agree.
 """
 
 from __future__ import annotations
@@ -130,3 +131,15 @@ def ten_crop_batch(images: torch.Tensor, mean_hwc: torch.Tensor, crop: int,
     b = torch.arange(n, device=dev).repeat_interleave(10)
     x = _gather(hwc, mean_hwc, b, ys, xs, flip, crop, None, inv_std)
     return x.reshape(n, 10, 3, crop, crop)
+
+
+def augment_batch(images: torch.Tensor, mean_hwc: torch.Tensor, ys: torch.Tensor | None, xs: torch.Tensor | None,
+                  flip: torch.Tensor | None, shift: torch.Tensor | None, inv_std: torch.Tensor | None, *,
+                  crop: int, layout: str, ten_crop: bool, channels_last: bool) -> torch.Tensor:
+    """The loader's batched step on a uint8 batch: :func:`normalize_batch` (or :func:`ten_crop_batch`,
+    which ignores ``ys``, ``xs``, ``flip`` and ``shift``), in the memory format the model wants. Pure
+    tensor code with its choices as keyword constants, so ``torch.compile`` makes it one gather kernel."""
+    if ten_crop:
+        return ten_crop_batch(images, mean_hwc, crop, inv_std, layout).contiguous()
+    x = normalize_batch(images, mean_hwc, ys, xs, flip, crop, shift, inv_std, layout)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()

@@ -8,9 +8,17 @@ is in cache. The heavy calls (JPEG decoding, tensor arithmetic) release the GIL,
 Output buffers are recycled once the consumer has dropped every reference to them (checked with the
 storage's reference count), which saves the page faults of a fresh 77 MB tensor per batch.
 
-On CUDA the worker threads only gather uint8 images into pinned memory (or, for JPEG datasets, hand the
-compressed bytes to nvJPEG via ``decode_jpeg(device="cuda")``, TorchCodec's or torchvision's); the copy,
-crop, mirror, lighting and mean run batched on the GPU on a side stream, overlapping the training step.
+On CUDA (``augment="batched"``, the default there) the worker threads only gather bytes: a batch's
+stored uint8 images into a pinned buffer with one vectorised copy per shard (or, for JPEG datasets, the
+compressed bytes handed to nvJPEG via ``decode_jpeg(device="cuda")``, TorchCodec's or torchvision's).
+The thread that iterates the loader (the training loop's) then issues one host-to-device copy per batch
+on a copy stream, and the whole augmentation (crop, mirror, lighting, mean, std) as one batched step on
+its own stream, ahead of the training step: :func:`~alexnet.data.augment.augment_batch`, compiled into
+one kernel with ``compile=True`` (the trainer does when it compiles the model). The crop offsets,
+mirror flags, lighting shifts and labels of the whole epoch go to the GPU once per epoch. So no worker
+thread launches a kernel or holds the GIL for long, and the training thread launches two per batch.
+``augment="workers"`` is the earlier CUDA path, kept for comparison in ``benchmarks/gpu.py``: each
+worker thread copies and augments its batch on its own side stream.
 
 Order and augmentation come from a per-epoch plan (see :mod:`alexnet.data.augment`); sharding across
 DDP ranks takes a strided share of the epoch's positions:
@@ -33,11 +41,10 @@ import torch
 from alexnet import runtime
 from alexnet.data.augment import (
     PAPER_LIGHTING_STD,
+    augment_batch,
     epoch_plan,
     lighting_shift,
-    normalize_batch,
     normalize_one,
-    ten_crop_batch,
     ten_crop_one,
 )
 from alexnet.data.crops import center_offset
@@ -75,6 +82,44 @@ class _BufferPool:
         return t
 
 
+class _Staging:
+    """The host buffers worker threads gather batches into (pinned on CUDA), used round robin, and the
+    copies of them to the device, issued from the consumer's thread on one copy stream. A buffer is
+    handed out again only once the copy that last read it has finished (its event)."""
+
+    def __init__(self, device: torch.device, count: int, nbytes: int):
+        self.device, self.nbytes = device, nbytes
+        self.cuda = device.type == "cuda"
+        self.bufs: list[torch.Tensor | None] = [None] * count
+        self.events: list = [None] * count
+        self.next = 0
+        self.stream = torch.cuda.Stream(device=device) if self.cuda else None
+
+    def take(self, n_images: int) -> tuple[int, torch.Tensor]:
+        """A free buffer for ``n_images`` of the batch's ``nbytes``: its slot and its first bytes."""
+        slot = self.next
+        self.next = (slot + 1) % len(self.bufs)
+        if self.events[slot] is not None:
+            self.events[slot].synchronize()  # normally long done: that copy was issued a pipeline ago
+        if self.bufs[slot] is None:
+            self.bufs[slot] = torch.empty(self.nbytes, dtype=torch.uint8, pin_memory=self.cuda)
+        return slot, self.bufs[slot]
+
+    def to_device(self, slot: int, host: torch.Tensor) -> torch.Tensor:
+        """``host`` (a view of buffer ``slot``) on the device, ready for the current stream's next kernels."""
+        if not self.cuda:
+            return host.to(self.device)
+        cur = torch.cuda.current_stream(self.device)
+        with torch.cuda.stream(self.stream):
+            images = host.to(self.device, non_blocking=True)
+            if self.events[slot] is None:
+                self.events[slot] = torch.cuda.Event(blocking=True)  # synchronize() sleeps, not spins
+            self.events[slot].record(self.stream)
+        cur.wait_event(self.events[slot])
+        images.record_stream(cur)  # allocated on the copy stream, used on the current one
+        return images
+
+
 class Loader:
     """Batches ``(x, y)`` of ``dataset`` on ``device``: ``x`` float32 (B, 3, C, C), ``y`` int64 (B,).
 
@@ -88,6 +133,10 @@ class Loader:
     epochs are sharded). ``workers``: threads (default: the CPUs this process may use, divided by
     ``LOCAL_WORLD_SIZE`` under torchrun). ``gpu_decode``: decode JPEG datasets on the GPU (default:
     when ``device`` is CUDA). ``channels_last``: return ``x`` in channels-last memory format.
+    ``augment``: where the augmentation runs: ``"workers"`` (each worker thread its share of the batch;
+    the default on a CPU) or ``"batched"`` (the workers only gather uint8 images; the thread iterating
+    the loader copies and augments the whole batch at once; the default on CUDA). ``compile``:
+    ``torch.compile`` the batched step.
 
     Reproducible: the same ``seed`` gives the same batches, whatever the number of workers. The epoch
     is set with :meth:`set_epoch` (call it every epoch, as with ``DistributedSampler``); if it is not
@@ -99,7 +148,8 @@ class Loader:
                  mean: str = "image", std: Sequence[float] | None = None, ten_crop: bool = False,
                  indices: Sequence[int] | np.ndarray | None = None, rank: int | None = None,
                  world_size: int | None = None, drop_last: bool | None = None, workers: int | None = None,
-                 gpu_decode: bool | None = None, channels_last: bool = False, prefetch: int = 2):
+                 gpu_decode: bool | None = None, channels_last: bool = False, prefetch: int = 2,
+                 augment: str | None = None, compile: bool = False):
         size = int(dataset.size)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise BadOptionError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -113,6 +163,8 @@ class Loader:
             raise BadOptionError("ten_crop is for evaluation (train=False)")
         if seed < 0:
             raise BadOptionError(f"seed must be >= 0, got {seed}")
+        if augment not in (None, "workers", "batched"):
+            raise BadOptionError(f"augment must be 'workers' or 'batched', got {augment!r}")
         self.dataset = dataset
         self.batch_size = batch_size
         self.train = bool(train)
@@ -144,6 +196,9 @@ class Loader:
             else bool(gpu_decode)
         if self.gpu_decode and self.device.type != "cuda":
             raise BadOptionError("gpu_decode needs a CUDA device")
+        self.augment = augment or ("batched" if self.device.type == "cuda" else "workers")
+        self._stage = torch.compile(augment_batch, dynamic=None) if compile else augment_batch
+        self.compile = bool(compile)
 
         # Mean (image or per-channel, broadcast to an image view) and std, in 0..255 units.
         if mean == "image":
@@ -170,6 +225,8 @@ class Loader:
         self.epoch = 0
         self._advance = False  # a full pass finished and set_epoch was not called since
         self._plan_cache: tuple[int, dict] | None = None
+        self._device_plan_cache: tuple[int, dict] | None = None
+        self._staging: _Staging | None = None
         self._pool: cf.ThreadPoolExecutor | None = None
         self._buffers = _BufferPool(limit=self.prefetch + 3)
         self._local = threading.local()
@@ -237,7 +294,7 @@ class Loader:
         n, b = len(plan["items"]), self.batch_size
         for k in range(start, len(self)):
             sl = slice(k * b, min((k + 1) * b, n))
-            yield {key: (v[sl] if v is not None else None) for key, v in plan.items()}
+            yield {**{key: (v[sl] if v is not None else None) for key, v in plan.items()}, "slice": sl}
 
     def _executor(self) -> cf.ThreadPoolExecutor:
         if self._pool is None:
@@ -247,9 +304,14 @@ class Loader:
     def _run(self, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         pool = self._executor()
         cuda = self.device.type == "cuda"
-        # On CUDA every worker may have a batch in flight; not for ten-crop batches, each 10x a training
-        # batch in float32 (770 MB at batch 128), which at large batches would fill the GPU's memory.
-        depth = max(self.prefetch, self.workers) if cuda and not self.ten_crop else self.prefetch
+        batched = self.augment == "batched"
+        # On CUDA every worker may have a batch in flight; not for ten-crop batches augmented by the
+        # workers, each 10x a training batch in float32 (770 MB at batch 128), which at large batches
+        # would fill the GPU's memory (batched, what waits is the uint8 images).
+        depth = max(self.prefetch, self.workers) if cuda and (batched or not self.ten_crop) else self.prefetch
+        if batched and not self.gpu_decode and (self._staging is None or len(self._staging.bufs) != depth + 1):
+            self._staging = _Staging(self.device, depth + 1, self.batch_size * 3 * self.size * self.size)
+        schedule_one = self._schedule_batched if batched else self._schedule_cuda if cuda else self._schedule_cpu
         batches = self._batches(start)
         queue: deque = deque()
 
@@ -257,7 +319,7 @@ class Loader:
             batch = next(batches, None)
             if batch is None:
                 return False
-            queue.append(self._schedule_cuda(pool, batch) if cuda else self._schedule_cpu(pool, batch))
+            queue.append(schedule_one(pool, batch))
             return True
 
         try:
@@ -387,19 +449,87 @@ class Loader:
                       inv_std: torch.Tensor | None) -> torch.Tensor:
         """Crop, mirror, lighting, mean and std of a whole uint8 batch, on ``images``' device."""
         dev = images.device
-        if self.ten_crop:
-            x = ten_crop_batch(images, mean_hwc, self.crop_size, inv_std, layout)
+
+        def t(a):
+            return None if a is None or self.ten_crop else torch.from_numpy(a).to(dev, non_blocking=True)
+
+        return self._stage(images, mean_hwc, t(batch["ys"]), t(batch["xs"]), t(batch["flip"]), t(batch["shift"]),
+                           inv_std, **self._stage_options(layout))
+
+    def _stage_options(self, layout: str) -> dict:
+        return {"crop": self.crop_size, "layout": layout, "ten_crop": self.ten_crop,
+                "channels_last": self.channels_last and not self.ten_crop}
+
+    # ------------------------------------------------------------------------------ batched (default on CUDA)
+    def _device_plan(self) -> dict:
+        """The epoch's crop offsets, mirror flags, lighting shifts and labels on the device, copied once
+        per epoch (from pinned memory: the copy does not wait for the GPU), sliced per batch."""
+        if self._device_plan_cache is not None and self._device_plan_cache[0] == self.epoch:
+            return self._device_plan_cache[1]
+        plan, cuda = self._plan(), self.device.type == "cuda"
+
+        def up(a):
+            if a is None:
+                return None
+            t = torch.from_numpy(np.ascontiguousarray(a))
+            return t.pin_memory().to(self.device, non_blocking=True) if cuda else t.to(self.device)
+
+        dp = {k: up(plan[k]) for k in ("ys", "xs", "flip", "shift")}
+        dp["labels"] = up(self.labels[plan["items"]])
+        self._device_plan_cache = (self.epoch, dp)
+        return dp
+
+    def _schedule_batched(self, pool, batch: dict):
+        """Workers gather the uint8 images (into a staging buffer, or decoded on the GPU); ``finish``, on
+        the consumer's thread, copies them to the device and augments the whole batch."""
+        items, sl = batch["items"], batch["slice"]
+        dp = self._device_plan()  # on the consumer's thread, before any batch of the epoch is finished
+        if self.gpu_decode:
+            fut = pool.submit(self._decode_on_device, items)
         else:
-            def t(a):
-                return torch.from_numpy(a).to(dev, non_blocking=True)
+            slot, buf = self._staging.take(len(items))  # waits for the copy that last read this buffer
+            fut = pool.submit(self._gather_host, items, buf, slot)
 
-            shift = None if batch["shift"] is None else t(batch["shift"])
-            x = normalize_batch(images, mean_hwc, t(batch["ys"]), t(batch["xs"]), t(batch["flip"]),
-                                self.crop_size, shift, inv_std, layout)
-        if self.channels_last and not self.ten_crop:
-            return x.contiguous(memory_format=torch.channels_last)
-        return x.contiguous()
+        def finish():
+            images, layout, ready = fut.result()
+            if self.gpu_decode:  # decoded on a worker's stream
+                cur = torch.cuda.current_stream(self.device)
+                cur.wait_event(ready)
+                images.record_stream(cur)
+            else:
+                images = self._staging.to_device(ready, images)
+            shift = None if dp["shift"] is None else dp["shift"][sl]
+            x = self._stage(images, self._mean_dev, dp["ys"][sl], dp["xs"][sl], dp["flip"][sl], shift,
+                            self._inv_std_on_dev, **self._stage_options(layout))
+            return x, dp["labels"][sl]
 
+        return [fut], finish
+
+    def _gather_host(self, items: np.ndarray, buf: torch.Tensor, slot: int):
+        """Worker thread: the batch's stored images into staging buffer ``slot`` (no CUDA call)."""
+        n, s = len(items), self.size
+        shape = (n, 3, s, s) if self.storage == "jpeg" else (n, s, s, 3)
+        host, layout = self._host_images(items, buf[:n * 3 * s * s].view(shape))
+        return host, layout, slot
+
+    def _decode_on_device(self, items: np.ndarray):
+        """Worker thread: the batch's JPEGs decoded by nvJPEG on this thread's stream; and its event."""
+        st = self._thread_state()
+        with torch.cuda.stream(st.stream):
+            images = torch.stack(self._decode([int(i) for i in items], device=self.device))
+            event = torch.cuda.Event()
+            event.record(st.stream)
+        return images, "chw", event
+
+    @property
+    def _mean_dev(self) -> torch.Tensor:
+        return self._mean_hwc_dev if self.device.type == "cuda" else self._mean_hwc
+
+    @property
+    def _inv_std_on_dev(self) -> torch.Tensor | None:
+        return self._inv_std_dev if self.device.type == "cuda" else self._inv_std
+
+    # ------------------------------------------------------------------------------ CUDA, augmented by the workers
     def _build_cuda(self, batch: dict):
         """Worker thread: host gather (or GPU decode), copy, then the batched augmentation on the GPU."""
         st = self._thread_state()

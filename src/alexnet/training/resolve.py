@@ -29,6 +29,8 @@ class Resolved:
     compile_mode: str  # its mode ("default", "reduce-overhead": CUDA graphs, ...)
     grouped_conv: str  # how conv2/4/5 of the two-tower nets run (alexnet.models.layers.GroupedConv2d)
     channels_last: bool  # NHWC model and batches
+    augment: str  # where the loader augments: "batched" (the training thread, one step per batch; CUDA) or
+    # "workers" (its worker threads, image by image; CPU): alexnet.data.loader
     crop_size: int
     pixel_std: tuple[float, float, float] | None  # the model's normalisation after the mean (0..255 units)
     threads: int  # torch's operator threads in this process
@@ -74,6 +76,7 @@ def resolve(c: TrainConfig, dist: DistContext) -> Resolved:
     return Resolved(device=device, precision=c.precision if c.precision != "auto" else ("bf16" if cuda else "fp32"),
                     compile=compile_, compile_mode=c.compile_mode,
                     grouped_conv=c.grouped_conv, channels_last=bool(channels_last),
+                    augment="batched" if cuda else "workers",
                     crop_size=c.crop_size or info.input_size, pixel_std=info.pixel_std, threads=threads,
                     world_size=dist.world_size, batch_per_process=c.batch_size // dist.world_size,
                     compile_cache=compile_cache_dir() if compile_ else None)

@@ -178,7 +178,8 @@ class Trainer:
             raise UserError(f"crop size {r.crop_size} is larger than the {self.dataset.size}x{self.dataset.size} "
                             "images of the dataset (set --crop-size)")
         common = dict(crop_size=r.crop_size, device=self.device, seed=c.seed, mean=c.mean, std=r.pixel_std,
-                      rank=self.dist.rank, world_size=self.dist.world_size, workers=c.workers)
+                      rank=self.dist.rank, world_size=self.dist.world_size, workers=c.workers,
+                      augment=r.augment, compile=r.compile)  # the batched augmentation compiled with the model
         self.train_loader = Loader(self.dataset, r.batch_per_process, train=True, lighting=c.lighting,
                                    indices=data.train_idx, channels_last=r.channels_last, **common)
         self.steps_per_epoch = len(self.train_loader)
