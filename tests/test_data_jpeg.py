@@ -110,3 +110,16 @@ def test_a_damaged_jpeg_is_one_line_with_either_decoder(prepared, name):
     with pytest.raises(UserError, match=r"ds: image 0 is damaged") as e:
         loader._decode([0])
     assert "\n" not in str(e.value)
+
+
+def test_a_bad_decoder_setting_stops_train_before_it_writes(prepared, tmp_path, monkeypatch, capsys):
+    """ALEXNET_JPEG_DECODER is checked before the run directory is made: one line, exit 2, nothing left."""
+    from alexnet.cli.main import main
+
+    monkeypatch.setenv("ALEXNET_JPEG_DECODER", "libjpeg")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    code = main(["train", "--data", str(prepared.path), "--out", str(tmp_path / "run"), "--arch", "cifar_4layer",
+                 "--crop-size", "32", "--epochs", "1", "--batch-size", "4", "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "ALEXNET_JPEG_DECODER must be one of" in err[0], err
+    assert not (tmp_path / "run").exists()

@@ -167,13 +167,15 @@ class Trainer:
 
     def _build_data(self, c: TrainConfig, dataset, val_dataset) -> None:
         """Datasets and loaders (this process's shard of every batch)."""
-        from alexnet.data import Loader
+        from alexnet.data import Loader, jpeg
 
         r = self.resolved
         self.demo = dataset is None and c.data is None
         data = run_datasets(c, dataset, val_dataset)
         self.dataset, self.val_dataset, self.data_desc = data.train, data.val, data.train_desc
         self.classes = list(self.dataset.classes)
+        # the JPEG decoder is chosen (and a bad ALEXNET_JPEG_DECODER refused) before the run directory is made
+        self.jpeg_decoder = jpeg.decoder(self.device) if getattr(self.dataset, "storage", "") == "jpeg" else None
         if r.crop_size > self.dataset.size:
             raise UserError(f"crop size {r.crop_size} is larger than the {self.dataset.size}x{self.dataset.size} "
                             "images of the dataset (set --crop-size)")
@@ -444,12 +446,8 @@ class Trainer:
     def _save_resolved(self) -> None:
         import yaml
 
-        from alexnet.data import jpeg
-
         ran = {**self.resolved.to_dict(), "steps_per_epoch": self.steps_per_epoch, "warmup_steps": self.warmup_steps,
-               "total_steps": self.total_steps,
-               "jpeg_decoder": jpeg.decoder(self.device) if getattr(self.dataset, "storage", "") == "jpeg" else None,
-               "torch": str(torch.__version__)}
+               "total_steps": self.total_steps, "jpeg_decoder": self.jpeg_decoder, "torch": str(torch.__version__)}
         write_atomic(self.run_dir / rundir.RESOLVED_FILE, yaml.safe_dump(ran, sort_keys=False))
 
     def _end_epoch(self) -> dict:
