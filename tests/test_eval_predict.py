@@ -153,7 +153,13 @@ def test_cli_json_and_plot(weights, images, tmp_path, capsys):
 
 
 def test_cli_only_bad_files(weights, images, capsys):
+    """One bad image: one line (its reason), exit 1; several: a line each, then the count."""
     assert main(["predict", "--weights", str(weights), str(images["bad"] / "notes.jpg")]) == 1
+    assert capsys.readouterr().err.strip().count("\n") == 0
     assert main(["predict", "--weights", str(weights), str(images["bad"] / "missing.jpg")]) == 1
-    err = capsys.readouterr().err
-    assert "missing.jpg: no such file" in err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.jpg: no such file" in err[0], err
+    assert main(["predict", "--weights", str(weights), str(images["bad"] / "missing.jpg"),
+                 str(images["bad"] / "notes.jpg")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and err[-1] == "alexnet predict: 2 of 2 images could not be read", err

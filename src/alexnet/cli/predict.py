@@ -102,6 +102,7 @@ def run(args) -> int:
                                labels=labels if any(lab is not None for lab in labels) else None, classes=classes)
         print(f"wrote {out}", file=sys.stderr)
     if failures:
-        print(f"alexnet predict: {failures} of {len(files)} images could not be read", file=sys.stderr)
+        if len(files) > 1:  # one image: its own line already says it all
+            print(f"alexnet predict: {failures} of {len(files)} images could not be read", file=sys.stderr)
         return 1
     return 0
