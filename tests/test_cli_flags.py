@@ -9,12 +9,13 @@ import dataclasses
 import pytest
 import torch
 
-from alexnet.cli.common import DEVICE_HELP, pick_device, set_threads
+from alexnet.cli.common import DEVICE_HELP, set_threads
 from alexnet.cli.config_args import field_docs, field_help, show
 from alexnet.cli.main import build_parser, main
 from alexnet.errors import UserError
 from alexnet.experiments.ablations import ABLATIONS, AblationConfig
 from alexnet.experiments.relu_vs_tanh import ReluTanhConfig
+from alexnet.runtime import resolve_device
 from alexnet.training.config import DEMO_RECIPE, TrainConfig
 
 
@@ -130,11 +131,11 @@ def test_same_vocabulary_in_every_subcommand():
 
 def test_device_auto_and_absent_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert pick_device("auto") == pick_device(None) == torch.device("cpu")
+    assert resolve_device("auto") == resolve_device(None) == torch.device("cpu")
     with pytest.raises(UserError, match="--device cuda:1: CUDA is not available"):
-        pick_device("cuda:1")
+        resolve_device("cuda:1")
     with pytest.raises(UserError, match=r"--device gpu: not a device \(auto, cpu, cuda, cuda:N, mps\)"):
-        pick_device("gpu")
+        resolve_device("gpu")
 
 
 def test_threads_sets_torch_operator_threads(monkeypatch):

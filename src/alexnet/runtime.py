@@ -53,8 +53,8 @@ def is_main() -> bool:
     return _env_int("RANK", 0) == 0
 
 
-def resolve_device(name: str = "auto", *, local_rank: int | None = None) -> torch.device:
-    """The device for ``name`` ("auto", "cpu", "cuda", "cuda:N", "mps"), or a one-line UserError.
+def resolve_device(name: str | None = "auto", *, local_rank: int | None = None) -> torch.device:
+    """The device for ``name`` ("auto" or None, "cpu", "cuda", "cuda:N", "mps"), or a one-line UserError.
 
     ``local_rank``: set under torchrun (several processes), where each takes the GPU of its LOCAL_RANK and
     an explicit "cuda:N" is refused (every process would share one GPU: NCCL refuses or hangs)."""

@@ -57,14 +57,6 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help=DEVICE_HELP)
 
 
-def pick_device(name: str | None):
-    """The torch.device ``--device`` names (:func:`alexnet.runtime.resolve_device`: ``auto`` is CUDA when
-    available); a UserError (one line) for a name torch does not know or a GPU this machine lacks."""
-    from alexnet.runtime import resolve_device
-
-    return resolve_device(name or "auto")
-
-
 def add_threads_arg(parser: argparse.ArgumentParser, default: str = "torch's choice") -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help=f"CPU threads for torch's operators (torch.set_num_threads; default: {default}; 1 is "

@@ -70,10 +70,11 @@ def register(sub) -> None:
 
 
 def run_relu_vs_tanh(args) -> int:
-    from alexnet.cli.common import pick_device, set_threads
+    from alexnet.cli.common import set_threads
     from alexnet.cli.config_args import given
     from alexnet.experiments.images import read_labelled_images
     from alexnet.experiments.relu_vs_tanh import ReluTanhConfig, run_relu_vs_tanh
+    from alexnet.runtime import resolve_device
 
     if args.per_class is not None and args.per_class < 1:
         raise UserError(f"--per-class must be at least 1, got {args.per_class}")
@@ -82,7 +83,7 @@ def run_relu_vs_tanh(args) -> int:
         values["target_error"] = args.target / 100
     config = ReluTanhConfig(**values)
     config.validate()
-    pick_device(config.device)  # a one-line error now for a GPU that is not there
+    resolve_device(config.device)  # a one-line error now for a GPU that is not there
     set_threads(args.threads)
     t0 = time.perf_counter()
     images, labels, classes = read_labelled_images(args.data, per_class=args.per_class, seed=config.seed)
@@ -98,12 +99,13 @@ def run_relu_vs_tanh(args) -> int:
 
 
 def run_ablations(args) -> int:
-    from alexnet.cli.common import pick_device, set_threads
+    from alexnet.cli.common import set_threads
     from alexnet.cli.config_args import given
     from alexnet.experiments.ablations import AblationConfig, run_ablations
+    from alexnet.runtime import resolve_device
 
     config = AblationConfig(**given(args, args.config_fields))
-    pick_device(config.device)
+    resolve_device(config.device)
     set_threads(args.threads)
     table = run_ablations(args.data, config, val=args.val, out_dir=args.out, resume=args.resume)
     print(table.markdown())

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from alexnet.cli.common import add_device_arg, add_threads_arg, pick_device, set_threads
+from alexnet.cli.common import add_device_arg, add_threads_arg, set_threads
+from alexnet.runtime import resolve_device
 
 
 def register(sub) -> None:
@@ -27,7 +28,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from alexnet.experiments.report import build_report
 
-    pick_device(args.device)  # a one-line error now for a GPU that is not there
+    resolve_device(args.device)  # a one-line error now for a GPU that is not there
     set_threads(args.threads)
     out = build_report(args.run_dir, out=args.out, val=args.val, samples=args.samples,
                        max_images=args.max_images, ten_crop=not args.no_ten_crop, device=args.device)

@@ -12,9 +12,9 @@ from alexnet.cli.common import (
     add_model_options_arg,
     add_threads_arg,
     parse_options,
-    pick_device,
     set_threads,
 )
+from alexnet.runtime import resolve_device
 
 WEIGHTS_HELP = ("weights: a run directory, a checkpoint, a .safetensors file, a torchvision .pth, a Caffe "
                 ".caffemodel, or 'torchvision' (downloads torchvision's pretrained alexnet_owt)")
@@ -38,7 +38,7 @@ def add_weights_args(p: argparse.ArgumentParser, *, device: bool = True) -> None
 def device_from_args(args) -> torch.device:
     """``--threads`` applied, and the device ``--device`` names."""
     set_threads(args.threads)
-    return pick_device(args.device)
+    return resolve_device(args.device)
 
 
 def load_from_args(args, *, device: torch.device | str | None = "cpu"):
