@@ -1,0 +1,172 @@
+"""The CUDA-only code paths, checked against the CPU ones on a GPU (skipped without CUDA).
+
+Every line here also has a CPU test elsewhere that runs the same arithmetic on CPU tensors; these tests
+cover what only a GPU runs: pinned staging buffers, the copy stream and its events, the per-epoch plan
+on the GPU, nvJPEG decoding, the compiled batched augmentation (Triton), the window-sum LRN and the
+grouped convolutions in cuDNN, and training with CUDA graphs. They need no data beyond what they make,
+so they run on the GPU machine from a checkout alone (about a minute):
+
+    PYTHONPATH=src python3 -m pytest -q tests/test_cuda.py
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from alexnet.data import ArrayDataset, Loader, PreparedDataset, prepare_dataset
+from alexnet.data.demo import make_demo_images
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+VIEWS = ({"train": True, "std": [50.0, 60.0, 70.0], "lighting": 0.5}, {"train": True, "channels_last": True},
+         {"train": False}, {"train": False, "ten_crop": True})
+
+
+@pytest.fixture(scope="module")
+def pixels() -> ArrayDataset:
+    images, labels, classes = make_demo_images(45, 40, seed=5, num_classes=3)
+    return ArrayDataset(images, labels, classes=classes)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, pixels):
+    """The same images written as PNGs in class folders, prepared as raw shards and as JPEG shards."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("cuda-data")
+    for i in range(len(pixels)):
+        folder = root / "src" / f"class{int(pixels.labels[i])}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels.get_uint8(i)).save(folder / f"{i:03d}.png")
+    out = {}
+    for fmt in ("raw", "jpeg"):
+        ds = prepare_dataset(root / "src", root / fmt, size=40, format=fmt, shard_size=16, workers=2, progress=False)
+        out[fmt] = PreparedDataset(ds.path)
+    return out
+
+
+def _epochs(loader, epochs=(0, 1)):
+    got = []
+    for e in epochs:
+        loader.set_epoch(e)
+        got += [(x.float().cpu(), y.cpu()) for x, y in loader]
+    return got
+
+
+def _same(cuda_batches, cpu_batches, atol):
+    assert len(cuda_batches) == len(cpu_batches) > 0
+    for (xg, yg), (xc, yc) in zip(cuda_batches, cpu_batches, strict=True):
+        assert xg.shape == xc.shape
+        torch.testing.assert_close(xg, xc, atol=atol, rtol=1e-5)
+        assert torch.equal(yg, yc)
+
+
+@pytest.mark.parametrize("augment", ["batched", "workers"])
+@pytest.mark.parametrize("compile_", [False, True])
+def test_loader_on_cuda_gives_the_cpu_batches(pixels, prepared, augment, compile_):
+    """Raw pixels (in memory and from raw shards, gathered per shard into pinned buffers) and JPEGs
+    decoded on the CPU: batch for batch what the CPU loader gives, with either CUDA path, eager or compiled."""
+    if compile_ and augment == "workers":
+        pytest.skip("compile applies to the batched step only")
+    for ds in (pixels, prepared["raw"], prepared["jpeg"]):
+        for kw in VIEWS:
+            cpu = _epochs(Loader(ds, 8, crop_size=32, workers=2, **kw))
+            loader = Loader(ds, 8, crop_size=32, workers=3, device="cuda", augment=augment, compile=compile_,
+                            gpu_decode=False, **kw)
+            gpu = _epochs(loader)
+            _same(gpu, cpu, atol=2e-4)
+            x, y = next(iter(loader))
+            assert x.is_cuda and y.is_cuda and x.dtype == torch.float32
+            assert x.is_contiguous(memory_format=torch.channels_last) == bool(kw.get("channels_last"))
+
+
+@pytest.mark.parametrize("augment", ["batched", "workers"])
+def test_jpeg_decoded_on_the_gpu_is_close_to_the_cpu_decoder(prepared, augment):
+    """nvJPEG's IDCT is not libjpeg-turbo's: the same images within a few levels, the same labels."""
+    ds = prepared["jpeg"]
+    for kw in VIEWS:
+        cpu = _epochs(Loader(ds, 8, crop_size=32, workers=2, **kw), epochs=(0,))
+        gpu = _epochs(Loader(ds, 8, crop_size=32, workers=2, device="cuda", augment=augment, gpu_decode=True,
+                             **kw), epochs=(0,))
+        assert len(gpu) == len(cpu)
+        for (xg, yg), (xc, yc) in zip(gpu, cpu, strict=True):
+            assert torch.equal(yg, yc)
+            scale = 1 / 50 if kw.get("std") else 1.0  # the difference in 0..255 levels
+            diff = (xg - xc).abs() / scale
+            assert float(diff.mean()) < 1.5 and float(diff.max()) < 40, (float(diff.mean()), float(diff.max()))
+
+
+def test_loader_resumes_mid_epoch_and_stops_early_on_cuda(pixels):
+    loader = Loader(pixels, 8, crop_size=32, workers=3, device="cuda", lighting=0.3, train=True)
+    loader.set_epoch(3)
+    full = [(x.cpu(), y.cpu()) for x, y in loader]
+    loader.set_epoch(3)
+    for k, _batch in enumerate(loader):  # stop early, with batches in flight
+        if k == 1:
+            break
+    loader.set_epoch(3)
+    resumed = [(x.cpu(), y.cpu()) for x, y in loader.iter_from(2)]
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(resumed, full[2:], strict=True))
+    loader.close()
+
+
+def test_window_sum_lrn_on_cuda_equals_torchs():
+    from alexnet.models.layers import local_response_norm
+
+    torch.manual_seed(0)
+    for c in (96, 7):
+        x = torch.randn(4, c, 13, 13, device="cuda", requires_grad=True)
+        ours = local_response_norm(x, 5, 2e-5, 0.75, 2.0)
+        ref = F.local_response_norm(x, 5, alpha=1e-4, beta=0.75, k=2.0)
+        torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+        g1, = torch.autograd.grad(ours.square().sum(), x)
+        g2, = torch.autograd.grad(ref.square().sum(), x)
+        torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-5)
+        compiled = torch.compile(lambda t: local_response_norm(t, 5, 2e-5, 0.75, 2.0))
+        torch.testing.assert_close(compiled(x), ref, rtol=1e-5, atol=1e-6)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            low = local_response_norm(x.bfloat16(), 5, 2e-5, 0.75, 2.0)
+        torch.testing.assert_close(low.float(), ref, rtol=2e-2, atol=2e-2)
+
+
+def test_grouped_convolutions_on_cuda_compute_the_same_however_they_run(monkeypatch):
+    from alexnet.models import create_model, set_grouped_conv
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    torch.manual_seed(0)
+    model = create_model("alexnet", num_classes=10).cuda().to(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 224, 224, device="cuda").contiguous(memory_format=torch.channels_last)
+    out, grads = {}, {}
+    for impl in ("cudnn", "nchw", "split"):
+        set_grouped_conv(model, impl)
+        model.zero_grad()
+        y = model.eval()(x)
+        y.square().sum().backward()
+        out[impl], grads[impl] = y.detach(), model.features.conv4.weight.grad.clone()
+    for impl in ("nchw", "split"):
+        torch.testing.assert_close(out[impl], out["cudnn"], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(grads[impl], grads["cudnn"], rtol=1e-3, atol=1e-3 * float(grads["cudnn"].abs().max()))
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_training_on_cuda_compiled(tmp_path, pixels, mode):
+    """alexnet train on the GPU, compiled (and with CUDA graphs): the batched, compiled loader feeds it,
+    the loss falls on a learnable set, and resolved.yaml says what ran."""
+    import yaml
+
+    from alexnet.training import TrainConfig, train
+
+    cfg = TrainConfig(arch="cifar_4layer", crop_size=32, epochs=4, batch_size=15, val_split=0.2, lr=0.01,
+                      warmup_epochs=0, device="cuda", compile=True, compile_mode=mode, out=str(tmp_path / mode),
+                      log_interval=1)
+    r = train(cfg, dataset=pixels, progress=False)
+    losses = [row["train_loss"] for row in r.history]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    ran = yaml.safe_load((r.run_dir / "resolved.yaml").read_text())
+    assert ran["device"].startswith("cuda") and ran["augment"] == "batched" and ran["compile"] is True
+    assert ran["compile_mode"] == mode and ran["precision"] == "bf16"
+    assert r.final["ten_crop_top1_err"] is not None
