@@ -274,3 +274,30 @@ def test_per_class_csv_lists_the_classes_that_have_images(tmp_path):
     assert [int(x["index"]) for x in rows] == [0] and int(rows[0]["images"]) == 30
     every = list(csv.DictReader(r.write_per_class_csv(tmp_path / "b.csv", include_empty=True).open()))
     assert len(every) == K
+
+
+@pytest.mark.parametrize("ten_crop", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fixed_batch_gives_the_same_tally_in_one_shape(ten_crop, channels_last):
+    """fixed_batch (the trainer's, when compiled): the model sees one batch shape only (a last partial
+    batch padded, ten crops in chunks), and the counts, loss and errors are those of the plain loop."""
+    from alexnet.evaluation import evaluate_batches
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    shapes = []
+    model.register_forward_pre_hook(lambda m, args: shapes.append(tuple(args[0].shape)))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    batches = []
+    for n in (6, 6, 4):  # a last partial batch
+        x = torch.randn(n, 10, 3, 8, 8) if ten_crop else torch.randn(n, 3, 8, 8).contiguous(memory_format=fmt)
+        batches.append((x, torch.randint(0, 5, (n,))))
+    plain = evaluate_batches(model, batches, num_classes=5, ten_crop=ten_crop, channels_last=channels_last)
+    shapes.clear()
+    fixed = evaluate_batches(model, batches, num_classes=5, ten_crop=ten_crop, channels_last=channels_last,
+                             fixed_batch=6)
+    assert set(shapes) == {(6, 3, 8, 8)}
+    assert len(shapes) == (10 + 10 + 7 if ten_crop else 3)  # 60, 60 and 40 crops in chunks of 6
+    a, b = plain.summary(), fixed.summary()
+    assert a["images"] == b["images"] == 16 and a["top1_err"] == b["top1_err"] and a["top5_err"] == b["top5_err"]
+    assert b["loss"] == pytest.approx(a["loss"], rel=1e-6)

@@ -64,3 +64,29 @@ def test_a_second_compiled_run_loads_the_first_ones_graphs(tmp_path):
     assert first.get("fxgraph_cache_miss", 0) > 0 and not first.get("fxgraph_cache_hit")
     assert second.get("fxgraph_cache_hit", 0) > 0 and not second.get("fxgraph_cache_miss"), second
     assert second.get("autograd_cache_hit", 0) > 0, second
+
+
+_ONE_SHAPE = textwrap.dedent("""
+    import json, sys
+    from alexnet.data import ArrayDataset
+    from alexnet.data.demo import make_demo_images
+    from alexnet.training import TrainConfig, train
+    from torch._dynamo.utils import counters
+    images, labels, classes = make_demo_images(64, 36, seed=3, num_classes=4)
+    r = train(TrainConfig(arch="cifar_4layer", crop_size=32, epochs=1, batch_size=12, val_split=0.25,
+                          warmup_epochs=0, compile=True, ten_crop=True, out=sys.argv[1]),
+              dataset=ArrayDataset(images, labels, classes=classes), progress=False)
+    print(json.dumps({"frames": counters["frames"]["ok"], "ten": r.final["ten_crop_top1_err"]}))
+""")
+
+
+@pytest.mark.slow
+def test_a_compiled_run_compiles_the_net_once_for_training_and_once_for_evaluation(tmp_path):
+    """16 held-out images in batches of 12 (a partial last batch) and the final 10 crops (160 crops): the
+    evaluation runs in one batch shape, so the net is compiled twice in all, not four times."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    p = subprocess.run([sys.executable, "-c", _ONE_SHAPE, str(tmp_path / "run")], capture_output=True, text=True,
+                       env=env, timeout=600)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["frames"] == 2 and out["ten"] is not None, out

@@ -136,7 +136,7 @@ class Tally:
 def evaluate_batches(model: nn.Module, batches: Iterable, *, num_classes: int, ten_crop: bool = False,
                      target_map: torch.Tensor | None = None, autocast: Callable[[], Any] | None = None,
                      channels_last: bool = False, on_batch: Callable[[int], None] | None = None,
-                     device: torch.device | None = None) -> Tally:
+                     device: torch.device | None = None, fixed_batch: int | None = None) -> Tally:
     """The evaluation loop, one for training's validation (every epoch and the final 10 crops) and for
     ``alexnet evaluate``.
 
@@ -145,6 +145,10 @@ def evaluate_batches(model: nn.Module, batches: Iterable, *, num_classes: int, t
     their softmax (section 4.1). The loss is the cross-entropy of those scores. ``target_map`` maps data
     classes to the model's outputs (a subset of ImageNet's classes, say); ``num_classes``: data classes.
     The model is put in eval mode and left so; the caller reduces the :class:`Tally` over processes.
+    ``fixed_batch``: the model only ever sees batches of this many images (a last partial batch padded
+    with zeros, ten crops run in chunks), so that a compiled model compiles once for evaluation, not again
+    for the last batch and the ten crops (each a compilation as long as the first, on a small set longer
+    than the evaluation itself).
     """
     device = device or _device_of(model)
     tally = Tally(num_classes, device)
@@ -156,15 +160,33 @@ def evaluate_batches(model: nn.Module, batches: Iterable, *, num_classes: int, t
                 xs = x.flatten(0, 1)  # (B*10, 3, C, C)
                 if channels_last:
                     xs = xs.contiguous(memory_format=torch.channels_last)
-                scores = model(xs).float().softmax(-1).view(b, 10, -1).mean(1)
+                scores = _forward(model, xs, fixed_batch, channels_last).softmax(-1).view(b, 10, -1).mean(1)
                 log_probs = scores.clamp_min(1e-12).log()
             else:
-                scores = model(x).float()  # softmax is monotonic: logits rank classes the same
+                scores = _forward(model, x, fixed_batch, channels_last)  # logits rank classes as softmax does
                 log_probs = scores.log_softmax(-1)
         tally.add(scores, log_probs, y, y if target_map is None else target_map[y])
         if on_batch is not None:
             on_batch(len(y))
     return tally
+
+
+def _forward(model: nn.Module, x: torch.Tensor, fixed: int | None, channels_last: bool) -> torch.Tensor:
+    """``model(x).float()``, in batches of exactly ``fixed`` images when given (padded with zeros, whose
+    outputs are dropped: in eval mode every image's output depends on that image alone)."""
+    if fixed is None or x.shape[0] == fixed:
+        return model(x).float()
+    outs = []
+    for i in range(0, x.shape[0], fixed):
+        part = x[i:i + fixed]
+        k = part.shape[0]
+        if k < fixed:
+            part = torch.cat([part, part.new_zeros((fixed - k, *part.shape[1:]))])
+            if channels_last:
+                part = part.contiguous(memory_format=torch.channels_last)
+        # a copy: CUDA graphs (compile mode reduce-overhead) reuse their output's memory at the next call
+        outs.append(model(part)[:k].float().clone())
+    return torch.cat(outs)
 
 
 def _dist_info(rank: int | None, world_size: int | None) -> tuple[int, int, bool]:

@@ -425,7 +425,8 @@ class Trainer:
         try:
             tally = evaluate_batches(self.eval_model, loader, num_classes=len(self.classes), ten_crop=ten_crop,
                                      autocast=self._autocast, channels_last=self.resolved.channels_last,
-                                     on_batch=lambda n: phase.update(1), device=self.device)
+                                     on_batch=lambda n: phase.update(1), device=self.device,
+                                     fixed_batch=self.resolved.batch_per_process if self.resolved.compile else None)
         finally:
             phase.close()
         return tally.reduce(self.dist.all_reduce_sum if self.dist.enabled else None).summary()
