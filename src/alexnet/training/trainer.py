@@ -181,9 +181,12 @@ class Trainer:
                             "images of the dataset (set --crop-size)")
         common = dict(crop_size=r.crop_size, device=self.device, seed=c.seed, mean=c.mean, std=r.pixel_std,
                       rank=self.dist.rank, world_size=self.dist.world_size, workers=c.workers,
-                      augment=r.augment, compile=r.compile)  # the batched augmentation compiled with the model
+                      augment=r.augment)
+        # The training batches' augmentation is compiled with the model (one kernel per step); evaluation's
+        # (a crop and the mean) is not worth compiling its every batch shape.
         self.train_loader = Loader(self.dataset, r.batch_per_process, train=True, lighting=c.lighting,
-                                   indices=data.train_idx, channels_last=r.channels_last, **common)
+                                   indices=data.train_idx, channels_last=r.channels_last, compile=r.compile,
+                                   **common)
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch == 0:
             raise UserError(f"{len(self.train_loader.indices)} training images do not fill one batch of "
