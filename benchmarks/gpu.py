@@ -13,7 +13,8 @@ Rows (``--rows`` takes a comma-separated list of these names, or shell patterns 
   channels_last on CUDA, as the trainer resolves them), and the share of that model's synthetic rate;
 - ``MODEL/VARIANT/synthetic``: the opt-in speed switches of the trainer, on synthetic data, compared with
   the mode they modify (``% synth`` is the ratio to that mode's synthetic row): ``cudagraphs``
-  (``--compile-mode reduce-overhead``: the compiled step replayed from CUDA graphs), and for the two-tower
+  (``--compile-mode reduce-overhead``: the compiled step replayed from CUDA graphs), ``fused-opt``
+  (``--fused-optimizer``: the SGD update in one pass over each weight tensor), and for the two-tower
   ``alexnet`` the grouped convolutions run as ``split`` (one convolution per group) or ``nchw`` (NCHW
   inside the channels_last net) instead of cuDNN's grouped kernel (``--grouped-conv``; eager);
 - ``MODEL/compiled/raw-workers`` (CUDA): the ``raw`` row with the loader's earlier CUDA path, each worker
@@ -81,8 +82,9 @@ BUDGET_S = 360  # issue 11: the whole suite in at most 6 minutes on one GPU
 MODE_CONFIG = {"eager": {"compile": False}, "compiled": {"compile": True},
                "cudagraphs": {"compile": True, "compile_mode": "reduce-overhead"},
                "split": {"compile": False, "grouped_conv": "split"},
-               "nchw": {"compile": False, "grouped_conv": "nchw"}}
-VARIANT_BASE = {"cudagraphs": "compiled", "split": "eager", "nchw": "eager"}
+               "nchw": {"compile": False, "grouped_conv": "nchw"},
+               "fused-opt": {"compile": True, "fused_optimizer": True}}
+VARIANT_BASE = {"cudagraphs": "compiled", "fused-opt": "compiled", "split": "eager", "nchw": "eager"}
 GROUPED = ("alexnet",)  # the models with grouped convolutions (split / nchw apply)
 
 
@@ -110,7 +112,7 @@ def settings_for(args, device: torch.device) -> Settings:
     else:
         batch, steps, warmup, seconds, images, epochs = (8, 1, 1, 0.3, 40, 1) if args.quick \
             else (64, 8, 2, 4.0, 640, 1)
-    modes = ("eager", "compiled", "cudagraphs", "split", "nchw") if cuda else ("eager",)
+    modes = ("eager", "compiled", "cudagraphs", "fused-opt", "split", "nchw") if cuda else ("eager",)
     return Settings(device=str(device), batch=args.batch or batch, steps=args.steps or steps,
                     warmup=args.warmup if args.warmup is not None else warmup, seconds=args.seconds or seconds,
                     images=args.images or images, epochs=args.epochs or epochs,
@@ -236,7 +238,7 @@ def model_rows(arch: str, mode: str, wanted: list[str], data: Data, s: Settings,
     r = trainer.resolved
     common = {"batch": s.batch, "steps": s.steps, "warmup": s.warmup, "precision": r.precision,
               "channels_last": r.channels_last, "compile": r.compile, "compile_mode": r.compile_mode,
-              "grouped_conv": r.grouped_conv, "workers": s.workers}
+              "grouped_conv": r.grouped_conv, "fused_optimizer": trainer.config.fused_optimizer, "workers": s.workers}
     try:
         for kind in DATA:
             if kind not in wanted:
@@ -400,7 +402,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--epochs", type=int, help="epochs of the end-to-end run (CUDA 5, quick 2; CPU 1)")
     ap.add_argument("--workers", type=int, help="loader workers (default: this process's CPUs)")
     ap.add_argument("--models", help=f"comma-separated (default {','.join(MODELS)})")
-    ap.add_argument("--modes", help="comma-separated of eager, compiled, cudagraphs, split, nchw (default: all on "
+    ap.add_argument("--modes", help="comma-separated of eager, compiled, cudagraphs, fused-opt, split, nchw (default: all on "
                     "CUDA, eager on a CPU)")
     ap.add_argument("--e2e-arch", default="alexnet", help="model of the end-to-end run (default alexnet)")
     return ap

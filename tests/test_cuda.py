@@ -3,7 +3,7 @@
 Every line here also has a CPU test elsewhere that runs the same arithmetic on CPU tensors; these tests
 cover what only a GPU runs: pinned staging buffers, the copy stream and its events, the per-epoch plan
 on the GPU, nvJPEG decoding, the compiled batched augmentation (Triton), the window-sum LRN and the
-grouped convolutions in cuDNN, and training with CUDA graphs. They need no data beyond what they make,
+grouped convolutions in cuDNN, the fused optimizer, and training with CUDA graphs. They need no data beyond what they make,
 so they run on the GPU machine from a checkout alone (about a minute):
 
     PYTHONPATH=src python3 -m pytest -q tests/test_cuda.py
@@ -152,7 +152,28 @@ def test_grouped_convolutions_on_cuda_compute_the_same_however_they_run(monkeypa
         torch.testing.assert_close(grads[impl], grads["cudnn"], rtol=1e-3, atol=1e-3 * float(grads["cudnn"].abs().max()))
 
 
-@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_fused_paper_sgd_on_cuda_takes_the_eager_steps():
+    from alexnet.training.optim import PaperSGD
+
+    torch.manual_seed(0)
+    shapes = [(96, 3, 11, 11), (96,), (4096, 9216)]
+    ps = [torch.nn.Parameter(torch.randn(s, device="cuda")) for s in shapes]
+    qs = [torch.nn.Parameter(p.detach().clone()) for p in ps]
+    eager, fused = PaperSGD(ps, lr=0.01), PaperSGD(qs, lr=0.01, fused=True)
+    for step in range(5):
+        for opt in (eager, fused):
+            for group in opt.param_groups:
+                group["lr"] = 0.01 if step < 3 else 0.001
+        for p, q in zip(ps, qs, strict=True):
+            p.grad = torch.randn_like(p)
+            q.grad = p.grad.clone()
+        eager.step()
+        fused.step()
+    for p, q in zip(ps, qs, strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead", "fused-opt"])
 def test_training_on_cuda_compiled(tmp_path, pixels, mode):
     """alexnet train on the GPU, compiled (and with CUDA graphs): the batched, compiled loader feeds it,
     the loss falls on a learnable set, and resolved.yaml says what ran."""
@@ -161,12 +182,12 @@ def test_training_on_cuda_compiled(tmp_path, pixels, mode):
     from alexnet.training import TrainConfig, train
 
     cfg = TrainConfig(arch="cifar_4layer", crop_size=32, epochs=4, batch_size=15, val_split=0.2, lr=0.01,
-                      warmup_epochs=0, device="cuda", compile=True, compile_mode=mode, out=str(tmp_path / mode),
-                      log_interval=1)
+                      warmup_epochs=0, device="cuda", compile=True, out=str(tmp_path / mode), log_interval=1,
+                      compile_mode="default" if mode == "fused-opt" else mode, fused_optimizer=mode == "fused-opt")
     r = train(cfg, dataset=pixels, progress=False)
     losses = [row["train_loss"] for row in r.history]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
     ran = yaml.safe_load((r.run_dir / "resolved.yaml").read_text())
     assert ran["device"].startswith("cuda") and ran["augment"] == "batched" and ran["compile"] is True
-    assert ran["compile_mode"] == mode and ran["precision"] == "bf16"
+    assert ran["compile_mode"] == ("default" if mode == "fused-opt" else mode) and ran["precision"] == "bf16"
     assert r.final["ten_crop_top1_err"] is not None

@@ -136,3 +136,47 @@ def test_bias_learning_rate_factor_in_the_trainers_step(monkeypatch):
         expected = moves[1.0][name] * (2.0 if name.endswith("bias") else 1.0)
         assert move.abs().max() > 0, name
         np.testing.assert_allclose(move.numpy(), expected.numpy(), rtol=1e-5, atol=1e-9, err_msg=name)
+
+
+def test_fused_paper_sgd_is_the_formula_too():
+    """fused=True (one compiled pass per tensor, the lr a tensor): the paper's update by hand, over a
+    change of lr and two groups, with the same state (a fused run resumes unfused and back)."""
+    w0 = [torch.randn(4, 3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)]
+    ps = [nn.Parameter(w.clone()) for w in w0]
+    opt = PaperSGD([{"params": ps[:1], "weight_decay": 5e-4}, {"params": ps[1:], "weight_decay": 0.0}],
+                   lr=0.05, momentum=0.9, fused=True)
+    w, v = [t.clone() for t in w0], [torch.zeros_like(t) for t in w0]
+    for k, g in enumerate(_grads(1)):
+        lr = 0.05 if k < 3 else 0.005
+        for group in opt.param_groups:
+            group["lr"] = lr
+        grads = [g, g[0]]
+        for p, gg in zip(ps, grads, strict=True):
+            p.grad = gg.clone()
+        opt.step()
+        for i, wd in enumerate((5e-4, 0.0)):
+            v[i] = 0.9 * v[i] - wd * lr * w[i] - lr * grads[i]
+            w[i] = w[i] + v[i]
+            torch.testing.assert_close(ps[i].detach(), w[i], rtol=0, atol=1e-14)
+            torch.testing.assert_close(opt.state[ps[i]]["velocity"], v[i], rtol=0, atol=1e-14)
+    plain = PaperSGD([{"params": ps[:1], "weight_decay": 5e-4}, {"params": ps[1:], "weight_decay": 0.0}], lr=0.05)
+    plain.load_state_dict(opt.state_dict())
+    assert torch.equal(plain.state[ps[0]]["velocity"], opt.state[ps[0]]["velocity"])
+
+
+@pytest.mark.parametrize("name", ["paper", "sgd", "nesterov"])
+def test_fused_optimizers_take_the_same_steps(name):
+    def run(fused: bool) -> torch.Tensor:
+        torch.manual_seed(0)
+        model = nn.Linear(5, 3)
+        opt = build_optimizer(name, model, lr=0.1, momentum=0.9, weight_decay=5e-4, fused=fused)
+        x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
+        for lr in [0.1] * 4 + [0.01] * 3:
+            for group in opt.param_groups:
+                group["lr"] = lr
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    torch.testing.assert_close(run(True), run(False), rtol=1e-5, atol=1e-6)

@@ -340,3 +340,13 @@ def test_the_speed_switches_compute_the_same(tmp_path, tiny):
     eager, compiled = losses(compile=False), losses(compile=True)
     assert losses(compile=True, compile_mode="reduce-overhead") == pytest.approx(compiled, rel=1e-6)
     assert compiled == pytest.approx(eager, rel=1e-2)  # fused kernels round differently, nothing more
+
+
+def test_fused_optimizer_trains_the_same(tmp_path, tiny, one_thread):
+    """--fused-optimizer changes how the update runs, not what it computes: the same losses and errors."""
+    runs = [train(_config(tmp_path / str(fused), epochs=2, fused_optimizer=fused), dataset=tiny, progress=False)
+            for fused in (False, True)]
+    assert runs[1].config.fused_optimizer and runs[1].history[0]["train_loss"] > 0
+    for a, b in zip(runs[0].history, runs[1].history, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert b["val_top1_err"] == a["val_top1_err"]

@@ -128,6 +128,10 @@ class TrainConfig:
     """How the grouped convolutions (the two towers' conv2, conv4, conv5) run: ``cudnn`` (one convolution
     with groups), ``nchw`` (the same in NCHW inside a channels_last net) or ``split`` (one convolution per
     group). The same function and weights; only the speed differs."""
+    fused_optimizer: bool = False
+    """Take the SGD update in one pass over each weight tensor (``paper``: compiled with ``torch.compile``;
+    ``sgd``/``nesterov``: torch's ``fused=True``) instead of four multi-tensor passes. The same update up
+    to rounding; opt-in until ``benchmarks/gpu.py`` has measured it."""
     channels_last: bool | None = None
     """NHWC memory format; None: on for CUDA, and on a CPU for nets without grouped convolutions."""
     out: str | None = None

@@ -17,6 +17,11 @@ changes: after lr is divided by 10, torch's buffer (still full of gradients take
 applied at the new rate at once, so the step shrinks tenfold immediately; the paper's velocity still
 carries the steps already taken at the old rate and decays by 0.9 per step, so the change takes effect
 over about 1 / (1 - 0.9) = 10 steps. tests/test_training_optim.py checks both statements.
+
+``fused=True`` (``TrainConfig.fused_optimizer``): the update as one pass over each weight tensor instead
+of four multi-tensor passes (about 2.2x less memory traffic: read v, w, g and write v, w once), for
+``paper`` a ``torch.compile``'d loop (the learning rate a 0-dim tensor, so that a new rate does not
+compile again), for ``sgd``/``nesterov`` torch's own ``fused=True``. The same update up to rounding.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ class PaperSGD(Optimizer):
     """
 
     def __init__(self, params: Iterable, lr: float = 0.01, momentum: float = 0.9,
-                 weight_decay: float = 5e-4) -> None:
+                 weight_decay: float = 5e-4, *, fused: bool = False) -> None:
         if lr < 0:
             raise BadOptionError(f"learning rate must be >= 0, got {lr}")
         if not 0.0 <= momentum < 1.0:
@@ -48,6 +53,9 @@ class PaperSGD(Optimizer):
         if weight_decay < 0:
             raise BadOptionError(f"weight decay must be >= 0, got {weight_decay}")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+        self.fused = bool(fused)
+        self._fused_update = torch.compile(paper_update, fullgraph=True, dynamic=False) if fused else None
+        self._lr_tensors: dict[int, torch.Tensor] = {}  # param group -> its lr as a 0-dim tensor (fused)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -55,7 +63,7 @@ class PaperSGD(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for k, group in enumerate(self.param_groups):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
@@ -67,6 +75,13 @@ class PaperSGD(Optimizer):
                 if "velocity" not in state:
                     state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 velocities.append(state["velocity"])
+            if self.fused:
+                lr_t = self._lr_tensors.get(k)
+                if lr_t is None or lr_t.device != params[0].device or lr_t.dtype != params[0].dtype:
+                    lr_t = self._lr_tensors[k] = torch.zeros((), device=params[0].device, dtype=params[0].dtype)
+                lr_t.fill_(lr)  # no host sync on CUDA
+                self._fused_update(params, grads, velocities, lr_t, m, wd)
+                continue
             # v = m * v - wd * lr * w - lr * grad ; w = w + v   (the paper's formula term by term, each a
             # multi-tensor pass in place: no temporary the size of the model, whose allocation and page
             # faults alone cost more than the arithmetic on a CPU)
@@ -76,6 +91,15 @@ class PaperSGD(Optimizer):
             torch._foreach_add_(velocities, grads, alpha=-lr)
             torch._foreach_add_(params, velocities)
         return loss
+
+
+def paper_update(params: list[torch.Tensor], grads: list[torch.Tensor], velocities: list[torch.Tensor],
+                 lr: torch.Tensor, momentum: float, weight_decay: float) -> None:
+    """The paper's update, ``v = m v - lr (wd w + g); w = w + v``, written per tensor so that
+    ``torch.compile`` makes it one read and one write of each tensor (:class:`PaperSGD` with ``fused``)."""
+    for p, g, v in zip(params, grads, velocities, strict=True):
+        v.mul_(momentum).sub_(lr * (g + weight_decay * p))
+        p.add_(v)
 
 
 def parameter_groups(model: nn.Module, weight_decay: float, bias_decay: bool = True,
@@ -99,16 +123,17 @@ def parameter_groups(model: nn.Module, weight_decay: float, bias_decay: bool = T
 
 
 def build_optimizer(name: str, model: nn.Module, *, lr: float, momentum: float, weight_decay: float,
-                    bias_decay: bool = True, bias_lr_factor: float = 1.0) -> Optimizer:
-    """``paper`` (PaperSGD), ``sgd`` (torch.optim.SGD) or ``nesterov`` (torch's SGD, Nesterov momentum)."""
+                    bias_decay: bool = True, bias_lr_factor: float = 1.0, fused: bool = False) -> Optimizer:
+    """``paper`` (PaperSGD), ``sgd`` (torch.optim.SGD) or ``nesterov`` (torch's SGD, Nesterov momentum);
+    ``fused``: one pass over each weight tensor per step (see the module docstring)."""
     groups = parameter_groups(model, weight_decay, bias_decay, bias_lr_factor)
     for group in groups:
         group["lr"] = lr * group["lr_scale"]
     if name == "paper":
-        return PaperSGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return PaperSGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, fused=fused)
     if name in ("sgd", "nesterov"):
         if name == "nesterov" and momentum <= 0:
             raise BadOptionError("nesterov needs momentum > 0")
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                               nesterov=name == "nesterov")
+                               nesterov=name == "nesterov", **({"fused": True} if fused else {}))
     raise BadOptionError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")

@@ -221,7 +221,7 @@ class Trainer:
         """Optimizer, lr schedule (with the warm-up and the chance level it watches) and the step meter."""
         self.optimizer = build_optimizer(c.optimizer, self.module, lr=c.lr, momentum=c.momentum,
                                          weight_decay=c.weight_decay, bias_decay=c.bias_decay,
-                                         bias_lr_factor=c.bias_lr_factor)
+                                         bias_lr_factor=c.bias_lr_factor, fused=c.fused_optimizer)
         self.total_steps = min(c.epochs * self.steps_per_epoch, c.max_steps or math.inf)
         # Chance level: what a constant guess (the most frequent class) achieves, in error and in loss.
         self.train_chance = label_chance(self.dataset, self.train_loader.indices, len(self.classes))
@@ -572,6 +572,7 @@ class Trainer:
               f"{', compiled' if self.resolved.compile else ''}"
               f"{f' ({self.resolved.compile_mode})' if self.resolved.compile and self.resolved.compile_mode != 'default' else ''}"
               f"{f', grouped convolutions {self.resolved.grouped_conv}' if self.resolved.grouped_conv != 'cudnn' else ''}"
+              f"{', fused optimizer' if self.config.fused_optimizer else ''}"
               f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}"
               f"{f', {torch.get_num_threads()} threads' if self.device.type == 'cpu' else ''}")
         if self.demo:
@@ -732,7 +733,7 @@ def train(config: TrainConfig | None = None, *, dataset=None, val_dataset=None, 
 
 
 RESUME_OVERRIDES = ("epochs", "max_steps", "device", "workers", "compile", "log_interval",
-                    "checkpoint_interval", "ten_crop")
+                    "checkpoint_interval", "ten_crop", "fused_optimizer")
 
 
 def resume(run_dir: str | Path, *, dataset=None, val_dataset=None, progress: bool | None = True,
