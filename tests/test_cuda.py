@@ -133,20 +133,15 @@ def test_window_sum_lrn_on_cuda_equals_torchs():
 
 
 def test_grouped_convolutions_on_cuda_compute_the_same_however_they_run(monkeypatch):
-    from alexnet.models import create_model, set_grouped_conv
+    from alexnet.models import create_model
+    from test_models import grouped_conv_outputs
 
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     torch.manual_seed(0)
     model = create_model("alexnet", num_classes=10).cuda().to(memory_format=torch.channels_last)
     x = torch.randn(4, 3, 224, 224, device="cuda").contiguous(memory_format=torch.channels_last)
-    out, grads = {}, {}
-    for impl in ("cudnn", "nchw", "split"):
-        set_grouped_conv(model, impl)
-        model.zero_grad()
-        y = model.eval()(x)
-        y.square().sum().backward()
-        out[impl], grads[impl] = y.detach(), model.features.conv4.weight.grad.clone()
+    out, grads = grouped_conv_outputs(model, x)
     for impl in ("nchw", "split"):
         torch.testing.assert_close(out[impl], out["cudnn"], rtol=1e-4, atol=1e-4)
         torch.testing.assert_close(grads[impl], grads["cudnn"], rtol=1e-3, atol=1e-3 * float(grads["cudnn"].abs().max()))

@@ -386,6 +386,20 @@ def test_lrn_compiles_to_one_kernel_forward_and_one_backward():
     torch.testing.assert_close(y, F.local_response_norm(x, 5, alpha=1e-4, beta=0.75, k=2.0), rtol=1e-6, atol=0)
 
 
+def grouped_conv_outputs(model, x) -> tuple[dict, dict]:
+    """The model's outputs and conv4's weight gradients with each way of running grouped convolutions."""
+    from alexnet.models import set_grouped_conv
+
+    out, grads = {}, {}
+    for impl in ("cudnn", "nchw", "split"):
+        set_grouped_conv(model, impl)
+        model.zero_grad()
+        y = model.eval()(x)
+        y.square().sum().backward()
+        out[impl], grads[impl] = y.detach(), model.features.conv4.weight.grad.clone()
+    return out, grads
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_grouped_convolutions_compute_the_same_however_they_run(channels_last):
     """cudnn (groups), nchw and split: the same outputs and gradients from the same parameters."""
@@ -399,14 +413,8 @@ def test_grouped_convolutions_compute_the_same_however_they_run(channels_last):
     x = torch.randn(2, 3, 224, 224)
     if channels_last:
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    out, grads = {}, {}
-    for impl in ("cudnn", "nchw", "split"):
-        set_grouped_conv(model, impl)
-        model.zero_grad()
-        y = model.eval()(x)
-        y.square().sum().backward()
-        out[impl], grads[impl] = y.detach(), model.features.conv4.weight.grad.clone()
-        assert {k: v.shape for k, v in model.state_dict().items()} == keys
+    out, grads = grouped_conv_outputs(model, x)
+    assert {k: v.shape for k, v in model.state_dict().items()} == keys
     for impl in ("nchw", "split"):
         torch.testing.assert_close(out[impl], out["cudnn"], rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(grads[impl], grads["cudnn"], rtol=1e-4, atol=1e-4 * float(grads["cudnn"].abs().max()))

@@ -136,7 +136,7 @@ class Loader:
     ``augment``: where the augmentation runs: ``"workers"`` (each worker thread its share of the batch;
     the default on a CPU) or ``"batched"`` (the workers only gather uint8 images; the thread iterating
     the loader copies and augments the whole batch at once; the default on CUDA). ``compile``:
-    ``torch.compile`` the batched step.
+    ``torch.compile`` the batched step (ignored for ``"workers"``).
 
     Reproducible: the same ``seed`` gives the same batches, whatever the number of workers. The epoch
     is set with :meth:`set_epoch` (call it every epoch, as with ``DistributedSampler``); if it is not
@@ -197,8 +197,10 @@ class Loader:
         if self.gpu_decode and self.device.type != "cuda":
             raise BadOptionError("gpu_decode needs a CUDA device")
         self.augment = augment or ("batched" if self.device.type == "cuda" else "workers")
-        self._stage = torch.compile(augment_batch, dynamic=None) if compile else augment_batch
-        self.compile = bool(compile)
+        # Compiled only where one thread calls it (the batched step): dynamo does not compile from several
+        # worker threads at once.
+        self.compile = bool(compile) and self.augment == "batched"
+        self._stage = torch.compile(augment_batch, dynamic=None) if self.compile else augment_batch
 
         # Mean (image or per-channel, broadcast to an image view) and std, in 0..255 units.
         if mean == "image":
