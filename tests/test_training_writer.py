@@ -78,6 +78,82 @@ def test_a_failed_job_is_raised_at_the_next_wait_in_one_line_or_reported():
                     "'/runs/x/.last.pt.tmp1'"]
 
 
+def test_offered_jobs_never_wait_and_the_newest_replaces_a_waiting_one():
+    writes, done, release = BackgroundWriter(), [], threading.Event()
+
+    def job(name, block=False):
+        def write():
+            if block:
+                assert release.wait(timeout=60)
+            done.append(name)
+        return [(name, write)]
+
+    writes.offer(job("a", block=True))  # idle: starts at once
+    t = time.perf_counter()
+    writes.offer(job("b"))  # in flight: b waits its turn
+    writes.offer(job("c"), merge=lambda waiting, newer: newer + job(f"kept from {waiting[0][0]}"))
+    assert time.perf_counter() - t < 1 and done == [] and writes.busy  # neither offer waited for "a"
+    release.set()
+    writes.wait()
+    assert done == ["a", "c", "kept from b"] and writes.replaced == 1 and not writes.busy
+    writes.offer(job("d"))  # idle again: runs now
+    writes.close()
+    assert done[-1] == "d"
+
+
+def test_an_epochs_replaced_files_keep_their_best_checkpoint(tmp_path):
+    """Epoch 2 improved, but its files were replaced by epoch 3's before they were written: best.pt is
+    still epoch 2's checkpoint (written in full), last.pt epoch 3's, and the metrics are epoch 3's."""
+    from alexnet.training.trainer import _EpochFiles
+
+    def state(epoch):
+        return {"position": {"epoch": epoch, "batch": 0, "step": 3 * epoch}, "model": {"w": torch.full((2,), epoch)}}
+
+    hist = [{"epoch": 1, "val_top1_err": 0.5}, {"epoch": 2, "val_top1_err": 0.4}, {"epoch": 3, "val_top1_err": 0.45}]
+    s2, s3 = state(2), state(3)
+    job = _EpochFiles.merge(_EpochFiles(tmp_path, s2, s2, hist[:2], "t"), _EpochFiles(tmp_path, s3, None, hist, "t"))
+    for _, write in job.steps():
+        write()
+    assert load_checkpoint(tmp_path / rundir.LAST)["position"]["epoch"] == 3
+    assert load_checkpoint(tmp_path / rundir.BEST)["position"]["epoch"] == 2
+    with open(tmp_path / "metrics.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
+    # an improved newer epoch wins; one whose best is its own is linked, not written twice
+    s4 = state(4)
+    job = _EpochFiles.merge(_EpochFiles(tmp_path, s3, s2, hist, "t"), _EpochFiles(tmp_path, s4, s4, hist, "t"))
+    assert job.best is s4 and [name for name, _ in job.steps()][:2] == [rundir.LAST, rundir.BEST]
+
+
+def test_epochs_shorter_than_a_write_do_not_wait_for_the_disk(tmp_path, tiny, monkeypatch):
+    """Epoch 1's checkpoint write lasts until epoch 3 has ended: the epochs went on meanwhile, a newer
+    epoch's files replaced epoch 2's, and at the end last.pt is the last epoch's, best.pt the best epoch's."""
+    real_save, real_save_epoch = ckpt.save_checkpoint, Trainer._save_epoch
+    third_done, written, waited = threading.Event(), [], []
+
+    def slow_save(state, path):
+        if state["position"]["epoch"] == 1 and path.name == rundir.LAST:
+            waited.append(third_done.wait(timeout=120))
+        written.append((state["position"]["epoch"], path.name))
+        return real_save(state, path)
+
+    def save_epoch(self, improved):
+        real_save_epoch(self, improved)
+        if self.epoch == 3:
+            third_done.set()
+
+    monkeypatch.setattr(ckpt, "save_checkpoint", slow_save)
+    monkeypatch.setattr(Trainer, "_save_epoch", save_epoch)
+    r = train(_config(tmp_path / "run", epochs=6, lr=0.05), dataset=tiny, progress=False)
+    assert waited == [True]  # epochs 2 and 3 ended while epoch 1's checkpoint was being written
+    lasts = [e for e, name in written if name == rundir.LAST]
+    assert lasts[0] == 1 and lasts[-1] == 6 and 2 not in lasts  # epoch 2's files (at least) were replaced
+    assert load_checkpoint(r.run_dir / "last.pt")["position"]["epoch"] == 6
+    errs = [row["val_top1_err"] for row in r.history]
+    assert load_checkpoint(r.run_dir / "best.pt")["position"]["epoch"] == errs.index(min(errs)) + 1
+    with open(r.run_dir / "metrics.csv") as f:
+        assert len(list(csv.DictReader(f))) == 6
+
+
 # ------------------------------------------------------------------------------------------ in a run
 def test_training_goes_on_while_a_checkpoint_is_written(tmp_path, tiny, monkeypatch):
     real_save, real_step = ckpt.save_checkpoint, Trainer.train_step

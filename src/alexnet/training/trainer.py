@@ -309,16 +309,16 @@ class Trainer:
                               f"{self.dist.world_size}: the data order stays, the dropout masks differ")
         self._rng_to_restore = state.get("rng")
 
-    def save(self, name: str = rundir.LAST, *, then: list | None = None) -> Path | None:
+    def save(self, name: str = rundir.LAST) -> Path | None:
         """Checkpoint ``name``: every rank gathers the state (the RNG gather is a collective); rank 0
-        writes it on the background writer, after the previous write has finished (whose error is raised
-        here), then the ``(name, write)`` steps of ``then``. Returns the path being written."""
+        writes it on the background writer, after the previous writes have finished (whose error is
+        raised here). Returns the path being written."""
         self.writes.wait()
         state = self.state_dict()
         path = None
         if self.main and self.run_dir is not None:
             path = self.run_dir / name
-            self.writes.submit((name, lambda: ckpt.save_checkpoint(state, path)), *(then or []))
+            self.writes.submit((name, lambda: ckpt.save_checkpoint(state, path)))
         self.dist.barrier()
         return path
 
@@ -482,21 +482,21 @@ class Trainer:
         self.epoch, self.batch = self.epoch + 1, 0
         self.meter.reset()
         self.epoch_seconds = self.epoch_train_seconds = 0.0
-        self.save(then=self._epoch_files(improved))
+        self._save_epoch(improved)
         if self.tb is not None:
             self.tb.log_epoch(row)
         return row
 
-    def _epoch_files(self, improved: bool) -> list:
-        """What the writer does after the epoch's checkpoint: ``best`` linked to it, ``metrics.csv`` and
-        ``curves.png`` (from a copy of the history: drawing it can take as long as a small epoch's
-        training steps on a GPU, docs/TRAINING.md)."""
-        if not self.main or self.run_dir is None:
-            return []
-        d, history, title = self.run_dir, [dict(r) for r in self.history], f"{self.config.arch} on {self.data_desc}"
-        best = [(rundir.BEST, lambda: ckpt.link_checkpoint(d / rundir.LAST, d / rundir.BEST))] if improved else []
-        return [*best, ("metrics.csv", lambda: rundir.write_metrics_csv(d / "metrics.csv", history)),
-                ("curves.png", lambda: rundir.write_curves(d / "curves.png", history, title=title))]
+    def _save_epoch(self, improved: bool) -> None:
+        """The epoch's files (checkpoint, ``best`` if it improved, ``metrics.csv``, ``curves.png``) handed
+        to the writer without waiting for the disk: when epochs are shorter than a checkpoint's write, a
+        newer epoch's files replace the ones still waiting (:meth:`BackgroundWriter.offer`)."""
+        state = self.state_dict()
+        if self.main and self.run_dir is not None:
+            job = _EpochFiles(self.run_dir, state, state if improved else None, [dict(r) for r in self.history],
+                              f"{self.config.arch} on {self.data_desc}")
+            self.writes.offer(job, merge=_EpochFiles.merge)
+        self.dist.barrier()
 
     def _near_chance(self, train: dict, tolerance: float) -> bool:
         """An epoch after the first (and after any warm-up) whose training loss is within ``tolerance``
@@ -686,6 +686,37 @@ class Trainer:
             self.progress.log(f"weights: {self.run_dir / rundir.WEIGHTS}")
         self.dist.barrier()
         return final
+
+
+@dataclass
+class _EpochFiles:
+    """An epoch's files for the background writer. ``best``: the state ``best.pt`` is to hold when it
+    changed: this epoch's (a hard link to ``last.pt``), or that of an earlier epoch whose files were
+    replaced before they were written (then written in full); None when it did not change."""
+
+    run_dir: Path
+    state: dict
+    best: dict | None
+    history: list
+    title: str
+
+    def steps(self) -> list:
+        d = self.run_dir
+        steps = [(rundir.LAST, lambda: ckpt.save_checkpoint(self.state, d / rundir.LAST))]
+        if self.best is self.state:
+            steps.append((rundir.BEST, lambda: ckpt.link_checkpoint(d / rundir.LAST, d / rundir.BEST)))
+        elif self.best is not None:
+            steps.append((rundir.BEST, lambda: ckpt.save_checkpoint(self.best, d / rundir.BEST)))
+        # drawing the curves can take as long as a small epoch's training steps on a GPU (docs/TRAINING.md)
+        return [*steps, ("metrics.csv", lambda: rundir.write_metrics_csv(d / "metrics.csv", self.history)),
+                ("curves.png", lambda: rundir.write_curves(d / "curves.png", self.history, title=self.title))]
+
+    @staticmethod
+    def merge(waiting: _EpochFiles, newer: _EpochFiles) -> _EpochFiles:
+        """``newer`` in place of ``waiting``, keeping a best state that only ``waiting`` had."""
+        if newer.best is None and waiting.best is not None:
+            newer.best = waiting.best
+        return newer
 
 
 def _say_error(message: str) -> None:

@@ -8,10 +8,16 @@
 ``submit`` first waits for the previous write, so nothing queues up and no write is dropped; the job
 gets data that training can no longer change (a host copy of the state: :func:`host_copy`). Each file
 is still written atomically (temporary file, fsync, rename), so a kill at any moment leaves whole files.
+
+``offer`` is for a job that a later one makes obsolete (the end-of-epoch checkpoint when epochs are
+shorter than a checkpoint's write): it never waits; while a write is in flight, the job waits its turn,
+replacing one that was waiting (``merge`` says what of the replaced job the new one keeps). So training
+does not stall on the disk, and what is written is always the newest state.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -52,27 +58,70 @@ def host_copy(state):
 
 
 class BackgroundWriter:
-    """One writer thread (started at the first job) and at most one job in flight."""
+    """One writer thread (started at the first job), at most one job in flight and one waiting.
+
+    A job is a sequence of ``(name, write)`` steps, or an object whose ``steps()`` returns one."""
 
     def __init__(self) -> None:
         self._pool: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
+        self._lock = threading.Lock()
+        self._running = False  # the writer thread is in a job (and will take ``_next`` after it)
+        self._next = None  # a job offered while one was in flight
+        self.replaced = 0  # offered jobs that a newer one replaced before they were written
 
     @property
     def busy(self) -> bool:
         """True while a job is being written."""
-        return self._pending is not None and not self._pending.done()
+        with self._lock:
+            return self._running
 
     def submit(self, *steps: tuple[str, Callable[[], object]]) -> None:
-        """Run the ``(name, write)`` steps in order on the writer thread, once the previous job has
-        finished (its error is raised here). A failed step ends the job, naming its file."""
+        """Run the ``(name, write)`` steps in order on the writer thread, once the previous jobs have
+        finished (their error is raised here). A failed step ends the job, naming its file."""
         self.wait()
+        self._start(steps)
+
+    def offer(self, job, merge: Callable[[object, object], object] | None = None) -> None:
+        """Run ``job`` now if the writer is idle; else after the job in flight, in place of a job that
+        was waiting (``merge(waiting, job)`` returns the job to run instead of ``job``). Never waits for
+        the disk; a failed earlier job's error is raised here."""
+        with self._lock:
+            if self._running:
+                if self._next is not None:
+                    self.replaced += 1
+                    if merge is not None:
+                        job = merge(self._next, job)
+                self._next = job
+                return
+        self.wait()
+        self._start(job)
+
+    def _start(self, job) -> None:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="alexnet-writer")
-        self._pending = self._pool.submit(_run, steps)
+        with self._lock:
+            self._running = True
+        self._pending = self._pool.submit(self._work, job)
+
+    def _work(self, job) -> None:
+        """The writer thread: ``job``, then whatever was offered meanwhile, until nothing waits."""
+        try:
+            while True:
+                _run(job.steps() if hasattr(job, "steps") else job)
+                with self._lock:
+                    job, self._next = self._next, None
+                    if job is None:
+                        self._running = False
+                        return
+        except BaseException:
+            with self._lock:  # a failed write stops the run: what waited is dropped with it
+                self._next, self._running = None, False
+            raise
 
     def wait(self) -> None:
-        """Block until the job in flight has finished; raise its :class:`WriteError` if it failed."""
+        """Block until the job in flight (and any waiting) has finished; raise a :class:`WriteError`
+        if one failed."""
         pending = self._pending
         if pending is None:
             return
