@@ -7,6 +7,11 @@
 - the checkpoint of ``--arch`` with its optimizer's momentum: what training waits for with background
   writes (the host copy: :func:`alexnet.training.writer.host_copy`, through pinned memory on CUDA)
   against the write in line (``save_checkpoint``: torch.save, fsync, rename) that it replaced;
+- ``--epochs N --epoch-seconds S``: N epochs whose training steps take S seconds each (the thread
+  sleeps, as a training thread waits on a GPU), each ending with the checkpoint of ``--arch`` handed to
+  the background writer: waiting for the previous write first (``submit``, what epochs did before) or
+  not (``offer``, what they do now: a newer epoch's checkpoint replaces one still waiting). Wall time
+  against the N x S of training alone;
 - with ``--compile ARCH``: two ``alexnet train`` runs of one step with ``compile=True`` in fresh
   processes sharing an empty ``TORCHINDUCTOR_CACHE_DIR``: their wall times and inductor's FX graph and
   AOTAutograd cache hits (the second run should load what the first compiled).
@@ -35,7 +40,7 @@ from alexnet.models import create_model  # noqa: E402
 from alexnet.training import checkpoint as ckpt  # noqa: E402
 from alexnet.training import rundir  # noqa: E402
 from alexnet.training.optim import build_optimizer  # noqa: E402
-from alexnet.training.writer import host_copy  # noqa: E402
+from alexnet.training.writer import BackgroundWriter, host_copy  # noqa: E402
 
 
 def history(epochs: int = 90) -> list[dict]:
@@ -74,6 +79,36 @@ def checkpoint(folder: Path, arch: str, device: torch.device, repeats: int = 3) 
         write_s.append(time.perf_counter() - t)
     return {"arch": arch, "device": str(device), "megabytes": round((folder / "last.pt").stat().st_size / 1e6),
             "host_copy_s": [round(t, 3) for t in copy_s], "save_checkpoint_s": [round(t, 3) for t in write_s]}
+
+
+def short_epochs(folder: Path, arch: str, device: torch.device, epochs: int, epoch_s: float) -> dict:
+    model = create_model(arch, num_classes=1000).to(device)
+    opt = build_optimizer("paper", model, lr=0.01, momentum=0.9, weight_decay=5e-4)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    live = {"model": model.state_dict(), "optimizer": opt.state_dict()}
+    out = {"arch": arch, "device": str(device), "epochs": epochs, "epoch_s": epoch_s,
+           "training_alone_s": round(epochs * epoch_s, 2)}
+    for how in ("submit", "offer"):
+        writes, written = BackgroundWriter(), []
+        t = time.perf_counter()
+        for epoch in range(epochs):
+            time.sleep(epoch_s)  # the epoch's training steps
+            state = host_copy(live)
+
+            def write(state=state, epoch=epoch, written=written):
+                ckpt.save_checkpoint(state, folder / "last.pt")
+                written.append(epoch)
+            if how == "submit":
+                writes.submit(("last.pt", write))
+            else:
+                writes.offer([("last.pt", write)])
+        epochs_end = time.perf_counter() - t
+        writes.close()
+        out[how] = {"epochs_wall_s": round(epochs_end, 2), "wall_with_last_write_s": round(time.perf_counter() - t, 2),
+                    "checkpoints_written": len(written)}
+    return out
 
 
 _RUN = textwrap.dedent("""
@@ -116,11 +151,19 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=5)
     ap.add_argument("--compile", metavar="ARCH", help="also time two compiled runs of ARCH (see above)")
     ap.add_argument("--dir", default=None, help="where the files go (a temporary folder in it)")
+    ap.add_argument("--epochs", type=int, default=0, help="also time N short epochs with checkpoints (see above)")
+    ap.add_argument("--epoch-seconds", type=float, default=0.1, help="training time of one such epoch")
+    ap.add_argument("--only-epochs", action="store_true", help="skip the other measurements")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
-        out = {"torch": torch.__version__, "files": files(folder, args.draws),
-               "checkpoint": checkpoint(folder, args.arch, torch.device(args.device))}
+        out = {"torch": torch.__version__}
+        if not args.only_epochs:
+            out["files"] = files(folder, args.draws)
+            out["checkpoint"] = checkpoint(folder, args.arch, torch.device(args.device))
+        if args.epochs:
+            out["short_epochs"] = short_epochs(folder, args.arch, torch.device(args.device), args.epochs,
+                                               args.epoch_seconds)
         if args.compile:
             out["compile_cache"] = compile_cache(folder, args.compile, args.device)
     print(json.dumps(out, indent=1))

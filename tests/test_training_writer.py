@@ -259,8 +259,11 @@ def test_the_files_are_those_that_writes_in_line_give(tmp_path, tiny, monkeypatc
 def test_the_writes_benchmark_runs(tmp_path):
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "writes.py"
     p = subprocess.run([sys.executable, str(script), "--device", "cpu", "--arch", "cifar_4layer", "--draws", "1",
-                        "--dir", str(tmp_path)], capture_output=True, text=True, timeout=300)
+                        "--epochs", "3", "--epoch-seconds", "0.01", "--dir", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert len(out["files"]["curves_png_s"]) == 1 and len(out["checkpoint"]["host_copy_s"]) == 3
+    short = out["short_epochs"]
+    assert short["submit"]["checkpoints_written"] == 3 and 1 <= short["offer"]["checkpoints_written"] <= 3
     assert list(tmp_path.iterdir()) == []  # its temporary folder is gone
