@@ -33,6 +33,12 @@ def _worker(rank: int, world: int, init_file: str, out_file: str) -> None:
         result[f"train{epoch}"] = ys
         result[f"len{epoch}"] = len(train)
         result[f"aug{epoch}"] = first_pixel
+    # the batched path (the CUDA default: workers gather, this thread augments) shards the same way
+    batched = Loader(ds, 4, train=True, crop_size=6, seed=7, workers=1, augment="batched")
+    batched.set_epoch(1)
+    train.set_epoch(1)
+    result["batched_same"] = all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+                                 for a, b in zip(train, batched, strict=True))
     evaluation = Loader(ds, 5, train=False, crop_size=6, workers=1)
     result["eval"] = [y for _, ys in evaluation for y in ys.tolist()]
     gathered = [None] * world
@@ -53,6 +59,7 @@ def test_two_gloo_ranks_share_each_epoch(tmp_path):
     mp.start_processes(_worker, args=(2, str(tmp_path / "init"), str(out)), nprocs=2, join=True,
                        start_method=method)
     r0, r1 = json.loads(out.read_text())
+    assert r0["batched_same"] and r1["batched_same"]
     for epoch in (0, 1):
         a, b = r0[f"train{epoch}"], r1[f"train{epoch}"]
         # 37 // 2 = 18 each; batches of 4 with drop_last: 4 batches = 16 images per rank
