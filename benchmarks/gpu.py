@@ -5,6 +5,9 @@
 
 Rows (``--rows`` takes a comma-separated list of these names, or shell patterns such as ``alexnet/*``):
 
+- ``checks`` (CUDA, first): ``tests/test_cuda.py``, the CUDA-only code paths against the CPU ones
+  (pytest in a subprocess, at most ``CHECKS_TIMEOUT_S``): whether the figures below come from code
+  that computes the right thing on this GPU;
 - ``MODEL/MODE/DATA`` for MODEL in ``alexnet``, ``alexnet_owt``, MODE in ``eager``, ``compiled``
   (``torch.compile``) and DATA in ``synthetic`` (one fixed random batch on the device: the model and
   optimizer alone), ``raw`` (the trainer's ``Loader`` over Imagenette prepared with ``--format raw``) and
@@ -36,9 +39,11 @@ as ``first step``), then ``--steps`` timed steps ending with a device synchronis
 
 Data: ``imagenette-train.tar.gz`` from ``--data`` (default ../shared/data, else ``data/gpu-bench``, where
 ``--pack`` puts a subset): the first ``--images`` images (a tenth per class), extracted and prepared once
-(as raw and as JPEG) into ``--cache`` (default a temporary folder). The whole suite is sized for 4 to 5
-minutes on an H200 (the budget: 6); ``--device cpu --quick`` runs every row a CPU can (eager, no GPU
-decoding) with tiny settings, in about a minute on 2 cores.
+(as raw and as JPEG) into ``--cache`` (default a temporary folder). The rows before ``checks`` and the
+``fused-opt`` and ``raw-workers`` rows were sized for 4 to 5 minutes on an H200 from the 2026-11-29
+figures (the budget: 6); with those, estimated at 6 to 8 (never measured: the suite has not run on a
+GPU yet; ``--rows`` runs a subset). ``--device cpu --quick`` runs every row a CPU can (eager, no GPU
+decoding, no checks) with tiny settings, in about a minute on 2 cores.
 """
 
 from __future__ import annotations
@@ -76,7 +81,9 @@ PACK_DIR = ROOT / "data" / "gpu-bench"  # /data/ is git-ignored: carry it to the
 MODELS = ("alexnet", "alexnet_owt")
 DATA = ("synthetic", "raw", "jpeg", "raw-workers")
 LOADER_ROWS = ("raw", "raw-workers", "jpeg-gpu", "jpeg-cpu")
-CUDA_ONLY = ("raw-workers", "jpeg-gpu")  # on a CPU the workers augment anyway; nothing decodes on a GPU
+CUDA_ONLY = ("raw-workers", "jpeg-gpu", "checks")  # on a CPU the workers augment; no GPU to decode or check
+CHECKS = ROOT / "tests" / "test_cuda.py"
+CHECKS_TIMEOUT_S = 300
 BUDGET_S = 360  # issue 11: the whole suite in at most 6 minutes on one GPU
 # The trainer's settings of each mode; the variants run on synthetic data only, against their base mode.
 MODE_CONFIG = {"eager": {"compile": False}, "compiled": {"compile": True},
@@ -129,7 +136,7 @@ def row_names(s: Settings, cuda: bool) -> list[str]:
              if d != "raw-workers" or (cuda and mode == "compiled")
              if mode not in ("split", "nchw") or m in GROUPED]
     names += [f"loader/{k}" for k in LOADER_ROWS if cuda or k not in CUDA_ONLY]
-    return names + ["baseline", f"train/{s.e2e_arch}"]
+    return (["checks"] if cuda else []) + names + ["baseline", f"train/{s.e2e_arch}"]
 
 
 def select(names: list[str], rows: str | None, cuda: bool) -> list[str]:
@@ -294,6 +301,23 @@ def baseline_row(data: Data, s: Settings, device: torch.device) -> dict:
             "seconds_total": round(time.perf_counter() - t0, 2)}
 
 
+def checks_row() -> dict:
+    """tests/test_cuda.py in a subprocess: its pytest summary, and a row error naming what failed."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(CHECKS)]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=CHECKS_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"tests/test_cuda.py did not finish in {CHECKS_TIMEOUT_S} s") from None
+    lines = [line for line in proc.stdout.strip().splitlines() if line.strip()]
+    summary = lines[-1].strip("= ") if lines else (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    if proc.returncode:
+        failed = [line.split(" ", 1)[1].split(" - ")[0] for line in lines if line.startswith("FAILED ")]
+        raise RuntimeError(f"{summary}" + (f": {', '.join(failed)}" if failed else ""))
+    return {"summary": summary, "seconds": round(time.perf_counter() - t0, 1)}
+
+
 def e2e_row(arch: str, data: Data, s: Settings, device: torch.device) -> dict:
     """``alexnet train`` as a user runs it, in a subprocess: wall time, and the share spent in training steps."""
     ds = data.prepared("jpeg")
@@ -339,6 +363,8 @@ def _note(name: str, r: dict) -> str:
         return (f"{r['epochs']} epoch{'s' * (r['epochs'] != 1)} of {r['train_images']:,} images in {r['wall_s']:.1f} s "
                 f"wall; training steps {r['train_steps_s']:.1f} s ({100 * r['train_share']:.0f}%), of which the first "
                 f"epoch{' (compilation)' if r['compile'] else ''} {r['first_epoch_train_s']:.1f} s")
+    if name == "checks":
+        return f"tests/test_cuda.py: {r['summary']}"
     parts = []
     if name.startswith("loader/"):
         parts.append(f"{r['batches']} batches in {r['seconds']:.1f} s")
@@ -443,6 +469,11 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     data = Data(tar, work, s.images, s.workers)
     try:
+        if "checks" in names:
+            try:
+                record("checks", checks_row())
+            except Exception as e:
+                record("checks", {"error": f"{type(e).__name__}: {e}"})
         for arch in s.models:
             for mode in s.modes:
                 wanted = [d for d in DATA if f"{arch}/{mode}/{d}" in names]

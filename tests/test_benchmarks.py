@@ -66,7 +66,24 @@ def test_gpu_suite_rows_on_cuda():
     names = gpu.row_names(s, cuda=True)
     assert [n for n in names if "workers" in n] == ["alexnet/compiled/raw-workers", "alexnet_owt/compiled/raw-workers",
                                                      "loader/raw-workers"]
-    assert "loader/jpeg-gpu" in names and "alexnet/cudagraphs/synthetic" in names
-    assert not any("workers" in n or "gpu" in n for n in gpu.row_names(s, cuda=False))
+    assert "loader/jpeg-gpu" in names and "alexnet/cudagraphs/synthetic" in names and names[0] == "checks"
+    assert not any("workers" in n or "gpu" in n or n == "checks" for n in gpu.row_names(s, cuda=False))
     with pytest.raises(SystemExit, match="needs CUDA"):
         gpu.select(gpu.row_names(s, cuda=False), "loader/raw-workers", cuda=False)
+
+
+def test_gpu_suite_checks_row_reports_the_cuda_tests(monkeypatch):
+    """The checks row runs tests/test_cuda.py; here (no GPU) every test skips, which is a pass."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gpu
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    if gpu.torch.cuda.is_available():
+        pytest.skip("on a GPU the checks row runs the real tests (benchmarks/gpu.py)")
+    row = gpu.checks_row()
+    assert row["summary"].endswith("skipped") or " skipped in " in row["summary"], row
+    assert gpu._note("checks", row).startswith("tests/test_cuda.py: ")
+    monkeypatch.setattr(gpu, "CHECKS", ROOT / "tests" / "nowhere.py")  # pytest fails: the row says so
+    with pytest.raises(RuntimeError, match="no tests ran|not found|ERROR"):
+        gpu.checks_row()
