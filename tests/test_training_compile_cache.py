@@ -75,7 +75,7 @@ _ONE_SHAPE = textwrap.dedent("""
     images, labels, classes = make_demo_images(64, 36, seed=3, num_classes=4)
     r = train(TrainConfig(arch="cifar_4layer", crop_size=32, epochs=1, batch_size=12, val_split=0.25,
                           warmup_epochs=0, compile=True, ten_crop=True, out=sys.argv[1]),
-              dataset=ArrayDataset(images, labels, classes=classes), progress=False)
+              dataset=ArrayDataset(images, labels, classes=classes), progress=True)
     print(json.dumps({"frames": counters["frames"]["ok"], "ten": r.final["ten_crop_top1_err"]}))
 """)
 
@@ -83,10 +83,16 @@ _ONE_SHAPE = textwrap.dedent("""
 @pytest.mark.slow
 def test_a_compiled_run_compiles_the_net_once_for_training_and_once_for_evaluation(tmp_path):
     """16 held-out images in batches of 12 (a partial last batch) and the final 10 crops (160 crops): the
-    evaluation runs in one batch shape, so the net is compiled twice in all, not four times."""
+    evaluation runs in one batch shape, so the net is compiled twice in all, not four times. The run
+    says when it compiles."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
     p = subprocess.run([sys.executable, "-c", _ONE_SHAPE, str(tmp_path / "run")], capture_output=True, text=True,
                        env=env, timeout=600)
     assert p.returncode == 0, p.stderr
-    out = json.loads(p.stdout.strip().splitlines()[-1])
+    lines = p.stdout.strip().splitlines()
+    out = json.loads(lines[-1])
     assert out["frames"] == 2 and out["ten"] is not None, out
+    # the compilation is announced before the first step (a still bar is not a hang) and timed after it
+    said = [line for line in lines if line.startswith("compil")]
+    assert len(said) == 2 and said[0].startswith("compiling the model") and "cache" in said[0], said
+    assert said[1].startswith("compiled in ") and said[1].endswith(" s"), said

@@ -164,6 +164,7 @@ class Trainer:
         self.tb = None
         self.writes = BackgroundWriter()  # rank 0's files, written while training goes on
         self._stall_reported: set[str] = set()  # "dead" / "plateau": each said once
+        self._compiled = False  # a compiled run's first step (the compilation) is behind us
 
     def _build_data(self, c: TrainConfig, dataset, val_dataset) -> None:
         """Datasets and loaders (this process's shard of every batch)."""
@@ -344,6 +345,17 @@ class Trainer:
         self.step += 1
         self.lr = lr
 
+    def _first_compiled_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """A compiled run's first step compiles the model (40 s for the paper's net on an H200, a cold
+        cache): said before, so that a still progress bar is not taken for a hang, and timed after."""
+        cache = self.resolved.compile_cache
+        self.progress.log("compiling the model (the first step; a later run on this machine loads it from the "
+                          f"compile cache{f', {cache}' if cache else ''})")
+        t = time.perf_counter()
+        self.train_step(x, y)
+        self._compiled = True
+        self.progress.log(f"compiled in {time.perf_counter() - t:.0f} s")
+
     def _check(self, *, collective: bool) -> bool:
         """At a sync point: raise on a non-finite loss; True if a stop signal was received.
 
@@ -378,7 +390,10 @@ class Trainer:
         outcome = None
         try:
             for x, y in loader.iter_from(self.batch):
-                self.train_step(x, y)
+                if self.resolved.compile and not self._compiled:
+                    self._first_compiled_step(x, y)
+                else:
+                    self.train_step(x, y)
                 self.batch += 1
                 since += 1
                 self.progress.count(images)
