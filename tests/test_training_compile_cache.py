@@ -94,5 +94,6 @@ def test_a_compiled_run_compiles_the_net_once_for_training_and_once_for_evaluati
     assert out["frames"] == 2 and out["ten"] is not None, out
     # the compilation is announced before the first step (a still bar is not a hang) and timed after it
     said = [line for line in lines if line.startswith("compil")]
-    assert len(said) == 2 and said[0].startswith("compiling the model") and "cache" in said[0], said
+    assert len(said) == 3 and said[0].startswith("compiling the model (the first step") and "cache" in said[0], said
     assert said[1].startswith("compiled in ") and said[1].endswith(" s"), said
+    assert said[2] == "compiling the model for evaluation (the first validation batch)", said

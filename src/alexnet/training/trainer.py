@@ -165,6 +165,7 @@ class Trainer:
         self.writes = BackgroundWriter()  # rank 0's files, written while training goes on
         self._stall_reported: set[str] = set()  # "dead" / "plateau": each said once
         self._compiled = False  # a compiled run's first step (the compilation) is behind us
+        self._eval_compiled = False  # ... and its first evaluation
 
     def _build_data(self, c: TrainConfig, dataset, val_dataset) -> None:
         """Datasets and loaders (this process's shard of every batch)."""
@@ -436,6 +437,9 @@ class Trainer:
         the evaluation loop that ``alexnet evaluate`` runs (:func:`alexnet.evaluation.evaluate_batches`)."""
         from alexnet.evaluation.evaluate import evaluate_batches
 
+        if self.resolved.compile and not self._eval_compiled:
+            self.progress.log("compiling the model for evaluation (the first validation batch)")
+            self._eval_compiled = True
         # Validation can take minutes (the 10 crops of a large set): a bar on a terminal, else a line on
         # stderr every 30 s, never a silent phase.
         phase = Progress(len(loader), "validation, 10 crops" if ten_crop else "validation", unit="batch",
