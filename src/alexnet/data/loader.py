@@ -13,10 +13,11 @@ stored uint8 images into a pinned buffer with one vectorised copy per shard (or,
 compressed bytes handed to nvJPEG via ``decode_jpeg(device="cuda")``, TorchCodec's or torchvision's).
 The thread that iterates the loader (the training loop's) then issues one host-to-device copy per batch
 on a copy stream, and the whole augmentation (crop, mirror, lighting, mean, std) as one batched step on
-its own stream, ahead of the training step: :func:`~alexnet.data.augment.augment_batch`, compiled into
-one kernel with ``compile=True`` (the trainer does when it compiles the model). The crop offsets,
-mirror flags, lighting shifts and labels of the whole epoch go to the GPU once per epoch. So no worker
-thread launches a kernel or holds the GIL for long, and the training thread launches two per batch.
+its current stream, where the training step follows: :func:`~alexnet.data.augment.augment_batch`,
+compiled into one kernel with ``compile=True`` (the trainer does when it compiles the model). The crop
+offsets, mirror flags, lighting shifts and labels of the whole epoch go to the GPU once per epoch. So no
+worker thread launches a kernel or holds the GIL for long, and the training thread adds a copy and (compiled)
+one kernel per batch.
 ``augment="workers"`` is the earlier CUDA path, kept for comparison in ``benchmarks/gpu.py``: each
 worker thread copies and augments its batch on its own side stream.
 
