@@ -97,7 +97,8 @@ def paper_update(params: list[torch.Tensor], grads: list[torch.Tensor], velociti
                  lr: torch.Tensor, momentum: float, weight_decay: float) -> None:
     """The paper's update, ``v = m v - lr (wd w + g); w = w + v``, written per tensor so that
     ``torch.compile`` makes it one read and one write of each tensor (:class:`PaperSGD` with ``fused``)."""
-    for p, g, v in zip(params, grads, velocities, strict=True):
+    # (no zip(strict=True), which older torch.compile versions may not trace; the lists come from one list)
+    for p, g, v in zip(params, grads, velocities):  # noqa: B905
         v.mul_(momentum).sub_(lr * (g + weight_decay * p))
         p.add_(v)
 
