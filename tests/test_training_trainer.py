@@ -350,3 +350,19 @@ def test_fused_optimizer_trains_the_same(tmp_path, tiny, one_thread):
     for a, b in zip(runs[0].history, runs[1].history, strict=True):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
         assert b["val_top1_err"] == a["val_top1_err"]
+
+
+def test_augment_on_chooses_the_loader_path_and_trains_the_same(tmp_path, tiny, one_thread):
+    """--augment-on batched (the CUDA default) on a CPU: the same batches, so the same losses and errors
+    as the per-image path, and resolved.yaml says which ran."""
+    from alexnet.errors import UserError
+
+    runs = {how: train(_config(tmp_path / how, epochs=2, augment_on=how), dataset=tiny, progress=False)
+            for how in ("workers", "batched")}
+    for how, r in runs.items():
+        assert yaml.safe_load((r.run_dir / "resolved.yaml").read_text())["augment"] == how
+    for a, b in zip(runs["workers"].history, runs["batched"].history, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert b["val_top1_err"] == a["val_top1_err"]
+    with pytest.raises(UserError, match="--augment-on must be one of auto, batched, workers"):
+        TrainConfig(augment_on="gpu")

@@ -31,6 +31,7 @@ from alexnet.training.schedule import SCHEDULES
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 GROUPED_CONVS = ("cudnn", "nchw", "split")  # alexnet.models.layers.GROUPED_CONV_IMPLS
+AUGMENT_ON = ("auto", "batched", "workers")  # alexnet.data.Loader(augment=)
 MEAN_MODES = ("image", "channel")
 
 
@@ -128,6 +129,10 @@ class TrainConfig:
     """How the grouped convolutions (the two towers' conv2, conv4, conv5) run: ``cudnn`` (one convolution
     with groups), ``nchw`` (the same in NCHW inside a channels_last net) or ``split`` (one convolution per
     group). The same function and weights; only the speed differs."""
+    augment_on: str = "auto"
+    """Where the loader augments the training batches: "batched" (its threads only gather the stored
+    bytes; the training thread copies and augments each batch in one step), "workers" (its threads,
+    image by image) or "auto" (batched on CUDA, per image on a CPU). The same batches either way."""
     fused_optimizer: bool = False
     """Take the SGD update in one pass over each weight tensor (``paper``: compiled with ``torch.compile``;
     ``sgd``/``nesterov``: torch's ``fused=True``) instead of four multi-tensor passes. The same update up
@@ -193,6 +198,7 @@ class TrainConfig:
         one_of("precision", PRECISIONS)
         one_of("compile_mode", COMPILE_MODES)
         one_of("grouped_conv", GROUPED_CONVS)
+        one_of("augment_on", AUGMENT_ON)
         one_of("mean", MEAN_MODES)
         one_of("init", INITS)
         if self.optimizer == "nesterov" and self.momentum == 0:

@@ -76,7 +76,7 @@ def resolve(c: TrainConfig, dist: DistContext) -> Resolved:
     return Resolved(device=device, precision=c.precision if c.precision != "auto" else ("bf16" if cuda else "fp32"),
                     compile=compile_, compile_mode=c.compile_mode,
                     grouped_conv=c.grouped_conv, channels_last=bool(channels_last),
-                    augment="batched" if cuda else "workers",
+                    augment=c.augment_on if c.augment_on != "auto" else ("batched" if cuda else "workers"),
                     crop_size=c.crop_size or info.input_size, pixel_std=info.pixel_std, threads=threads,
                     world_size=dist.world_size, batch_per_process=c.batch_size // dist.world_size,
                     compile_cache=compile_cache_dir() if compile_ else None)

@@ -783,7 +783,7 @@ def train(config: TrainConfig | None = None, *, dataset=None, val_dataset=None, 
 
 
 RESUME_OVERRIDES = ("epochs", "max_steps", "device", "workers", "compile", "log_interval",
-                    "checkpoint_interval", "ten_crop", "fused_optimizer")
+                    "checkpoint_interval", "ten_crop", "fused_optimizer", "augment_on")
 
 
 def resume(run_dir: str | Path, *, dataset=None, val_dataset=None, progress: bool | None = True,
