@@ -74,7 +74,7 @@ import train as train_bench  # noqa: E402
 from common import SHARED, machine_info, sync, write_json  # noqa: E402
 
 from alexnet import runtime  # noqa: E402
-from alexnet.data import Loader, jpeg, prepare_dataset  # noqa: E402
+from alexnet.data import jpeg, prepare_dataset  # noqa: E402
 
 TAR = "imagenette-train.tar.gz"
 PACK_DIR = ROOT / "data" / "gpu-bench"  # /data/ is git-ignored: carry it to the device machine
@@ -227,15 +227,6 @@ def _decoding(ds, device: torch.device, gpu_decode: bool) -> str | None:
     return f"{'gpu' if gpu_decode else 'cpu'} ({jpeg.decoder(where)})"
 
 
-def trainer_loader(trainer, ds, augment: str | None = None) -> Loader:
-    """The training Loader the trainer would build over ``ds`` (as Trainer._build_data does); ``augment``
-    overrides where it augments."""
-    c, r = trainer.config, trainer.resolved
-    return Loader(ds, r.batch_per_process, train=True, crop_size=r.crop_size, device=trainer.device, seed=c.seed,
-                  mean=c.mean, std=r.pixel_std, workers=c.workers, lighting=c.lighting, channels_last=r.channels_last,
-                  augment=augment or r.augment, compile=r.compile)
-
-
 def model_rows(arch: str, mode: str, wanted: list[str], data: Data, s: Settings, device: torch.device):
     """Rows ``arch/mode/*``: one trainer (compiled once), timed on each wanted data source in turn."""
     main_fmt = "raw" if "raw" in wanted else "jpeg"
@@ -256,7 +247,7 @@ def model_rows(arch: str, mode: str, wanted: list[str], data: Data, s: Settings,
             else:
                 fmt, augment = ("raw", "workers") if kind == "raw-workers" else (kind, None)
                 loader = trainer.train_loader if kind == main_fmt else \
-                    trainer_loader(trainer, data.prepared(fmt), augment=augment)
+                    trainer.loader(data.prepared(fmt), train=True, augment=augment)
                 source = train_bench._batches(loader)
             try:
                 t = train_bench.time_steps(trainer, source, steps=s.steps, warmup=s.warmup)

@@ -169,7 +169,7 @@ class Trainer:
 
     def _build_data(self, c: TrainConfig, dataset, val_dataset) -> None:
         """Datasets and loaders (this process's shard of every batch)."""
-        from alexnet.data import Loader, jpeg
+        from alexnet.data import jpeg
 
         r = self.resolved
         self.demo = dataset is None and c.data is None
@@ -181,23 +181,28 @@ class Trainer:
         if r.crop_size > self.dataset.size:
             raise UserError(f"crop size {r.crop_size} is larger than the {self.dataset.size}x{self.dataset.size} "
                             "images of the dataset (set --crop-size)")
-        common = dict(crop_size=r.crop_size, device=self.device, seed=c.seed, mean=c.mean, std=r.pixel_std,
-                      rank=self.dist.rank, world_size=self.dist.world_size, workers=c.workers,
-                      augment=r.augment)
-        # The training batches' augmentation is compiled with the model (one kernel per step); evaluation's
-        # (a crop and the mean) is not worth compiling its every batch shape.
-        self.train_loader = Loader(self.dataset, r.batch_per_process, train=True, lighting=c.lighting,
-                                   indices=data.train_idx, channels_last=r.channels_last, compile=r.compile,
-                                   **common)
+        self.train_loader = self.loader(self.dataset, train=True, indices=data.train_idx)
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch == 0:
             raise UserError(f"{len(self.train_loader.indices)} training images do not fill one batch of "
                             f"{c.batch_size}; lower --batch-size")
         self.val_loader = None
-        self._loader_args = (common, data.val_idx)
         if self.val_dataset is not None and (data.val_idx is None or len(data.val_idx)):
-            self.val_loader = Loader(self.val_dataset, r.batch_per_process, train=False, lighting=0.0,
-                                     indices=data.val_idx, channels_last=r.channels_last, **common)
+            self.val_loader = self.loader(self.val_dataset, train=False, indices=data.val_idx)
+
+    def loader(self, dataset, *, train: bool, indices=None, ten_crop: bool = False, augment: str | None = None):
+        """A :class:`~alexnet.data.Loader` over ``dataset`` as this run builds its loaders: this process's
+        share of every batch, the run's crop, mean, std, memory format and loader path (``augment``
+        overrides it). Training batches' augmentation is compiled with the model (one kernel per step);
+        evaluation's (a crop and the mean) is not worth compiling for its every batch shape."""
+        from alexnet.data import Loader
+
+        c, r = self.config, self.resolved
+        return Loader(dataset, r.batch_per_process, train=train, lighting=c.lighting if train else 0.0,
+                      ten_crop=ten_crop, indices=indices, crop_size=r.crop_size, device=self.device, seed=c.seed,
+                      mean=c.mean, std=r.pixel_std, rank=self.dist.rank, world_size=self.dist.world_size,
+                      workers=c.workers, channels_last=r.channels_last, augment=augment or r.augment,
+                      compile=r.compile and train)
 
     def _build_model(self, c: TrainConfig) -> None:
         """The initialised model on the device, its DDP / compiled forms for training and evaluation."""
@@ -676,11 +681,7 @@ class Trainer:
             self.progress.log(f"final validation, centre crop: top-1 error {100 * centre['top1_err']:.2f}%, "
                               f"top-5 error {100 * centre['top5_err']:.2f}%")
             if self.config.ten_crop:
-                from alexnet.data import Loader
-
-                common, val_idx = self._loader_args
-                ten = Loader(self.val_dataset, self.resolved.batch_per_process, train=False, lighting=0.0, ten_crop=True,
-                             indices=val_idx, **common)
+                ten = self.loader(self.val_dataset, train=False, indices=self.val_loader.indices, ten_crop=True)
                 try:
                     t = self.evaluate(ten, ten_crop=True)
                 finally:
