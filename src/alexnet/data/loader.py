@@ -96,8 +96,8 @@ class _Staging:
         self.next = 0
         self.stream = torch.cuda.Stream(device=device) if self.cuda else None
 
-    def take(self, n_images: int) -> tuple[int, torch.Tensor]:
-        """A free buffer for ``n_images`` of the batch's ``nbytes``: its slot and its first bytes."""
+    def take(self) -> tuple[int, torch.Tensor]:
+        """A free buffer (``nbytes``, a whole batch): its slot and the buffer."""
         slot = self.next
         self.next = (slot + 1) % len(self.bufs)
         if self.events[slot] is not None:
@@ -222,9 +222,9 @@ class Loader:
         self.std = None if std is None else [float(s) for s in np.asarray(std).reshape(-1)]
         self._eigval = np.asarray(dataset.pca_eigval, np.float64)
         self._eigvec = np.asarray(dataset.pca_eigvec, np.float64)
-        if self.device.type == "cuda":
-            self._mean_hwc_dev = self._mean_hwc.to(self.device)
-            self._inv_std_dev = None if self._inv_std is None else self._inv_std.to(self.device)
+        # the same on the device, for the batched steps (the same tensors on a CPU)
+        self._mean_hwc_dev = self._mean_hwc.to(self.device)
+        self._inv_std_dev = None if self._inv_std is None else self._inv_std.to(self.device)
         self.epoch = 0
         self._advance = False  # a full pass finished and set_epoch was not called since
         self._plan_cache: tuple[int, dict] | None = None
@@ -490,30 +490,30 @@ class Loader:
         if self.gpu_decode:
             fut = pool.submit(self._decode_on_device, items)
         else:
-            slot, buf = self._staging.take(len(items))  # waits for the copy that last read this buffer
-            fut = pool.submit(self._gather_host, items, buf, slot)
+            slot, buf = self._staging.take()  # waits for the copy that last read this buffer
+            fut = pool.submit(self._gather_host, items, buf)
 
         def finish():
-            images, layout, ready = fut.result()
             if self.gpu_decode:  # decoded on a worker's stream
+                images, layout, decoded = fut.result()
                 cur = torch.cuda.current_stream(self.device)
-                cur.wait_event(ready)
+                cur.wait_event(decoded)
                 images.record_stream(cur)
             else:
-                images = self._staging.to_device(ready, images)
+                host, layout = fut.result()
+                images = self._staging.to_device(slot, host)
             shift = None if dp["shift"] is None else dp["shift"][sl]
-            x = self._stage(images, self._mean_dev, dp["ys"][sl], dp["xs"][sl], dp["flip"][sl], shift,
-                            self._inv_std_on_dev, **self._stage_options(layout))
+            x = self._stage(images, self._mean_hwc_dev, dp["ys"][sl], dp["xs"][sl], dp["flip"][sl], shift,
+                            self._inv_std_dev, **self._stage_options(layout))
             return x, dp["labels"][sl]
 
         return [fut], finish
 
-    def _gather_host(self, items: np.ndarray, buf: torch.Tensor, slot: int):
-        """Worker thread: the batch's stored images into staging buffer ``slot`` (no CUDA call)."""
+    def _gather_host(self, items: np.ndarray, buf: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """Worker thread: the batch's stored images into the staging buffer ``buf`` (no CUDA call)."""
         n, s = len(items), self.size
         shape = (n, 3, s, s) if self.storage == "jpeg" else (n, s, s, 3)
-        host, layout = self._host_images(items, buf[:n * 3 * s * s].view(shape))
-        return host, layout, slot
+        return self._host_images(items, buf[:n * 3 * s * s].view(shape))
 
     def _decode_on_device(self, items: np.ndarray):
         """Worker thread: the batch's JPEGs decoded by nvJPEG on this thread's stream; and its event."""
@@ -523,14 +523,6 @@ class Loader:
             event = torch.cuda.Event()
             event.record(st.stream)
         return images, "chw", event
-
-    @property
-    def _mean_dev(self) -> torch.Tensor:
-        return self._mean_hwc_dev if self.device.type == "cuda" else self._mean_hwc
-
-    @property
-    def _inv_std_on_dev(self) -> torch.Tensor | None:
-        return self._inv_std_dev if self.device.type == "cuda" else self._inv_std
 
     # ------------------------------------------------------------------------------ CUDA, augmented by the workers
     def _build_cuda(self, batch: dict):
