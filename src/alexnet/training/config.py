@@ -25,12 +25,13 @@ from pathlib import Path
 
 from alexnet.errors import BadOptionError, UserError
 from alexnet.models.init import INITS
+from alexnet.models.layers import GROUPED_CONV_IMPLS
 from alexnet.training.optim import OPTIMIZERS
 from alexnet.training.schedule import SCHEDULES
 
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-GROUPED_CONVS = ("cudnn", "nchw", "split")  # alexnet.models.layers.GROUPED_CONV_IMPLS
+GROUPED_CONVS = GROUPED_CONV_IMPLS
 AUGMENT_ON = ("auto", "batched", "workers")  # alexnet.data.Loader(augment=)
 MEAN_MODES = ("image", "channel")
 
