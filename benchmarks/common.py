@@ -46,6 +46,15 @@ def sync(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
 
 
+def endless(loader):
+    """A loader's batches forever, epoch after epoch (``set_epoch`` 0, 1, ...)."""
+    epoch = 0
+    while True:
+        loader.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
 def write_json(path: Path, payload: dict) -> None:
     """Write ``payload`` with the command line that produced it, complete or not at all (temp + rename)."""
     path = Path(path)

@@ -71,7 +71,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import loader as loader_bench  # noqa: E402
 import train as train_bench  # noqa: E402
-from common import SHARED, machine_info, sync, write_json  # noqa: E402
+from common import SHARED, endless, machine_info, sync, write_json  # noqa: E402
 
 from alexnet import runtime  # noqa: E402
 from alexnet.data import jpeg, prepare_dataset  # noqa: E402
@@ -248,7 +248,7 @@ def model_rows(arch: str, mode: str, wanted: list[str], data: Data, s: Settings,
                 fmt, augment = ("raw", "workers") if kind == "raw-workers" else (kind, None)
                 loader = trainer.train_loader if kind == main_fmt else \
                     trainer.loader(data.prepared(fmt), train=True, augment=augment)
-                source = train_bench._batches(loader)
+                source = endless(loader)
             try:
                 t = train_bench.time_steps(trainer, source, steps=s.steps, warmup=s.warmup)
             finally:

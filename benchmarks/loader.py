@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import machine_info, write_json  # noqa: E402
+from common import endless, machine_info, write_json  # noqa: E402
 
 from alexnet.data import Loader, PreparedDataset, jpeg, prepare_dataset  # noqa: E402
 from alexnet.runtime import cpu_share  # noqa: E402
@@ -104,12 +104,8 @@ def ours(ds: PreparedDataset, repeats: int, workers: int, decoder: str | None = 
     loader = Loader(ds, batch, train=True, crop_size=CROP, indices=np.tile(np.arange(len(ds)), repeats),
                     workers=workers, device=device, gpu_decode=gpu_decode, channels_last=channels_last,
                     augment=augment)
-    epoch = 0
     try:
-        while True:
-            loader.set_epoch(epoch)
-            yield from loader
-            epoch += 1
+        yield from endless(loader)
     finally:
         loader.close()
 

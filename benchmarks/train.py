@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import SHARED, machine_info, sync  # noqa: E402
+from common import SHARED, endless, machine_info, sync  # noqa: E402
 
 from alexnet.training import TrainConfig  # noqa: E402
 from alexnet.training.trainer import Trainer  # noqa: E402
@@ -101,15 +101,6 @@ def prepare(folder: Path, dest: Path):
 
 
 # ---------------------------------------------------------------------------------------------- timing
-def _batches(loader):
-    """Batches forever, epoch after epoch."""
-    epoch = 0
-    while True:
-        loader.set_epoch(epoch)
-        yield from loader
-        epoch += 1
-
-
 def make_trainer(dataset, arch: str, *, batch: int, device: str, workers: int | None,
                  compile_: bool | None = None, **changes) -> Trainer:
     """A Trainer (no run directory) as ``alexnet train`` would build it for this model, batch and device:
@@ -166,7 +157,7 @@ def time_ours(dataset, arch: str, *, batch: int, steps: int, warmup: int, device
     """Images/s of the trainer's step on the Loader's batches (or on one fixed on-device batch)."""
     trainer = make_trainer(dataset, arch, batch=batch, device=device, workers=workers, compile_=compile_)
     try:
-        source = synthetic_batches(trainer) if synthetic else _batches(trainer.train_loader)
+        source = synthetic_batches(trainer) if synthetic else endless(trainer.train_loader)
         return time_steps(trainer, source, steps=steps, warmup=warmup)["images_per_s"]
     finally:
         trainer.train_loader.close()
