@@ -40,6 +40,13 @@ def machine_info(device: torch.device | str | None = None) -> dict:
     return info
 
 
+def source_env(**extra: str) -> dict:
+    """The environment for a subprocess that runs this checkout's code (``src/`` first on PYTHONPATH),
+    with ``extra`` variables set."""
+    path = os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def sync(device: torch.device | str) -> None:
     """Wait for the device's queued work (a no-op off CUDA): timings end with it."""
     if torch.device(device).type == "cuda":

@@ -53,7 +53,6 @@ import csv
 import fnmatch
 import gc
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -71,7 +70,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import loader as loader_bench  # noqa: E402
 import train as train_bench  # noqa: E402
-from common import SHARED, endless, machine_info, sync, write_json  # noqa: E402
+from common import SHARED, endless, machine_info, source_env, sync, write_json  # noqa: E402
 
 from alexnet import runtime  # noqa: E402
 from alexnet.data import jpeg, prepare_dataset  # noqa: E402
@@ -294,7 +293,7 @@ def baseline_row(data: Data, s: Settings, device: torch.device) -> dict:
 
 def checks_row() -> dict:
     """tests/test_cuda.py in a subprocess: its pytest summary, and a row error naming what failed."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = source_env()
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(CHECKS)]
     t0 = time.perf_counter()
     try:
@@ -319,8 +318,7 @@ def e2e_row(arch: str, data: Data, s: Settings, device: torch.device) -> dict:
     cmd = [sys.executable, "-m", "alexnet", "train", "--data", str(ds.path), "--arch", arch,
            "--epochs", str(s.epochs), "--batch-size", str(s.batch), "--device", s.device,
            "--workers", str(s.workers), "--out", str(out), "--quiet"]
-    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache),
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = source_env(TORCHINDUCTOR_CACHE_DIR=str(cache))
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0

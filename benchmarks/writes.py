@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import source_env  # noqa: E402
 
 from alexnet.models import create_model  # noqa: E402
 from alexnet.training import checkpoint as ckpt  # noqa: E402
@@ -129,8 +131,7 @@ _RUN = textwrap.dedent("""
 
 
 def compile_cache(folder: Path, arch: str, device: str) -> dict:
-    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(folder / "inductor"),
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    env = source_env(TORCHINDUCTOR_CACHE_DIR=str(folder / "inductor"))
     runs = []
     for run in ("first", "second"):
         t = time.perf_counter()
