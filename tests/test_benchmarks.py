@@ -33,6 +33,11 @@ def test_gpu_suite_on_cpu_has_every_row(shared_data, tmp_path):
     assert result["rows"]["alexnet_owt/eager/jpeg"]["decode"].startswith("cpu")
     e2e = result["rows"]["train/alexnet"]
     assert e2e["epochs"] == 1 and 0 < e2e["train_share"] < 1 and e2e["wall_s"] >= e2e["train_steps_s"]
+    # both runs say where their time went; the phases (and the process's start) make up the wall time
+    for run in (e2e, e2e["first_run"]):
+        t = run["time"]
+        assert t["training_s"] > 0 and t["final_evaluation_s"] > 0 and t["process_start_s"] > 0, t
+        assert t["total_s"] + t["process_start_s"] == pytest.approx(run["wall_s"], abs=0.05)
     table = proc.stdout[proc.stdout.index("GPU suite:"):]
     for name in expected:
         assert f"\n{name} " in table

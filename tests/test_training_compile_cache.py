@@ -76,7 +76,8 @@ _ONE_SHAPE = textwrap.dedent("""
     r = train(TrainConfig(arch="cifar_4layer", crop_size=32, epochs=1, batch_size=12, val_split=0.25,
                           warmup_epochs=0, compile=True, ten_crop=True, out=sys.argv[1]),
               dataset=ArrayDataset(images, labels, classes=classes), progress=True)
-    print(json.dumps({"frames": counters["frames"]["ok"], "ten": r.final["ten_crop_top1_err"]}))
+    print(json.dumps({"frames": counters["frames"]["ok"], "ten": r.final["ten_crop_top1_err"],
+                      "time": r.final["time"]}))
 """)
 
 
@@ -94,6 +95,9 @@ def test_a_compiled_run_compiles_the_net_once_for_training_and_once_for_evaluati
     assert out["frames"] == 2 and out["ten"] is not None, out
     # the compilation is announced before the first step (a still bar is not a hang) and timed after it
     said = [line for line in lines if line.startswith("compil")]
-    assert len(said) == 3 and said[0].startswith("compiling the model (the first step") and "cache" in said[0], said
+    assert len(said) == 4 and said[0].startswith("compiling the model (the first step") and "cache" in said[0], said
     assert said[1].startswith("compiled in ") and said[1].endswith(" s"), said
-    assert said[2] == "compiling the model for evaluation (the first validation batch)", said
+    assert said[2] == "compiling the model for evaluation", said
+    assert said[3].startswith("compiled for evaluation in ") and said[3].endswith(" s"), said
+    # the run's time says how much went to compiling
+    assert out["time"]["compilation_s"] > 0 and out["time"]["training_s"] >= 0, out

@@ -14,6 +14,7 @@ from alexnet.data import ArrayDataset
 from alexnet.data.demo import make_demo_images
 from alexnet.training import NonFiniteLossError, TrainConfig, load_checkpoint, resume, train
 from alexnet.training.datasets import WithStats
+from alexnet.training.metrics import PHASES, WallClock
 from alexnet.training.rundir import METRIC_COLUMNS
 from alexnet.training.trainer import label_chance
 from alexnet.weights import read_weights
@@ -61,6 +62,13 @@ def test_run_directory_holds_everything(tmp_path, tiny):
     summary = json.loads((d / "summary.json").read_text())
     assert summary["ten_crop_top1_err"] is not None and 0 <= summary["ten_crop_top1_err"] <= 1
     assert r.final["val_top1_err"] == r.history[-1]["val_top1_err"]
+    # where the time went: every phase of this run took some, and the phases add up to the total
+    t = summary["time"]
+    for phase in ("setup", "training", "validation", "final_evaluation", "weights"):
+        assert t[f"{phase}_s"] > 0, (phase, t)
+    assert t["compilation_s"] == 0 and t["other_s"] >= 0
+    assert sum(v for k, v in t.items() if k != "total_s") == pytest.approx(t["total_s"], abs=0.01)
+    assert summary["seconds"] == t["total_s"] == r.final["seconds"]
 
 
 def test_printed_lines_show_the_history_in_percent(tmp_path, tiny, capsys):
@@ -76,6 +84,22 @@ def test_printed_lines_show_the_history_in_percent(tmp_path, tiny, capsys):
             f"top-5 error {100 * f['val_top5_err']:.2f}%") in out, out
     assert (f"final validation, 10 crops:   top-1 error {100 * f['ten_crop_top1_err']:.2f}%, "
             f"top-5 error {100 * f['ten_crop_top5_err']:.2f}%") in out, out
+    assert WallClock.describe(f["time"]) + "\n" in out, out
+
+
+def test_wall_clock_lines_up_the_phases_largest_first():
+    summary = {"total_s": 112.0, "setup_s": 3.0, "compilation_s": 40.0, "training_s": 11.0, "validation_s": 30.0,
+               "checkpoints_s": 0.01, "final_evaluation_s": 5.0, "weights_s": 1.0, "other_s": 22.0}
+    assert WallClock.describe(summary) == (
+        "time: 112 s in all; compilation 40 s (36%), validation 30 s (27%), other 22 s (20%), training 11 s (10%), "
+        "final evaluation 5.0 s (4%), setup 3.0 s (3%), weights 1.0 s (1%)")
+    clock = WallClock()
+    with clock.phase("validation"):
+        pass
+    clock.add("training", 2.5)
+    t = clock.summary()
+    assert t["training_s"] == 2.5 and 0 <= t["validation_s"] < 1 and t["other_s"] == 0  # 2.5 s counted, not spent
+    assert set(t) == {"total_s", "other_s", *(f"{k}_s" for k in PHASES)}
 
 
 def tiny_names():

@@ -2,9 +2,13 @@
 
 Correct predictions are counted as integers (exact in float64 up to 2^53 images) and read once per log
 interval or epoch; under DistributedDataParallel the counts are summed over processes before the division.
+:class:`WallClock` says where a run's wall-clock time went (summary.json's ``time``).
 """
 
 from __future__ import annotations
+
+import contextlib
+import time
 
 import torch
 
@@ -77,3 +81,57 @@ def errors_from_sums(sums: list[float]) -> dict[str, float]:
         nan = float("nan")
         return {"loss": nan, "top1_err": nan, "top5_err": nan, "images": 0}
     return {"loss": loss / n, "top1_err": 1.0 - top1 / n, "top5_err": 1.0 - top5 / n, "images": int(n)}
+
+
+PHASES = ("setup", "compilation", "training", "validation", "checkpoints", "final_evaluation", "weights")
+"""A run's phases, as :class:`WallClock` counts them: ``setup`` (data, model, run directory, until the
+first step), ``compilation`` (a compiled run's first step, and its first evaluation batch), ``training``
+(the training loop: steps and waiting for batches), ``validation`` (every epoch's), ``checkpoints`` (the
+time the run waits to hand a checkpoint over or for it to be on disk; the writes themselves run beside
+training), ``final_evaluation`` (the 10 crops), ``weights`` (the ``.safetensors`` file)."""
+
+
+class WallClock:
+    """Seconds per phase of a run (:data:`PHASES`) on this process's host clock, and ``other``: the rest
+    of the time since the clock was made (epoch bookkeeping, logging, TensorBoard). A phase on a GPU ends
+    where the host waits for it (the trainer does at an epoch's last step)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.seconds[phase] += seconds
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - t)
+
+    def summary(self) -> dict[str, float]:
+        """``{"total_s", "setup_s", ..., "other_s"}`` (seconds, rounded to ms)."""
+        total = time.perf_counter() - self.start
+        out = {"total_s": round(total, 3), **{f"{k}_s": round(v, 3) for k, v in self.seconds.items()}}
+        out["other_s"] = round(max(0.0, total - sum(self.seconds.values())), 3)
+        return out
+
+    @staticmethod
+    def describe(summary: dict[str, float]) -> str:
+        """One line: the total, then each phase that took time, largest first, with its share."""
+        total = summary["total_s"]
+        parts = sorted(((v, k[:-2].replace("_", " ")) for k, v in summary.items() if k != "total_s" and v >= 0.05),
+                       reverse=True)
+        return f"time: {_seconds(total)} in all; " + ", ".join(
+            f"{name} {_seconds(v)} ({100 * v / max(total, 1e-9):.0f}%)" for v, name in parts)
+
+
+def _seconds(s: float) -> str:
+    if s < 10:
+        return f"{s:.1f} s"
+    if s < 120:
+        return f"{s:.0f} s"
+    m, sec = divmod(int(round(s)), 60)
+    return f"{m} min {sec} s" if m < 60 else f"{m // 60} h {m % 60} min"

@@ -11,7 +11,7 @@
     tb/                  TensorBoard events, when tensorboard is installed
     last.pt, best.pt     checkpoints (best = lowest validation top-1 error; a hard link, no second write)
     weights.safetensors  the final weights with arch, model options, classes and preprocessing
-    summary.json         final errors as fractions (centre crop and 10 crops), time, images/s
+    summary.json         final errors as fractions (centre crop and 10 crops), time per phase
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ from alexnet.training import rundir
 from alexnet.training.config import TrainConfig, departures, save_config_file, warmup_steps
 from alexnet.training.datasets import run_datasets
 from alexnet.training.distributed import init_distributed
-from alexnet.training.metrics import Meter, errors_from_sums
+from alexnet.training.metrics import Meter, WallClock, errors_from_sums
 from alexnet.training.optim import build_optimizer
 from alexnet.training.resolve import apply as apply_resolved
 from alexnet.training.resolve import resolve
@@ -99,7 +99,8 @@ class TrainResult:
     """One dict per epoch with the metrics.csv columns (errors as fractions)."""
     final: dict = field(default_factory=dict)
     """``val_top1_err``, ``val_top5_err`` (centre crop), ``ten_crop_top1_err``, ``ten_crop_top5_err``,
-    ``steps``, ``epochs``, ``seconds``; errors are fractions, None without validation data."""
+    ``steps``, ``epochs``, ``seconds``; errors are fractions, None without validation data. ``time``: where
+    the ``seconds`` (since the trainer was built) went, per phase (:class:`~alexnet.training.metrics.WallClock`)."""
     weights: Path | None = None
     interrupted: str | None = None
     """``"SIGINT"`` / ``"SIGTERM"`` when a signal stopped the run (a checkpoint was saved), else None."""
@@ -140,6 +141,7 @@ class Trainer:
                  state: dict | None = None, progress: bool | None = True,
                  callback: Callable[[dict], bool | None] | None = None, handle_signals: bool = True,
                  fresh: bool = False) -> None:
+        self.clock = WallClock()  # where the run's time goes: summary.json's "time"
         c = self.config = config
         self.dist = init_distributed("cuda" if c.device.startswith("cuda") or
                                      (c.device == "auto" and torch.cuda.is_available()) else "cpu")
@@ -360,7 +362,10 @@ class Trainer:
         t = time.perf_counter()
         self.train_step(x, y)
         self._compiled = True
-        self.progress.log(f"compiled in {time.perf_counter() - t:.0f} s")
+        dt = time.perf_counter() - t
+        self.clock.add("compilation", dt)
+        self.clock.add("training", -dt)  # the training loop's time includes this step: moved to compilation
+        self.progress.log(f"compiled in {dt:.0f} s")
 
     def _check(self, *, collective: bool) -> bool:
         """At a sync point: raise on a non-finite loss; True if a stop signal was received.
@@ -422,8 +427,13 @@ class Trainer:
                         dt = time.perf_counter() - t0
                         self.epoch_train_seconds += dt
                         self.epoch_seconds += dt
-                        t0 = time.perf_counter()
+                        self.clock.add("training", dt)
+                        t = time.perf_counter()
                         self.save()
+                        dt = time.perf_counter() - t
+                        self.epoch_seconds += dt
+                        self.clock.add("checkpoints", dt)
+                        t0 = time.perf_counter()
                         if stop:
                             outcome = "stop"
                             break
@@ -435,28 +445,52 @@ class Trainer:
         dt = time.perf_counter() - t0
         self.epoch_train_seconds += dt
         self.epoch_seconds += dt
+        self.clock.add("training", dt)
         return outcome
 
-    def evaluate(self, loader, *, ten_crop: bool = False) -> dict:
+    def evaluate(self, loader, *, ten_crop: bool = False, phase: str = "validation") -> dict:
         """Loss and top-1/top-5 error over ``loader`` (centre crops, or the 10 crops' mean softmax), with
-        the evaluation loop that ``alexnet evaluate`` runs (:func:`alexnet.evaluation.evaluate_batches`)."""
+        the evaluation loop that ``alexnet evaluate`` runs (:func:`alexnet.evaluation.evaluate_batches`).
+        Its time counts as ``phase`` of the run's :class:`WallClock`."""
         from alexnet.evaluation.evaluate import evaluate_batches
 
         if self.resolved.compile and not self._eval_compiled:
-            self.progress.log("compiling the model for evaluation (the first validation batch)")
-            self._eval_compiled = True
+            self._compile_for_evaluation()
         # Validation can take minutes (the 10 crops of a large set): a bar on a terminal, else a line on
         # stderr every 30 s, never a silent phase.
-        phase = Progress(len(loader), "validation, 10 crops" if ten_crop else "validation", unit="batch",
-                         enabled=self.progress.enabled)
+        bar = Progress(len(loader), "validation, 10 crops" if ten_crop else "validation", unit="batch",
+                       enabled=self.progress.enabled)
         try:
-            tally = evaluate_batches(self.eval_model, loader, num_classes=len(self.classes), ten_crop=ten_crop,
-                                     autocast=self._autocast, channels_last=self.resolved.channels_last,
-                                     on_batch=lambda n: phase.update(1), device=self.device,
-                                     fixed_batch=self.resolved.batch_per_process if self.resolved.compile else None)
+            with self.clock.phase(phase):
+                tally = evaluate_batches(self.eval_model, loader, num_classes=len(self.classes), ten_crop=ten_crop,
+                                         autocast=self._autocast, channels_last=self.resolved.channels_last,
+                                         on_batch=lambda n: bar.update(1), device=self.device,
+                                         fixed_batch=self.resolved.batch_per_process if self.resolved.compile
+                                         else None)
+                return tally.reduce(self.dist.all_reduce_sum if self.dist.enabled else None).summary()
         finally:
-            phase.close()
-        return tally.reduce(self.dist.all_reduce_sum if self.dist.enabled else None).summary()
+            bar.close()
+
+    @torch.no_grad()
+    def _compile_for_evaluation(self) -> None:
+        """Compile the evaluation model on one batch of zeros of the shape evaluation feeds it (a batch of
+        ``batch_per_process`` crops: ``evaluate_batches(fixed_batch=)``), said and timed like the training
+        step's compilation."""
+        r = self.resolved
+        self.progress.log("compiling the model for evaluation")
+        t = time.perf_counter()
+        x = torch.zeros(r.batch_per_process, 3, r.crop_size, r.crop_size, device=self.device)
+        if r.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        self.eval_model.eval()
+        with self._autocast():
+            self.eval_model(x)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self._eval_compiled = True
+        dt = time.perf_counter() - t
+        self.clock.add("compilation", dt)
+        self.progress.log(f"compiled for evaluation in {dt:.0f} s")
 
     # ------------------------------------------------------------------------------------------ run
     def _prepare_run_dir(self) -> None:
@@ -515,12 +549,16 @@ class Trainer:
         """The epoch's files (checkpoint, ``best`` if it improved, ``metrics.csv``, ``curves.png``) handed
         to the writer without waiting for the disk: when epochs are shorter than a checkpoint's write, a
         newer epoch's files replace the ones still waiting (:meth:`BackgroundWriter.offer`)."""
+        with self.clock.phase("checkpoints"):
+            self._offer_epoch_files(improved)
+        self.dist.barrier()
+
+    def _offer_epoch_files(self, improved: bool) -> None:
         state = self.state_dict()
         if self.main and self.run_dir is not None:
             job = _EpochFiles(self.run_dir, state, state if improved else None, [dict(r) for r in self.history],
                               f"{self.config.arch} on {self.data_desc}")
             self.writes.offer(job, merge=_EpochFiles.merge)
-        self.dist.barrier()
 
     def _near_chance(self, train: dict, tolerance: float) -> bool:
         """An epoch after the first (and after any warm-up) whose training loss is within ``tolerance``
@@ -610,7 +648,6 @@ class Trainer:
 
     def run(self) -> TrainResult:
         c = self.config
-        t_start = time.perf_counter()
         self._prepare_run_dir()
         self._describe()
         if getattr(self, "_rng_to_restore", None):
@@ -619,6 +656,7 @@ class Trainer:
             self.stop.install()
         interrupted = None
         self.lr = self.schedule.lr(self.step)
+        self.clock.add("setup", time.perf_counter() - self.clock.start)
         try:
             while self.epoch < c.epochs:
                 if c.max_steps and self.step >= c.max_steps:
@@ -644,15 +682,19 @@ class Trainer:
             result = TrainResult(config=c, run_dir=self.run_dir, history=list(self.history),
                                  interrupted=interrupted, model=self.module)
             if interrupted:
-                self.writes.wait()  # the checkpoint is on disk before the run says so
+                with self.clock.phase("checkpoints"):
+                    self.writes.wait()  # the checkpoint is on disk before the run says so
                 self.progress.log(f"{interrupted}: stopped at epoch {self.epoch + 1}, batch {self.batch} "
                                   f"(step {self.step}); checkpoint saved"
                                   + (f"; continue with: alexnet train --resume {self.run_dir}"
                                      if self.run_dir is not None else ""))
                 return result
             result.final = self._finish()
-            self.writes.wait()
-            result.final["seconds"] = time.perf_counter() - t_start
+            with self.clock.phase("checkpoints"):
+                self.writes.wait()
+            result.final["time"] = self.clock.summary()
+            result.final["seconds"] = result.final["time"]["total_s"]
+            self.progress.log(WallClock.describe(result.final["time"]))
             if self.main and self.run_dir is not None:
                 result.weights = self.run_dir / rundir.WEIGHTS
                 rundir.write_summary(self.run_dir / rundir.SUMMARY, {**result.final, "config": c.to_dict()})
@@ -676,36 +718,41 @@ class Trainer:
             # The last epoch's validation is the final centre-crop result, unless the run stopped mid-epoch.
             last = self.history[-1] if self.history and self.batch == 0 else None
             centre = {"top1_err": last["val_top1_err"], "top5_err": last["val_top5_err"]} if last \
-                else self.evaluate(self.val_loader)
+                else self.evaluate(self.val_loader, phase="final_evaluation")
             final["val_top1_err"], final["val_top5_err"] = centre["top1_err"], centre["top5_err"]
             self.progress.log(f"final validation, centre crop: top-1 error {100 * centre['top1_err']:.2f}%, "
                               f"top-5 error {100 * centre['top5_err']:.2f}%")
             if self.config.ten_crop:
                 ten = self.loader(self.val_dataset, train=False, indices=self.val_loader.indices, ten_crop=True)
                 try:
-                    t = self.evaluate(ten, ten_crop=True)
+                    t = self.evaluate(ten, ten_crop=True, phase="final_evaluation")
                 finally:
                     ten.close()
                 final["ten_crop_top1_err"], final["ten_crop_top5_err"] = t["top1_err"], t["top5_err"]
                 self.progress.log(f"final validation, 10 crops:   top-1 error {100 * t['top1_err']:.2f}%, "
                                   f"top-5 error {100 * t['top5_err']:.2f}%")
         if self.main and self.run_dir is not None:
-            from alexnet.weights import save_weights
-
-            ds = self.dataset
-            preprocess = {"resize": int(ds.size), "crop_size": self.resolved.crop_size,
-                          "mean_rgb": [float(v) for v in ds.mean_rgb],
-                          "std_rgb": None if self.resolved.pixel_std is None else [float(v) for v in self.resolved.pixel_std],
-                          "mean": self.config.mean, "warp": bool(getattr(ds, "meta", {}).get("warp", False))}
-            save_weights(self.run_dir / rundir.WEIGHTS, self.module, arch=self.config.arch,
-                         model_options=dict(self.config.model_options), classes=self.classes,
-                         preprocess=preprocess,
-                         mean_image=ds.mean_image if self.config.mean == "image" else None,
-                         extra={"trained_by": "alexnet train", "epochs": self.epoch, "steps": self.step,
-                                **{k: v for k, v in final.items() if k.endswith("_err") and v is not None}})
-            self.progress.log(f"weights: {self.run_dir / rundir.WEIGHTS}")
+            with self.clock.phase("weights"):
+                self._save_weights(final)
         self.dist.barrier()
         return final
+
+    def _save_weights(self, final: dict) -> None:
+        """The trained weights as ``.safetensors``, with what ``alexnet predict`` needs to preprocess."""
+        from alexnet.weights import save_weights
+
+        ds = self.dataset
+        preprocess = {"resize": int(ds.size), "crop_size": self.resolved.crop_size,
+                      "mean_rgb": [float(v) for v in ds.mean_rgb],
+                      "std_rgb": None if self.resolved.pixel_std is None else [float(v) for v in self.resolved.pixel_std],
+                      "mean": self.config.mean, "warp": bool(getattr(ds, "meta", {}).get("warp", False))}
+        save_weights(self.run_dir / rundir.WEIGHTS, self.module, arch=self.config.arch,
+                     model_options=dict(self.config.model_options), classes=self.classes,
+                     preprocess=preprocess,
+                     mean_image=ds.mean_image if self.config.mean == "image" else None,
+                     extra={"trained_by": "alexnet train", "epochs": self.epoch, "steps": self.step,
+                            **{k: v for k, v in final.items() if k.endswith("_err") and v is not None}})
+        self.progress.log(f"weights: {self.run_dir / rundir.WEIGHTS}")
 
 
 @dataclass
