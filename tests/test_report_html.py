@@ -17,7 +17,7 @@ import torch
 
 from alexnet.cli.main import main
 from alexnet.experiments import browser
-from alexnet.experiments.report import build_report, confused_pairs
+from alexnet.experiments.report import build_report, confused_pairs, read_time
 
 PER_CLASS = 6
 
@@ -80,8 +80,8 @@ def report(run_dir):
 
 def test_report_has_every_section_and_embeds_its_images(report):
     text = report.read_text(encoding="utf-8")
-    for heading in ("Config", "Learning curves", "Final metrics", "Sample validation predictions",
-                    "Most confused classes", "conv1 kernels"):
+    for heading in ("Config", "Learning curves", "Where the time went", "Final metrics",
+                    "Sample validation predictions", "Most confused classes", "conv1 kernels"):
         assert f"<h2>{heading}</h2>" in text, heading
     srcs = re.findall(r'<img src="([^"]+)"', text)
     assert len(srcs) == 4  # curves, sample predictions, confusion matrix, kernels
@@ -95,6 +95,40 @@ def test_report_has_every_section_and_embeds_its_images(report):
     # metrics.csv's fractions are shown in percent too
     assert '<td>val_top1_err</td><td class="num">90.00%</td>' in text and "<td>lr</td><td class=\"num\">0.01</td>" in text
     assert '"val_split"' not in text and "<td>val_split</td>" in text  # config shown as a table, not JSON
+
+
+def test_report_shows_where_the_time_went_and_ignores_what_train_does_not_write(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    assert read_time(run)[2].startswith("no summary.json")
+    summary = run / "summary.json"
+    summary.write_text(json.dumps({"time": {"total_s": 100.0, "setup_s": 5.0, "compilation_s": 40.0,
+                                            "training_s": 45.0, "validation_s": 0, "other_s": 10.0,
+                                            "weights_s": "1", "made_up_s": 1e9}}))
+    phases, total, note = read_time(run)
+    # largest first; a string and an unknown phase are not shown
+    assert phases == [("training", 45.0), ("compilation", 40.0), ("other", 10.0), ("setup", 5.0),
+                      ("validation", 0.0)] and total == 100.0 and note is None
+    for bad, why in (("[1, 2]", "cannot be read"), ("{not json", "cannot be read"), ("{}", "no time per phase"),
+                     ('{"time": {"total_s": -1, "training_s": 3}}', "does not hold seconds"),
+                     ('{"time": {"total_s": 10, "training_s": NaN}}', "does not hold seconds")):
+        summary.write_text(bad)
+        assert why in read_time(run)[2], bad
+    summary.write_text(" " * (2 << 20))
+    assert "larger than" in read_time(run)[2]
+
+
+def test_report_time_table(run_dir, tmp_path):
+    (run_dir / "summary.json").write_text(json.dumps({"time": {"total_s": 20.0, "training_s": 15.0,
+                                                               "final_evaluation_s": 5.0}}))
+    try:
+        text = build_report(run_dir, out=tmp_path / "r.html", samples=0, ten_crop=False,
+                            progress=False).read_text(encoding="utf-8")
+    finally:
+        (run_dir / "summary.json").unlink()
+    assert ('<tr><td>training</td><td class="num">15.0</td><td class="num">75%</td></tr>'
+            '<tr><td>final evaluation</td><td class="num">5.0</td><td class="num">25%</td></tr>') in text
+    assert "20.0 s in all, from summary.json" in text
 
 
 def test_confused_pairs_are_the_largest_off_diagonal_cells():

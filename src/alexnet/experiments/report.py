@@ -1,7 +1,7 @@
 """``alexnet report``: one self-contained HTML page about a training run.
 
-The page holds the run's config, its learning curves (from ``metrics.csv``), the final top-1/top-5 error
-with the centre crop and with the paper's 10 crops, conv1's kernels (Figure 3), sample validation images
+The page holds the run's config, its learning curves (from ``metrics.csv``), where the run's time went
+(``summary.json``'s ``time``), the final top-1/top-5 error with the centre crop and with the paper's 10 crops, conv1's kernels (Figure 3), sample validation images
 with their top-5 bars (Figure 4, left) and the most confused class pairs. Every image is a PNG embedded
 as a ``data:`` URI and the CSS is inline; nothing is fetched from a network and the page has no script.
 
@@ -27,6 +27,7 @@ from alexnet.files import write_atomic
 from alexnet.models.meta import meta_of
 from alexnet.plotting import png_bytes, pyplot
 
+SUMMARY_MAX_BYTES = 1 << 20  # train writes a few kB
 CONFIG_NAMES = ("config.json", "config.yaml", "config.yml", "config.toml", "train_config.json")
 
 
@@ -75,6 +76,40 @@ def read_metrics(run_dir: Path) -> list[dict]:
                     parsed[k] = v
             rows.append(parsed)
     return rows
+
+
+def read_time(run_dir: Path) -> tuple[list[tuple[str, float]], float | None, str | None]:
+    """The phases of the run's time from ``summary.json`` (written by ``alexnet train``): ``[(phase,
+    seconds)]`` largest first, the total, and a note when there is nothing to show (no file, an older run,
+    or a file that does not hold what train writes: only known phases with finite, non-negative seconds
+    are read)."""
+    import math
+
+    from alexnet.training.metrics import PHASES
+
+    p = run_dir / "summary.json"
+    if not p.is_file():
+        return [], None, "no summary.json in the run directory (the run did not finish)"
+    if p.stat().st_size > SUMMARY_MAX_BYTES:
+        return [], None, f"summary.json is larger than {SUMMARY_MAX_BYTES:,} bytes: not read"
+    try:
+        spent = json.loads(p.read_text(encoding="utf-8")).get("time")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return [], None, "summary.json cannot be read"
+    if not isinstance(spent, dict):
+        return [], None, "summary.json has no time per phase (written by an older version)"
+
+    def seconds(key):
+        v = spent.get(key)
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+        return float(v) if ok else None
+
+    total = seconds("total_s")
+    rows = [(k.replace("_", " "), seconds(f"{k}_s")) for k in (*PHASES, "other")]
+    rows = sorted(((k, v) for k, v in rows if v is not None), key=lambda r: -r[1])
+    if total is None or not rows:
+        return [], None, "summary.json's time does not hold seconds per phase"
+    return rows, total, None
 
 
 def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
@@ -262,6 +297,15 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
                                   numeric=[False, True]))
     else:
         sections.append('<h2>Learning curves</h2><p class="note">no metrics.csv in the run directory</p>')
+
+    # where the time went
+    phases, total, note = read_time(run_dir)
+    if phases:
+        sections.append("<h2>Where the time went</h2>" + H.table(
+            ["phase", "seconds", "share"], [(k, f"{v:.1f}", f"{100 * v / max(total, 1e-9):.0f}%") for k, v in phases],
+            numeric=[False, True, True]) + f'<p class="note">{total:.1f} s in all, from summary.json</p>')
+    else:
+        sections.append(f'<h2>Where the time went</h2><p class="note">{H.esc(note)}</p>')
 
     # final metrics, samples, confusions
     ds, indices, val_desc = _val_dataset(config, val, run_dir)
