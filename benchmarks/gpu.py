@@ -36,15 +36,17 @@ Rows (``--rows`` takes a comma-separated list of these names, or shell patterns 
   for both runs.
 
 Timing: ``--warmup`` steps first (the first one timed alone: compilation and cuDNN's autotuning, reported
-as ``first step``), then ``--steps`` timed steps ending with a device synchronisation. The loader rows run
+as ``first step``), then ``--steps`` timed steps ending with a device synchronisation. Then, on CUDA,
+``--profile-steps`` steps under torch.profiler: a second table says where each model row's step spends its
+time (the GPU's busy share and the device time by kind of kernel, ``benchmarks/breakdown.py``). The loader rows run
 ``--seconds`` each. One model and mode is compiled once and then timed on its three data sources.
 
 Data: ``imagenette-train.tar.gz`` from ``--data`` (default ../shared/data, else ``data/gpu-bench``, where
 ``--pack`` puts a subset): the first ``--images`` images (a tenth per class), extracted and prepared once
-(as raw and as JPEG) into ``--cache`` (default a temporary folder). The rows before ``checks`` and the
-``fused-opt`` and ``raw-workers`` rows were sized for 4 to 5 minutes on an H200 from the 2026-11-29
-figures (the budget: 6); with those, estimated at 6 to 8 (never measured: the suite has not run on a
-GPU yet; ``--rows`` runs a subset). ``--device cpu --quick`` runs every row a CPU can (eager, no GPU
+(as raw and as JPEG) into ``--cache`` (default a temporary folder). The timing rows were sized for 4 to 5
+minutes on an H200 from the 2026-11-29 figures (the budget: 6); with the ``checks``, ``fused-opt`` and
+``raw-workers`` rows, the profiles and two end-to-end runs added since, estimated at 7 to 10 (never
+measured: the suite has not run on a GPU yet; ``--rows`` runs a subset, e.g. in two calls). ``--device cpu --quick`` runs every row a CPU can (eager, no GPU
 decoding, no checks) with tiny settings, in about a minute on 2 cores.
 """
 
@@ -69,6 +71,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import breakdown  # noqa: E402
 import loader as loader_bench  # noqa: E402
 import train as train_bench  # noqa: E402
 from common import SHARED, endless, machine_info, source_env, sync, write_json  # noqa: E402
@@ -111,6 +114,7 @@ class Settings:
     modes: tuple[str, ...]
     e2e_arch: str
     quick: bool
+    profile_steps: int
 
 
 def settings_for(args, device: torch.device) -> Settings:
@@ -129,7 +133,8 @@ def settings_for(args, device: torch.device) -> Settings:
                     workers=args.workers or runtime.cpu_share(),
                     models=tuple(args.models.split(",")) if args.models else MODELS,
                     modes=tuple(args.modes.split(",")) if args.modes else modes,
-                    e2e_arch=args.e2e_arch, quick=args.quick)
+                    e2e_arch=args.e2e_arch, quick=args.quick,
+                    profile_steps=args.profile_steps if args.profile_steps is not None else (3 if cuda else 0))
 
 
 def row_names(s: Settings, cuda: bool) -> list[str]:
@@ -254,6 +259,8 @@ def model_rows(arch: str, mode: str, wanted: list[str], data: Data, s: Settings,
                 source = endless(loader)
             try:
                 t = train_bench.time_steps(trainer, source, steps=s.steps, warmup=s.warmup)
+                if s.profile_steps:
+                    t.update(_profile(trainer, source, s.profile_steps))
             finally:
                 if loader is not None:
                     source.close()
@@ -268,6 +275,15 @@ def model_rows(arch: str, mode: str, wanted: list[str], data: Data, s: Settings,
         trainer.train_loader.close()
         del trainer
         _free(device)
+
+
+def _profile(trainer, source, steps: int) -> dict:
+    """``{"profile": ...}``: where the row's step spends its time (benchmarks/breakdown.py), after its timed
+    steps; a profiler that fails is said in ``profile_error``, and the row's figures stand."""
+    try:
+        return {"profile": breakdown.profile_steps(trainer, source, steps=steps, top=8)}
+    except Exception as e:
+        return {"profile_error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
 
 
 def loader_row(kind: str, data: Data, s: Settings, device: torch.device) -> dict:
@@ -403,6 +419,21 @@ def table(results: dict) -> str:
         base = f"{r['vs_baseline']:>7.2f}" if r.get("vs_baseline") is not None else f"{'':>7}"
         lines.append(f"{name:<30} {rate} {synth} {base}  {_note(name, r)}")
     lines.append(f"total {results['total_seconds']:.0f} s (budget on a GPU: {BUDGET_S} s)")
+    profiled = {n: r for n, r in results["rows"].items() if "profile" in r or "profile_error" in r}
+    if profiled:
+        kinds = [k for k in breakdown.ORDER if any(k in r.get("profile", {}).get("categories", {})
+                                                    for r in profiled.values())]
+        lines += ["", f"Where a step's time goes (torch.profiler over {st['profile_steps']} steps after the timed "
+                  "ones; ms per step; kinds: benchmarks/breakdown.py)",
+                  f"{'row':<30} {'wall':>6} {'busy':>5} " + " ".join(f"{k[:11]:>11}" for k in kinds)]
+        for name, r in profiled.items():
+            p = r.get("profile")
+            if p is None:
+                lines.append(f"{name:<30} profiler failed: {r['profile_error']}")
+                continue
+            busy = f"{100 * p['busy_share']:>4.0f}%" if p.get("busy_share") is not None else f"{'-':>5}"
+            lines.append(f"{name:<30} {p['wall_ms']:>6.1f} {busy} "
+                         + " ".join(f"{p['categories'].get(k, 0.0):>11.2f}" for k in kinds))
     return "\n".join(lines)
 
 
@@ -439,6 +470,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--models", help=f"comma-separated (default {','.join(MODELS)})")
     ap.add_argument("--modes", help="comma-separated of eager, compiled, cudagraphs, fused-opt, split, nchw (default: all on "
                     "CUDA, eager on a CPU)")
+    ap.add_argument("--profile-steps", type=int, help="steps profiled per model row after its timed ones, for the "
+                    "breakdown table (CUDA 3; CPU 0: none)")
     ap.add_argument("--e2e-arch", default="alexnet", help="model of the end-to-end run (default alexnet)")
     ap.add_argument("--e2e-batch", type=int, help=f"batch of the end-to-end run (CUDA {E2E_BATCH}, alexnet train's "
                     "default; CPU: --batch)")

@@ -19,7 +19,7 @@ def run_suite(*args: str) -> subprocess.CompletedProcess:
 def test_gpu_suite_on_cpu_has_every_row(shared_data, tmp_path):
     out = tmp_path / "gpu.json"
     proc = run_suite("--device", "cpu", "--quick", "--data", str(shared_data), "--cache", str(tmp_path / "cache"),
-                     "--json", str(out))
+                     "--json", str(out), "--profile-steps", "1")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
     expected = [f"{m}/eager/{d}" for m in ("alexnet", "alexnet_owt") for d in ("synthetic", "raw", "jpeg")]
@@ -41,6 +41,13 @@ def test_gpu_suite_on_cpu_has_every_row(shared_data, tmp_path):
     table = proc.stdout[proc.stdout.index("GPU suite:"):]
     for name in expected:
         assert f"\n{name} " in table
+    # each model row is profiled after its timed steps: a second table says where its step's time goes
+    model_rows = [n for n in expected if n.count("/") == 2]
+    for name in model_rows:
+        cats = result["rows"][name]["profile"]["categories"]
+        assert cats["convolution"] > 0 and cats["matmul"] > 0, (name, cats)
+    breakdown = table[table.index("Where a step's time goes"):]
+    assert all(f"\n{name} " in breakdown for name in model_rows) and "convolution" in breakdown
 
 
 def test_gpu_suite_pack_data_and_rows(shared_data, tmp_path):
@@ -92,3 +99,76 @@ def test_gpu_suite_checks_row_reports_the_cuda_tests(monkeypatch):
     monkeypatch.setattr(gpu, "CHECKS", ROOT / "tests" / "nowhere.py")  # pytest fails: the row says so
     with pytest.raises(RuntimeError, match="no tests ran|not found|ERROR"):
         gpu.checks_row()
+
+
+def _breakdown():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import breakdown
+
+    return breakdown
+
+
+@pytest.mark.parametrize("name, kind", [
+    # kernel names as an H200 profile shows them (2026-11-29), and cuBLAS / cuDNN / inductor name patterns
+    ("void cutlass__5x_cudnn::Kernel<cutlass_tensorop_bf16_s16816fprop_optimized>", "convolution"),
+    ("_ZN17cutlass__5x_cudnn6KernelINS_4conv6kernel23ImplicitGemmConvolution", "convolution"),
+    ("sm90_xmma_wgrad_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc", "convolution"),
+    ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64", "matmul"),
+    ("nvjet_hsh_128x256_64x4_2x1_v_bz_coopA_NTN", "matmul"),
+    ("triton_poi_fused__to_copy_add_avg_pool3d_backward_div_mul_pow_0", "lrn"),
+    ("triton_poi_fused_add_constant_pad_nd_div_mul_pow_relu_3", "lrn"),
+    ("triton_poi_fused__to_copy_add_div_max_pool2d_with_indices_backward_7", "pooling"),
+    ("triton_poi_fused_native_dropout_relu_12", "dropout"),
+    ("void nhwcSliceCKernel<__nv_bfloat16, __nv_bfloat16, float>", "layout"),
+    ("Memcpy HtoD (Pinned -> Device)", "copy"),
+    ("void at::native::vectorized_elementwise_kernel<4, at::native::FillFunctor<float>>", "elementwise"),
+    ("triton_per_fused__log_softmax_nll_loss_forward_2", "elementwise"),
+    ("aten::mkldnn_convolution", "convolution"),
+    ("aten::addmm", "matmul"),
+    ("ncclDevKernel_AllReduce_Sum_f32_RING_LL", "other"),
+])
+def test_breakdown_kinds(name, kind):
+    assert _breakdown().kind_of(name) == kind
+
+
+def test_breakdown_of_cuda_events():
+    """summarize() on events shaped like torch.profiler's on CUDA: kernels hang off their host launch
+    events; the GPU's busy time is the union of the device intervals; anything launched inside
+    optimizer.step() is the optimizer's."""
+    from types import SimpleNamespace as NS
+
+    from torch.autograd import DeviceType
+
+    bd = _breakdown()
+    step = NS(name="Optimizer.step#PaperSGD.step", cpu_parent=None)
+    foreach = NS(name="aten::_foreach_add_", cpu_parent=step)
+
+    def launch(kernels, parent=None):
+        return NS(name="cudaLaunchKernel", device_type=DeviceType.CPU, cpu_parent=parent,
+                  kernels=[NS(name=n, duration=d) for n, d in kernels], self_cpu_time_total=5.0)
+
+    def device(start, end):
+        return NS(name="k", device_type=DeviceType.CUDA, time_range=NS(start=start, end=end), kernels=[])
+
+    events = [launch([("sm90_xmma_fprop_implicit_gemm", 600.0), ("nvjet_hsh_128x256", 200.0)]),
+              launch([("void at::native::multi_tensor_apply_kernel<...>", 100.0)], parent=foreach),
+              device(0, 600), device(500, 700), device(1000, 1100)]  # busy: 0-700 and 1000-1100
+    p = bd.summarize(events, steps=2, wall_s=0.002, cuda=True)
+    assert p["categories"] == {"optimizer": 0.05, "matmul": 0.1, "convolution": 0.3}
+    assert p["wall_ms"] == 1.0 and p["busy_ms"] == 0.4 and p["busy_share"] == 0.4
+    assert [t["name"] for t in p["top"]][0] == "sm90_xmma_fprop_implicit_gemm" and p["top"][0]["calls"] == 0.5
+    assert bd.describe(p) == "1.0 ms/step wall, GPU busy 0.4 ms (40%): convolution 0.3, matmul 0.1, optimizer 0.1"
+
+
+def test_breakdown_on_cpu_profiles_the_trainer(tmp_path):
+    """The script end to end on a CPU: the paper's net, a few steps, the ops' CPU time by kind."""
+    out = tmp_path / "bd.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "breakdown.py"), "--device", "cpu",
+                           "--batch", "4", "--steps", "1", "--warmup", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    p = json.loads(out.read_text())
+    cats = p["categories"]
+    assert cats["convolution"] > 0 and cats["matmul"] > 0 and cats["optimizer"] > 0 and cats["lrn"] > 0, cats
+    assert p["wall_ms"] > 0 and "busy_ms" not in p and p["top"] and p["machine"]["torch"]
+    assert "ms/step wall: " in proc.stdout
