@@ -12,6 +12,10 @@
   the background writer: waiting for the previous write first (``submit``, what epochs did before) or
   not (``offer``, what they do now: a newer epoch's checkpoint replaces one still waiting). Wall time
   against the N x S of training alone;
+- ``--contention``: what the writer thread's work costs a training thread that launches kernels. A thread
+  calling a tiny torch op in a loop (each call lets go of the GIL and takes it back, as each kernel launch
+  of a GPU training step does): its pace alone, and while another thread draws ``curves.png`` or saves
+  the checkpoint of ``--arch`` (``--draws`` times each), as the background writer does;
 - with ``--compile ARCH``: two ``alexnet train`` runs of one step with ``compile=True`` in fresh
   processes sharing an empty ``TORCHINDUCTOR_CACHE_DIR``: their wall times and inductor's FX graph and
   AOTAutograd cache hits (the second run should load what the first compiled).
@@ -27,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -113,6 +118,51 @@ def short_epochs(folder: Path, arch: str, device: torch.device, epochs: int, epo
     return out
 
 
+def _op_loop(until: threading.Event | None = None, seconds: float = 0.0) -> float:
+    """Tiny torch ops per second on this thread, until ``until`` is set or for ``seconds``."""
+    a = torch.zeros(16)
+    n, t0 = 0, time.perf_counter()
+    while not until.is_set() if until is not None else time.perf_counter() - t0 < seconds:
+        for _ in range(100):
+            torch.add(a, 1.0)
+        n += 100
+    return n / (time.perf_counter() - t0)
+
+
+def contention(folder: Path, arch: str, draws: int) -> dict:
+    h = history()
+    rundir.write_curves(folder / "curves.png", h)  # matplotlib imported
+    model = create_model(arch, num_classes=1000)
+    state = {"model": host_copy(model.state_dict()), "momentum": host_copy(model.state_dict())}
+    jobs = {"curves.png": lambda: rundir.write_curves(folder / "curves.png", h, title="alexnet on data"),
+            "checkpoint": lambda: ckpt.save_checkpoint(state, folder / "last.pt")}
+    out = {"arch": arch, "switch_interval_ms": sys.getswitchinterval() * 1e3, "torch_threads": torch.get_num_threads()}
+    alone = [_op_loop(seconds=1.0) for _ in range(2)]
+    out["ops_per_s_alone"] = round(max(alone))
+    for name, job in jobs.items():
+        job_s, shares = [], []
+        for _ in range(draws):
+            done, took = threading.Event(), []
+
+            def work(job=job, done=done, took=took):
+                t = time.perf_counter()
+                try:
+                    job()
+                finally:
+                    took.append(time.perf_counter() - t)
+                    done.set()
+            th = threading.Thread(target=work)
+            th.start()
+            rate = _op_loop(until=done)
+            th.join()
+            job_s.append(round(took[0], 3))
+            shares.append(round(rate / out["ops_per_s_alone"], 3))
+        alone_s = timed(job)
+        out[name] = {"seconds_alone": round(alone_s, 3), "seconds_beside_the_loop": job_s,
+                     "loop_pace_share": shares}
+    return out
+
+
 _RUN = textwrap.dedent("""
     import json, sys
     from alexnet.data import ArrayDataset
@@ -154,7 +204,9 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="where the files go (a temporary folder in it)")
     ap.add_argument("--epochs", type=int, default=0, help="also time N short epochs with checkpoints (see above)")
     ap.add_argument("--epoch-seconds", type=float, default=0.1, help="training time of one such epoch")
-    ap.add_argument("--only-epochs", action="store_true", help="skip the other measurements")
+    ap.add_argument("--only-epochs", action="store_true", help="skip the files and checkpoint measurements")
+    ap.add_argument("--contention", action="store_true", help="also measure what the writer's work costs a "
+                    "kernel-launching training thread (see above)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
@@ -165,6 +217,8 @@ def main() -> None:
         if args.epochs:
             out["short_epochs"] = short_epochs(folder, args.arch, torch.device(args.device), args.epochs,
                                                args.epoch_seconds)
+        if args.contention:
+            out["contention"] = contention(folder, args.arch, args.draws)
         if args.compile:
             out["compile_cache"] = compile_cache(folder, args.compile, args.device)
     print(json.dumps(out, indent=1))

@@ -218,6 +218,37 @@ def test_a_failed_curves_write_is_named(tmp_path, tiny, monkeypatch):
     assert (tmp_path / "run" / "last.pt").is_file() and (tmp_path / "run" / "metrics.csv").is_file()
 
 
+@pytest.mark.parametrize("stop", ["end", "max_steps"])
+def test_curves_are_drawn_at_most_every_so_often_and_at_the_end(tmp_path, tiny, monkeypatch, stop):
+    """With epochs shorter than CURVES_EVERY_S, curves.png is drawn at the first epoch and at the run's end
+    (its last epoch, or the last epoch finished when max_steps stops it early), never in between; the
+    other files every epoch (unless a newer epoch's replace them). A waiting job that was to draw hands the
+    drawing to the job replacing it."""
+    from alexnet.training import trainer as trainer_module
+    from alexnet.training.trainer import _EpochFiles
+
+    drawn, csv_rows = [], []
+    real_curves, real_csv = rundir.write_curves, rundir.write_metrics_csv
+    monkeypatch.setattr(trainer_module, "CURVES_EVERY_S", 3600.0)
+    monkeypatch.setattr(rundir, "write_curves", lambda path, history, title="": (
+        drawn.append(len(history)), real_curves(path, history, title=title)))
+    monkeypatch.setattr(rundir, "write_metrics_csv", lambda path, history: (
+        csv_rows.append(len(history)), real_csv(path, history)))
+    steps_per_epoch = 3  # 48 training images of tiny, batch 16 (_config)
+    kw = {"max_steps": 3 * steps_per_epoch} if stop == "max_steps" else {}
+    r = train(_config(tmp_path / "run", epochs=5, **kw), dataset=tiny, progress=False)
+    finished = 3 if stop == "max_steps" else 5
+    assert len(r.history) == finished and r.final, r.history
+    # (metrics.csv: a newer epoch's replaces one still waiting behind a checkpoint's write)
+    assert drawn == [1, finished] and csv_rows[0] == 1 and csv_rows[-1] == finished, (drawn, csv_rows)
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 0
+    # merge: the drawing of a replaced job is not lost
+    a = _EpochFiles(tmp_path, {}, None, [{}], "t", draw=True)
+    b = _EpochFiles(tmp_path, {}, None, [{}, {}], "t", draw=False)
+    assert _EpochFiles.merge(a, b).draw and "curves.png" in [n for n, _ in b.steps()]
+    assert "curves.png" not in [n for n, _ in _EpochFiles(tmp_path, {}, None, [{}], "t", draw=False).steps()]
+
+
 def _same(a, b, where=""):
     """Equal nested state; the times a run measures may differ."""
     if isinstance(a, torch.Tensor):
@@ -259,11 +290,15 @@ def test_the_files_are_those_that_writes_in_line_give(tmp_path, tiny, monkeypatc
 def test_the_writes_benchmark_runs(tmp_path):
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "writes.py"
     p = subprocess.run([sys.executable, str(script), "--device", "cpu", "--arch", "cifar_4layer", "--draws", "1",
-                        "--epochs", "3", "--epoch-seconds", "0.01", "--dir", str(tmp_path)],
+                        "--epochs", "3", "--epoch-seconds", "0.01", "--contention", "--dir", str(tmp_path)],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert len(out["files"]["curves_png_s"]) == 1 and len(out["checkpoint"]["host_copy_s"]) == 3
     short = out["short_epochs"]
     assert short["submit"]["checkpoints_written"] == 3 and 1 <= short["offer"]["checkpoints_written"] <= 3
+    c = out["contention"]
+    assert c["ops_per_s_alone"] > 0
+    for job in ("curves.png", "checkpoint"):
+        assert len(c[job]["loop_pace_share"]) == 1 and c[job]["loop_pace_share"][0] > 0 and c[job]["seconds_alone"] > 0
     assert list(tmp_path.iterdir()) == []  # its temporary folder is gone

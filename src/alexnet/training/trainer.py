@@ -65,6 +65,13 @@ looked at: a net whose ReLUs died can keep a few units and a hair better than ch
 DEAD_UNITS = 0.05
 """Below this share of the last hidden layer's units responding to any image, a net at chance is dead."""
 PROBE_IMAGES = 64
+CURVES_EVERY_S = 30.0
+"""``curves.png`` is redrawn at an epoch's end when this many seconds have passed since its last drawing,
+and at the end of the run. Drawing it is pure Python (matplotlib) for about 0.15 s, and the writer thread
+that does it holds the GIL that the training thread needs to launch every kernel: while it draws, the
+training thread runs at a seventh of its pace (``python benchmarks/writes.py --contention``). On a GPU,
+whose epochs of a small dataset last well under a second, drawing every epoch would cost a large share of
+the training time; the other files (``last.pt``, ``metrics.csv``) stay every epoch."""
 
 
 def label_chance(dataset, indices, num_classes: int) -> dict:
@@ -167,6 +174,7 @@ class Trainer:
         self.writes = BackgroundWriter()  # rank 0's files, written while training goes on
         self._stall_reported: set[str] = set()  # "dead" / "plateau": each said once
         self._compiled = False  # a compiled run's first step (the compilation) is behind us
+        self._curves_drawn_at, self._curves_epochs = -math.inf, 0  # when curves.png was last drawn, of how many epochs
         self._eval_compiled = False  # ... and its first evaluation
 
     def _build_data(self, c: TrainConfig, dataset, val_dataset) -> None:
@@ -546,9 +554,9 @@ class Trainer:
         return row
 
     def _save_epoch(self, improved: bool) -> None:
-        """The epoch's files (checkpoint, ``best`` if it improved, ``metrics.csv``, ``curves.png``) handed
-        to the writer without waiting for the disk: when epochs are shorter than a checkpoint's write, a
-        newer epoch's files replace the ones still waiting (:meth:`BackgroundWriter.offer`)."""
+        """The epoch's files (checkpoint, ``best`` if it improved, ``metrics.csv``, ``curves.png`` when due)
+        handed to the writer without waiting for the disk: when epochs are shorter than a checkpoint's
+        write, a newer epoch's files replace the ones still waiting (:meth:`BackgroundWriter.offer`)."""
         with self.clock.phase("checkpoints"):
             self._offer_epoch_files(improved)
         self.dist.barrier()
@@ -556,9 +564,26 @@ class Trainer:
     def _offer_epoch_files(self, improved: bool) -> None:
         state = self.state_dict()
         if self.main and self.run_dir is not None:
+            # curves.png is drawn every CURVES_EVERY_S at most, and at the last epoch (see CURVES_EVERY_S)
+            now = time.perf_counter()
+            draw = self.epoch >= self.config.epochs or now - self._curves_drawn_at >= CURVES_EVERY_S
+            if draw:
+                self._curves_drawn_at, self._curves_epochs = now, len(self.history)
             job = _EpochFiles(self.run_dir, state, state if improved else None, [dict(r) for r in self.history],
-                              f"{self.config.arch} on {self.data_desc}")
+                              self._curves_title, draw=draw)
             self.writes.offer(job, merge=_EpochFiles.merge)
+
+    @property
+    def _curves_title(self) -> str:
+        return f"{self.config.arch} on {self.data_desc}"
+
+    def _draw_late_curves(self) -> None:
+        """A run that stops before its last epoch (a signal, ``max_steps``, a callback) draws the curves of
+        the epochs it finished, if the last drawing was skipped."""
+        if self.main and self.run_dir is not None and self._curves_epochs < len(self.history):
+            self._curves_epochs = len(self.history)
+            history, path, title = [dict(r) for r in self.history], self.run_dir / "curves.png", self._curves_title
+            self.writes.submit(("curves.png", lambda: rundir.write_curves(path, history, title=title)))
 
     def _near_chance(self, train: dict, tolerance: float) -> bool:
         """An epoch after the first (and after any warm-up) whose training loss is within ``tolerance``
@@ -681,6 +706,8 @@ class Trainer:
                     break
             result = TrainResult(config=c, run_dir=self.run_dir, history=list(self.history),
                                  interrupted=interrupted, model=self.module)
+            with self.clock.phase("checkpoints"):
+                self._draw_late_curves()
             if interrupted:
                 with self.clock.phase("checkpoints"):
                     self.writes.wait()  # the checkpoint is on disk before the run says so
@@ -766,6 +793,8 @@ class _EpochFiles:
     best: dict | None
     history: list
     title: str
+    draw: bool = True
+    """Draw ``curves.png`` too (see ``CURVES_EVERY_S``)."""
 
     def steps(self) -> list:
         d = self.run_dir
@@ -774,15 +803,18 @@ class _EpochFiles:
             steps.append((rundir.BEST, lambda: ckpt.link_checkpoint(d / rundir.LAST, d / rundir.BEST)))
         elif self.best is not None:
             steps.append((rundir.BEST, lambda: ckpt.save_checkpoint(self.best, d / rundir.BEST)))
-        # drawing the curves can take as long as a small epoch's training steps on a GPU (docs/TRAINING.md)
-        return [*steps, ("metrics.csv", lambda: rundir.write_metrics_csv(d / "metrics.csv", self.history)),
-                ("curves.png", lambda: rundir.write_curves(d / "curves.png", self.history, title=self.title))]
+        steps.append(("metrics.csv", lambda: rundir.write_metrics_csv(d / "metrics.csv", self.history)))
+        if self.draw:
+            steps.append(("curves.png", lambda: rundir.write_curves(d / "curves.png", self.history, title=self.title)))
+        return steps
 
     @staticmethod
     def merge(waiting: _EpochFiles, newer: _EpochFiles) -> _EpochFiles:
-        """``newer`` in place of ``waiting``, keeping a best state that only ``waiting`` had."""
+        """``newer`` in place of ``waiting``, keeping a best state that only ``waiting`` had, and drawing the
+        curves (of ``newer``'s longer history) if ``waiting`` was to."""
         if newer.best is None and waiting.best is not None:
             newer.best = waiting.best
+        newer.draw = newer.draw or waiting.draw
         return newer
 
 
