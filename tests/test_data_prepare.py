@@ -470,6 +470,22 @@ def test_opening_what_is_not_a_dataset(tmp_path):
         PreparedDataset(tmp_path / "nothing")
     with pytest.raises(UserError, match="no meta.json"):
         PreparedDataset(tmp_path)
+    # images given where a prepared dataset is expected: the prepare command for them, named after them
+    photos = tmp_path / "my photos"
+    photos.mkdir()
+    with pytest.raises(UserError) as e:
+        PreparedDataset(photos)
+    assert str(e.value).endswith(f"make one with: alexnet prepare '{photos}' 'data/my photos' "
+                                 "(then use 'data/my photos')"), str(e.value)
+    archive = tmp_path / "imagenette-train.tar.gz"
+    archive.write_bytes(b"")
+    with pytest.raises(UserError, match=r"make one with: alexnet prepare \S+imagenette-train.tar.gz "
+                                        r"data/imagenette-train \(then use data/imagenette-train\)$"):
+        PreparedDataset(archive)
+    other = tmp_path / "weights.pt"
+    other.write_bytes(b"")
+    with pytest.raises(UserError, match="make one with: alexnet prepare SRC OUT$"):
+        PreparedDataset(other)
 
 
 def test_meta_json_is_plain_json(prepared_samples):

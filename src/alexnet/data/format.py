@@ -141,6 +141,18 @@ def _check_arrays(meta: dict, root: Path, labels: np.ndarray, mean_image: np.nda
             raise ValueError("the index points past the end of a shard")
 
 
+def _prepare_hint(path: Path) -> str:
+    """The prepare command for ``path``: with its own name when it looks like images to prepare (a folder,
+    or a tar archive), else the general form."""
+    import shlex
+
+    name = path.name.split(".")[0] if path.name else ""
+    if name and (path.is_dir() or path.name.endswith((".tar", ".tar.gz", ".tgz"))):
+        out = shlex.quote(f"data/{name}")
+        return f"alexnet prepare {shlex.quote(str(path))} {out} (then use {out})"
+    return "alexnet prepare SRC OUT"
+
+
 class PreparedDataset:
     """A dataset written by :func:`~alexnet.data.prepare_dataset` (``alexnet prepare``).
 
@@ -162,8 +174,8 @@ class PreparedDataset:
                                 "'alexnet prepare' command again to finish it")
             if not self.path.exists():
                 raise UserError(f"prepared dataset not found: {self.path}")
-            raise UserError(f"{self.path} is not a prepared dataset (no {META}); make one with "
-                            "'alexnet prepare SRC OUT'")
+            raise UserError(f"{self.path} is not a prepared dataset (no {META}); make one with: "
+                            f"{_prepare_hint(self.path)}")
         try:
             self.meta = json.loads(meta_path.read_text())
             if not isinstance(self.meta, dict):
