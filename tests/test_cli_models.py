@@ -19,6 +19,12 @@ def test_info_prints_paper_counts_and_shapes():
     assert "724,406,816" in r.stdout  # total MACs per image
 
 
+def test_info_takes_the_model_as_a_positional_name_too():
+    r = run("info", "alexnet_owt")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("alexnet_owt: input 3x224x224") and "61,100,840" in r.stdout
+
+
 def test_info_with_option_and_input_size():
     r = run("info", "--arch", "alexnet", "--opt", "towers=1", "--input-size", "227")
     assert r.returncode == 0, r.stderr
@@ -27,6 +33,8 @@ def test_info_with_option_and_input_size():
 
 @pytest.mark.parametrize("args,needle", [
     (("info", "--arch", "nope"), "unknown model 'nope'"),
+    (("info", "nope"), "unknown model 'nope'"),
+    (("info", "alexnet", "--arch", "alexnet_owt"), "two models named"),
     (("info", "--opt", "towers=5"), "towers must be 1 or 2"),
     (("info", "--opt", "towers"), "NAME=VALUE"),
     (("info", "--input-size", "abc"), "invalid int value"),

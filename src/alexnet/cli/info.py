@@ -11,7 +11,9 @@ def register(sub) -> None:
     p = sub.add_parser("info", help="per-layer shapes, parameters and MACs of a model",
                        description="Print a per-layer table of output shape, parameters and "
                                    "multiply-accumulates per image, with totals.")
-    p.add_argument("--arch", default="alexnet", help="registered model name (see 'alexnet models')")
+    p.add_argument("name", nargs="?", metavar="ARCH", help="registered model name (see 'alexnet models'); "
+                   "the same as --arch")
+    p.add_argument("--arch", default=None, help="registered model name (default alexnet)")
     p.add_argument("--input-size", type=int, default=None, help="square input size (default: the model's)")
     p.add_argument("--num-classes", type=int, default=None, help="output classes (default: the model's)")
     add_model_options_arg(p)
@@ -19,6 +21,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    if args.name and args.arch and args.name != args.arch:
+        raise BadOptionError(f"two models named: {args.name} and --arch {args.arch}")
+    args.arch = args.name or args.arch or "alexnet"
     info = model_info(args.arch)
     size = args.input_size or info.input_size
     model = create_model(args.arch, num_classes=args.num_classes, **parse_options(args.model_options))
