@@ -1,7 +1,7 @@
 """Where a training step's time goes: torch.profiler over a few of the trainer's steps, summed by kind.
 
     python benchmarks/breakdown.py [--arch alexnet] [--data synthetic|raw|jpeg] [--compile | --no-compile]
-                                   [--batch N] [--steps 5] [--warmup 5] [--device auto] [--top 12]
+                                   [--compile-mode M] [--fused-optimizer] [--grouped-conv G] [--batch N] [--steps 5] [--warmup 5] [--device auto] [--top 12]
                                    [--json PATH] [--trace PATH.json] [--images N] [--data-dir DIR]
 
 The step is :meth:`alexnet.training.Trainer.train_step` as ``alexnet train`` builds it (bf16 autocast,
@@ -166,6 +166,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default="synthetic", choices=("synthetic", "raw", "jpeg"))
     ap.add_argument("--compile", dest="compile_", action=argparse.BooleanOptionalAction, default=None,
                     help="torch.compile the model (default: as alexnet train resolves it: on CUDA)")
+    ap.add_argument("--compile-mode", default="default", help="torch.compile mode (reduce-overhead: CUDA graphs)")
+    ap.add_argument("--fused-optimizer", action="store_true", help="the SGD update in one pass per tensor")
+    ap.add_argument("--grouped-conv", default="cudnn", help="how grouped convolutions run: cudnn, nchw, split")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--batch", type=int, help="batch (CUDA 256, CPU 16)")
     ap.add_argument("--steps", type=int, default=5, help="profiled steps (default 5)")
@@ -199,7 +202,8 @@ def main(argv=None) -> int:
             data = gpu.Data(gpu.find_tar(args.data_dir), Path(work), args.images or (4000 if cuda else 320), workers)
             ds = data.prepared(args.data)
         trainer = train_bench.make_trainer(ds, args.arch, batch=batch, device=str(device), workers=workers,
-                                           compile_=args.compile_)
+                                           compile_=args.compile_, compile_mode=args.compile_mode,
+                                           fused_optimizer=args.fused_optimizer, grouped_conv=args.grouped_conv)
         source = train_bench.synthetic_batches(trainer) if args.data == "synthetic" else endless(trainer.train_loader)
         try:
             for _ in range(args.warmup):
@@ -211,6 +215,8 @@ def main(argv=None) -> int:
             trainer.train_loader.close()
     r = trainer.resolved
     result.update({"arch": args.arch, "data": args.data, "batch": batch, "compile": r.compile,
+                   "compile_mode": r.compile_mode, "fused_optimizer": args.fused_optimizer,
+                   "grouped_conv": r.grouped_conv,
                    "precision": r.precision, "channels_last": r.channels_last, "machine": machine_info(device)})
     print(f"{args.arch}, {args.data} data, batch {batch}, {'compiled' if r.compile else 'eager'}, {r.precision}, "
           f"{device}: {describe(result)}")
