@@ -3,7 +3,8 @@
 Every line here also has a CPU test elsewhere that runs the same arithmetic on CPU tensors; these tests
 cover what only a GPU runs: pinned staging buffers, the copy stream and its events, the per-epoch plan
 on the GPU, nvJPEG decoding, the compiled batched augmentation (Triton), the window-sum LRN and the
-grouped convolutions in cuDNN, the fused optimizer, and training with CUDA graphs. They need no data beyond what they make,
+grouped convolutions in cuDNN, the fused optimizer, training with CUDA graphs, and the profiler's
+kernels as benchmarks/breakdown.py reads them. They need no data beyond what they make,
 so they run on the GPU machine from a checkout alone (about a minute):
 
     PYTHONPATH=src python3 -m pytest -q tests/test_cuda.py
@@ -190,3 +191,27 @@ def test_training_on_cuda_compiled(tmp_path, pixels, mode):
     assert ran["device"].startswith("cuda") and ran["augment"] == "batched" and ran["compile"] is True
     assert ran["compile_mode"] == ("default" if mode == "fused-opt" else mode) and ran["precision"] == "bf16"
     assert r.final["ten_crop_top1_err"] is not None
+
+
+def test_breakdown_reads_the_gpu_kernels(pixels):
+    """benchmarks/breakdown.py on the GPU: the kernels of a few compiled steps are found, sorted into kinds
+    (convolutions and matmuls among them), and the GPU's busy time lies within the wall time."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import breakdown
+    import train as train_bench
+
+    trainer = train_bench.make_trainer(pixels, "cifar_4layer", batch=15, device="cuda", workers=2, compile_=True)
+    source = train_bench.synthetic_batches(trainer)
+    try:
+        for _ in range(3):
+            trainer.train_step(*next(source))
+        p = breakdown.profile_steps(trainer, source, steps=3)
+    finally:
+        trainer.train_loader.close()
+    cats = p["categories"]
+    assert cats.get("convolution", 0) > 0 and cats.get("matmul", 0) > 0 and cats.get("optimizer", 0) > 0, p
+    assert 0 < p["busy_ms"] <= p["wall_ms"] * 1.05 and 0 < p["busy_share"] <= 1.05, p
+    assert sum(cats.values()) >= p["busy_ms"] * 0.5, p  # kernels may overlap, not vanish
