@@ -67,11 +67,11 @@ DEAD_UNITS = 0.05
 PROBE_IMAGES = 64
 CURVES_EVERY_S = 30.0
 """``curves.png`` is redrawn at an epoch's end when this many seconds have passed since its last drawing,
-and at the end of the run. Drawing it is pure Python (matplotlib) for about 0.15 s, and the writer thread
-that does it holds the GIL that the training thread needs to launch every kernel: while it draws, the
-training thread runs at a seventh of its pace (``python benchmarks/writes.py --contention``). On a GPU,
-whose epochs of a small dataset last well under a second, drawing every epoch would cost a large share of
-the training time; the other files (``last.pt``, ``metrics.csv``) stay every epoch."""
+and at the end of the run. Drawing it is pure Python (matplotlib), and the writer thread that does it
+holds the GIL that the training thread needs to launch every kernel, which slows the training thread
+severalfold while it draws (measured: docs/TRAINING.md, "The run directory"). On a GPU, whose epochs of a
+small dataset last under a second, drawing every epoch would cost a large share of the training time;
+the other files (``last.pt``, ``metrics.csv``) stay every epoch."""
 
 
 def label_chance(dataset, indices, num_classes: int) -> dict:
