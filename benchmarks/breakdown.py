@@ -17,7 +17,8 @@ What it reports, per step:
   of their intervals) and its share of the wall time. A GPU busy well under 100% waits on the host: on
   kernel launches (CUDA graphs help), on the loader, or on a synchronisation;
 - ``categories``: the device time of each kind of work (on a CPU: the ops' own CPU time, all threads),
-  in ms per step. Kinds, first match wins: ``optimizer`` (anything launched inside ``optimizer.step()``),
+  in ms per step. Kinds, first match wins: ``optimizer`` (anything launched inside ``optimizer.step()``,
+  or running inside its span on the GPU),
   then by name: ``copy`` (memcpy/memset), ``layout`` (cuDNN's channel slicing and transposes around
   grouped convolutions), ``lrn`` (kernels holding the LRN's ``pow`` or ``avg_pool3d``; inductor fuses
   pooling and ReLU into them), ``pooling``, ``dropout``, ``matmul`` (cuBLAS: the fc layers),
@@ -89,23 +90,47 @@ def _union_us(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
+def _annotation(e) -> bool:
+    """A range drawn on the GPU's timeline for a host annotation (``Optimizer.step#...``, a compiled
+    region): from its first kernel to its last, gaps included, so not GPU work (torch's own device-time
+    sums leave these out too)."""
+    return bool(getattr(e, "is_user_annotation", False)) or getattr(e, "activity_type", None) == "gpu_user_annotation" \
+        or e.name == "Context Sync"
+
+
 def summarize(events, *, steps: int, wall_s: float, cuda: bool, top: int = 12) -> dict:
-    """The breakdown (see the module docstring) from the profiler's ``events()`` of ``steps`` steps."""
+    """The breakdown (see the module docstring) from the profiler's ``events()`` of ``steps`` steps.
+
+    On CUDA the items are the device's kernels, copies and memsets (annotation ranges left out), each
+    attributed through its ``linked_correlation_id`` to the host event that launched it, whose enclosing
+    ranges say whether ``optimizer.step()`` launched it."""
     from torch.autograd import DeviceType
 
     items: list[tuple[str, float, str]] = []  # (name, microseconds, kind)
     intervals: list[tuple[float, float]] = []
-    for e in events:
-        if cuda:
-            if e.device_type == DeviceType.CUDA:
-                intervals.append((e.time_range.start, e.time_range.end))
-            elif e.device_type == DeviceType.CPU and getattr(e, "kernels", None):
-                up = (e.name, *_ancestors(e))
-                items += [(k.name, k.duration, kind_of(k.name, up)) for k in e.kernels]
-        elif e.device_type == DeviceType.CPU and not getattr(e, "is_user_annotation", False):
-            us = e.self_cpu_time_total
-            if us > 0:
-                items.append((e.name, us, kind_of(e.name, _ancestors(e))))
+    if cuda:
+        launchers = {e.id: e for e in events if e.device_type == DeviceType.CPU
+                     and not getattr(e, "linked_correlation_id", 0)}
+        # the optimizer's span on the GPU's timeline: what runs inside it is the optimizer's, whoever
+        # launched it (a compiled update's kernels have no aten op to link to)
+        spans = [(e.time_range.start, e.time_range.end) for e in events
+                 if e.device_type == DeviceType.CUDA and _annotation(e) and e.name.startswith("Optimizer.step")]
+        for e in events:
+            if e.device_type != DeviceType.CUDA or _annotation(e):
+                continue
+            a, b = e.time_range.start, e.time_range.end
+            intervals.append((a, b))
+            launcher = launchers.get(getattr(e, "linked_correlation_id", 0))
+            up = () if launcher is None else (launcher.name, *_ancestors(launcher))
+            if any(lo <= a and b <= hi for lo, hi in spans):
+                up = ("Optimizer.step (its span on the GPU)", *up)
+            items.append((e.name, b - a, kind_of(e.name, up)))
+    else:
+        for e in events:
+            if e.device_type == DeviceType.CPU and not getattr(e, "is_user_annotation", False):
+                us = e.self_cpu_time_total
+                if us > 0:
+                    items.append((e.name, us, kind_of(e.name, _ancestors(e))))
     per_step = 1e-3 / steps  # microseconds in all -> milliseconds per step
     categories = dict.fromkeys(ORDER, 0.0)
     by_name: dict[str, list] = {}

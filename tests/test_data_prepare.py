@@ -465,7 +465,7 @@ def test_unknown_class_folder_is_an_error(samples, synsets, tmp_path):
         prepare_dataset(src, tmp_path / "out", classes_file=tmp_path / "syn.txt", progress=False)
 
 
-def test_opening_what_is_not_a_dataset(tmp_path):
+def test_opening_what_is_not_a_dataset(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="not found"):
         PreparedDataset(tmp_path / "nothing")
     with pytest.raises(UserError, match="no meta.json"):
@@ -486,6 +486,12 @@ def test_opening_what_is_not_a_dataset(tmp_path):
     other.write_bytes(b"")
     with pytest.raises(UserError, match="make one with: alexnet prepare SRC OUT$"):
         PreparedDataset(other)
+    # images already in data/NAME: the hint does not prepare them into their own folder
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "birds").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"alexnet prepare data/birds data/birds-prepared \(then use "
+                                        r"data/birds-prepared\)$"):
+        PreparedDataset("data/birds")
 
 
 def test_meta_json_is_plain_json(prepared_samples):

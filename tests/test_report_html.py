@@ -111,7 +111,12 @@ def test_report_shows_where_the_time_went_and_ignores_what_train_does_not_write(
                       ("validation", 0.0)] and total == 100.0 and note is None
     for bad, why in (("[1, 2]", "cannot be read"), ("{not json", "cannot be read"), ("{}", "no time per phase"),
                      ('{"time": {"total_s": -1, "training_s": 3}}', "does not hold seconds"),
-                     ('{"time": {"total_s": 10, "training_s": NaN}}', "does not hold seconds")):
+                     ('{"time": {"total_s": 10, "training_s": NaN}}', "does not hold seconds"),
+                     ('{"time": {"total_s": 0, "training_s": 100}}', "does not hold seconds"),
+                     ('{"time": {"total_s": 10, "training_s": 8, "validation_s": 7}}', "does not hold seconds"),
+                     ('{"time": {"total_s": 1' + "0" * 400 + ', "training_s": 3}}', "does not hold seconds"),
+                     ('{"time": {"total_s": 10, "training_s": 1' + "0" * 400 + '}}', "does not hold seconds"),
+                     ("[" * 100000 + "]" * 100000, "cannot be read")):
         summary.write_text(bad)
         assert why in read_time(run)[2], bad
     summary.write_text(" " * (2 << 20))
@@ -128,7 +133,7 @@ def test_report_time_table(run_dir, tmp_path):
         (run_dir / "summary.json").unlink()
     assert ('<tr><td>training</td><td class="num">15.0</td><td class="num">75%</td></tr>'
             '<tr><td>final evaluation</td><td class="num">5.0</td><td class="num">25%</td></tr>') in text
-    assert "20.0 s in all, from summary.json" in text
+    assert "20.0 s in all, from summary.json (a resumed run's: since its resume)" in text
 
 
 def test_confused_pairs_are_the_largest_off_diagonal_cells():

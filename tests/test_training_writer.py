@@ -3,6 +3,8 @@ same files as writes in line, and a failed write is an error on the training thr
 
 import csv
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -218,10 +220,11 @@ def test_a_failed_curves_write_is_named(tmp_path, tiny, monkeypatch):
     assert (tmp_path / "run" / "last.pt").is_file() and (tmp_path / "run" / "metrics.csv").is_file()
 
 
-@pytest.mark.parametrize("stop", ["end", "max_steps"])
+@pytest.mark.parametrize("stop", ["end", "max_steps", "callback", "signal"])
 def test_curves_are_drawn_at_most_every_so_often_and_at_the_end(tmp_path, tiny, monkeypatch, stop):
     """With epochs shorter than CURVES_EVERY_S, curves.png is drawn at the first epoch and at the run's end
-    (its last epoch, or the last epoch finished when max_steps stops it early), never in between; the
+    (its last epoch, or the last epoch finished when max_steps, a callback or SIGINT stops it early,
+    the signal mid-epoch), never in between; the
     other files every epoch (unless a newer epoch's replace them). A waiting job that was to draw hands the
     drawing to the job replacing it."""
     from alexnet.training import trainer as trainer_module
@@ -236,9 +239,16 @@ def test_curves_are_drawn_at_most_every_so_often_and_at_the_end(tmp_path, tiny, 
         csv_rows.append(len(history)), real_csv(path, history)))
     steps_per_epoch = 3  # 48 training images of tiny, batch 16 (_config)
     kw = {"max_steps": 3 * steps_per_epoch} if stop == "max_steps" else {}
-    r = train(_config(tmp_path / "run", epochs=5, **kw), dataset=tiny, progress=False)
-    finished = 3 if stop == "max_steps" else 5
-    assert len(r.history) == finished and r.final, r.history
+
+    def callback(row):
+        if row["epoch"] == 3 and stop == "signal":
+            os.kill(os.getpid(), signal.SIGINT)  # seen at the next step: the run stops in epoch 4
+        return row["epoch"] == 3 and stop == "callback"
+
+    r = train(_config(tmp_path / "run", epochs=5, **kw), dataset=tiny, progress=False, callback=callback)
+    finished = 5 if stop == "end" else 3
+    assert len(r.history) == finished and (r.interrupted == "SIGINT") == (stop == "signal"), r.history
+    assert bool(r.final) == (stop != "signal")
     # (metrics.csv: a newer epoch's replaces one still waiting behind a checkpoint's write)
     assert drawn == [1, finished] and csv_rows[0] == 1 and csv_rows[-1] == finished, (drawn, csv_rows)
     assert (tmp_path / "run" / "curves.png").stat().st_size > 0

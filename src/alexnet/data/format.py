@@ -148,6 +148,8 @@ def _prepare_hint(path: Path) -> str:
 
     name = path.name.split(".")[0] if path.name else ""
     if name and (path.is_dir() or path.name.endswith((".tar", ".tar.gz", ".tgz"))):
+        if Path("data", name).resolve() == path.resolve():  # images in data/NAME: not into themselves
+            name += "-prepared"
         out = shlex.quote(f"data/{name}")
         return f"alexnet prepare {shlex.quote(str(path))} {out} (then use {out})"
     return "alexnet prepare SRC OUT"

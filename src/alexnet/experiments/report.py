@@ -94,20 +94,26 @@ def read_time(run_dir: Path) -> tuple[list[tuple[str, float]], float | None, str
         return [], None, f"summary.json is larger than {SUMMARY_MAX_BYTES:,} bytes: not read"
     try:
         spent = json.loads(p.read_text(encoding="utf-8")).get("time")
-    except (ValueError, UnicodeDecodeError, AttributeError):
+    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
         return [], None, "summary.json cannot be read"
     if not isinstance(spent, dict):
         return [], None, "summary.json has no time per phase (written by an older version)"
 
     def seconds(key):
         v = spent.get(key)
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-        return float(v) if ok else None
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return None
+        try:
+            v = float(v)  # an int too large for a float raises
+        except OverflowError:
+            return None
+        return v if math.isfinite(v) and v >= 0 else None
 
     total = seconds("total_s")
     rows = [(k.replace("_", " "), seconds(f"{k}_s")) for k in (*PHASES, "other")]
     rows = sorted(((k, v) for k, v in rows if v is not None), key=lambda r: -r[1])
-    if total is None or not rows:
+    # the phases are parts of the total (rounded to ms each): anything else is not a run's time
+    if not total or not rows or sum(v for _, v in rows) > total * 1.01 + 0.01:
         return [], None, "summary.json's time does not hold seconds per phase"
     return rows, total, None
 
@@ -303,7 +309,8 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
     if phases:
         sections.append("<h2>Where the time went</h2>" + H.table(
             ["phase", "seconds", "share"], [(k, f"{v:.1f}", f"{100 * v / max(total, 1e-9):.0f}%") for k, v in phases],
-            numeric=[False, True, True]) + f'<p class="note">{total:.1f} s in all, from summary.json</p>')
+            numeric=[False, True, True]) + f'<p class="note">{total:.1f} s in all, from summary.json (a resumed '
+            "run's: since its resume)</p>")
     else:
         sections.append(f'<h2>Where the time went</h2><p class="note">{H.esc(note)}</p>')
 

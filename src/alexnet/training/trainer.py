@@ -361,18 +361,22 @@ class Trainer:
         self.step += 1
         self.lr = lr
 
-    def _first_compiled_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _announce_compilation(self) -> float:
         """A compiled run's first step compiles the model (40 s for the paper's net on an H200, a cold
-        cache): said before, so that a still progress bar is not taken for a hang, and timed after."""
+        cache), and the loader's first training batch its augmentation: said before, so that a still
+        progress bar is not taken for a hang. Returns the time it started."""
         cache = self.resolved.compile_cache
         self.progress.log("compiling the model (the first step; a later run on this machine loads it from the "
                           f"compile cache{f', {cache}' if cache else ''})")
-        t = time.perf_counter()
+        return time.perf_counter()
+
+    def _first_compiled_step(self, x: torch.Tensor, y: torch.Tensor, since: float) -> None:
+        """The first step, timed with the first batch's fetch (from ``since``) as the compilation."""
         self.train_step(x, y)
         self._compiled = True
-        dt = time.perf_counter() - t
+        dt = time.perf_counter() - since
         self.clock.add("compilation", dt)
-        self.clock.add("training", -dt)  # the training loop's time includes this step: moved to compilation
+        self.clock.add("training", -dt)  # the training loop's time includes it: moved to compilation
         self.progress.log(f"compiled in {dt:.0f} s")
 
     def _check(self, *, collective: bool) -> bool:
@@ -407,10 +411,13 @@ class Trainer:
         since, t0 = 0, time.perf_counter()
         images = self.resolved.batch_per_process * self.dist.world_size
         outcome = None
+        compiling = self._announce_compilation() \
+            if self.resolved.compile and not self._compiled and self.batch < self.steps_per_epoch else None
         try:
             for x, y in loader.iter_from(self.batch):
-                if self.resolved.compile and not self._compiled:
-                    self._first_compiled_step(x, y)
+                if compiling is not None:
+                    self._first_compiled_step(x, y, compiling)
+                    compiling = None
                 else:
                     self.train_step(x, y)
                 self.batch += 1
@@ -706,10 +713,9 @@ class Trainer:
                     break
             result = TrainResult(config=c, run_dir=self.run_dir, history=list(self.history),
                                  interrupted=interrupted, model=self.module)
-            with self.clock.phase("checkpoints"):
-                self._draw_late_curves()
             if interrupted:
                 with self.clock.phase("checkpoints"):
+                    self._draw_late_curves()
                     self.writes.wait()  # the checkpoint is on disk before the run says so
                 self.progress.log(f"{interrupted}: stopped at epoch {self.epoch + 1}, batch {self.batch} "
                                   f"(step {self.step}); checkpoint saved"
@@ -718,6 +724,7 @@ class Trainer:
                 return result
             result.final = self._finish()
             with self.clock.phase("checkpoints"):
+                self._draw_late_curves()  # after the final evaluation, which overlapped the last writes
                 self.writes.wait()
             result.final["time"] = self.clock.summary()
             result.final["seconds"] = result.final["time"]["total_s"]
