@@ -154,11 +154,12 @@ def test_threads_sets_torch_operator_threads(monkeypatch):
 
 
 @pytest.mark.parametrize("argv", [["train", "--threads", "0"],
-                                  ["evaluate", "--weights", "w", "--data", "d", "--threads", "0"]])
+                                  ["evaluate", "--weights", "w", "--data", "d", "--threads", "0"],
+                                  ["predict", "x.jpg", "--threads", "99999999"]])  # torch would crash on it
 def test_bad_threads_is_one_line(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--threads must be at least 1" in err[0], err
+    assert len(err) == 1 and "argument --threads: must be in 1..4096, got" in err[0], err
 
 
 def test_evaluate_workers_are_decoding_threads_and_threads_torchs(monkeypatch):
@@ -186,3 +187,51 @@ def test_evaluate_workers_are_decoding_threads_and_threads_torchs(monkeypatch):
     finally:
         torch.set_num_threads(before)
     assert seen["workers"] == 3 and seen["torch_threads"] == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["features", "--weights", "w", "--data", "d", "--out", "f.npy", "--batch-size", "-1"],
+     "argument --batch-size: must be at least 1, got -1"),  # wrote an empty feature file before
+    (["neighbors", "--weights", "w", "--data", "d", "--query", "q.jpg", "--out", "n.png", "--batch-size", "0"],
+     "argument --batch-size: must be at least 1, got 0"),
+    (["evaluate", "--weights", "w", "--data", "d", "--workers", "0"], "argument --workers: must be at least 1"),
+    (["evaluate", "--weights", "w", "--data", "d", "--per-class", ""], "argument --per-class: must not be empty"),
+    (["kernels", "--weights", "w", "--out", "k.txt"], "argument --out: must end in .png or .jpg or .jpeg or .pdf"),
+    (["kernels", "--weights", "w", "--out", ""], "argument --out: must not be empty"),
+    (["predict", "x.jpg", "--plot", "p.txt"], "argument --plot: must end in .png"),
+    (["predict", "x.jpg", "--plot", ""], "argument --plot: must not be empty"),  # was ignored before
+    (["predict", "x.jpg", "--topk", "0"], "argument --topk: must be at least 1, got 0"),
+    (["export", "--weights", "w", "--out", "m.txt"], "argument --out: must end in .onnx, got 'm.txt'"),
+])
+def test_bad_counts_and_output_names_are_refused_before_any_work(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def test_an_output_path_that_is_a_folder_is_one_line(tmp_path):
+    """Refused before writing, naming the path given (the rename into place used to fail naming the
+    temporary file)."""
+    from alexnet.errors import UserError
+    from alexnet.files import write_atomic
+
+    (tmp_path / "plot.png").mkdir()
+    with pytest.raises(UserError, match=r"plot.png is a folder: give a file name to write$"):
+        write_atomic(tmp_path / "plot.png", b"x")
+    assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]
+
+
+def test_an_unforeseen_error_is_still_one_line_and_debug_shows_it(monkeypatch, capsys):
+    from alexnet.cli import info
+
+    def broken(args):
+        raise ValueError("something nobody checked\nsecond line")
+
+    monkeypatch.setattr(info, "run", broken)
+    assert main(["info"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["alexnet info: error: ValueError: something nobody checked (unexpected: ALEXNET_DEBUG=1 shows "
+                   "where; please report it)"], err
+    monkeypatch.setenv("ALEXNET_DEBUG", "1")
+    with pytest.raises(ValueError, match="something nobody checked"):
+        main(["info"])

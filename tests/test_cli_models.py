@@ -37,7 +37,9 @@ def test_info_with_option_and_input_size():
     (("info", "alexnet", "--arch", "alexnet_owt"), "two models named"),
     (("info", "--opt", "towers=5"), "towers must be 1 or 2"),
     (("info", "--opt", "towers"), "NAME=VALUE"),
-    (("info", "--input-size", "abc"), "invalid int value"),
+    (("info", "--input-size", "abc"), "expected a whole number, got 'abc'"),
+    (("info", "--input-size", "0"), "--input-size: must be at least 1, got 0"),
+    (("info", "--num-classes", "99999999999999"), "--num-classes: must be in 1..100000"),
     (("info", "--input-size", "20"), "does not fit"),
     (("nosuchcommand",), "invalid choice"),
 ])

@@ -195,7 +195,9 @@ def test_report_cli(run_dir, tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["report", "/no/such/run"], "run directory not found"),
     (["report", "{run}", "--val", "/no/such/data"], "validation data not found"),
-    (["report", "{run}", "--max-images", "0"], "max-images must be at least 1"),
+    (["report", "{run}", "--max-images", "0"], "argument --max-images: must be at least 1, got 0"),
+    (["report", "{run}", "--out", ""], "argument --out: must not be empty"),
+    (["report", "{run}", "--out", "r.txt"], "argument --out: must end in .html or .htm"),
 ])
 def test_report_cli_errors_are_one_line(run_dir, capsys, argv, message):
     argv = [a.replace("{run}", str(run_dir)) for a in argv]

@@ -53,6 +53,7 @@ def test_demo_recipe_and_its_departures_are_stated():
     ({"model_options": {"nope": 1}}, "no option 'nope'"),
     ({"batch_size": True}, "--batch-size must be an integer"),
     ({"whatever": 1}, "unknown training option"),
+    ({"seed": 99999999999999999999}, "--seed must be below 2**63"),  # torch.manual_seed overflowed
 ])
 def test_bad_values_raise_one_line(changes, needle):
     with pytest.raises(UserError) as e:  # BadOptionError, or UnknownModelError for a name
@@ -133,3 +134,19 @@ def test_quiet_run_still_prints_its_result_once(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("RANK", "1")  # another torchrun process: says nothing
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
     assert capsys.readouterr().out.strip() == ""
+
+
+def test_a_config_file_that_is_not_text_is_one_line(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_bytes(b"epochs: \xff\xfe\x00 1\n")
+    with pytest.raises(UserError, match=r"cfg.yaml is not text \(UTF-8\)$"):
+        load_config_file(path)
+
+
+def test_a_class_list_that_is_not_text_is_one_line(tmp_path):
+    from alexnet.weights.classes import read_class_file
+
+    path = tmp_path / "classes.txt"
+    path.write_bytes(b"\xff\xfe n01440764 tench\n")
+    with pytest.raises(UserError, match=r"classes.txt is not text \(UTF-8\)$"):
+        read_class_file(path)

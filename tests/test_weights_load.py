@@ -178,6 +178,8 @@ def good_weights(small_paper_net, tmp_path_factory):
     (lambda m: m["preprocess"].update(crop_size=300), "crop_size must be"),
     (lambda m: m["preprocess"].update(std_rgb=[0, 1, 1]), "std_rgb must be"),
     (lambda m: m["preprocess"].update(mean="both"), "mean must be"),
+    (lambda m: m.update(format_version=99), "format version 99: this alexnet reads versions 1..1"),
+    (lambda m: m.update(classes=m["classes"][:2]), "2 classes named for"),
 ])
 def test_bad_weights_metadata_is_refused_in_one_line(good_weights, tmp_path, capsys, change, needle):
     bad = _with_metadata(good_weights, tmp_path / "bad.safetensors", change)
@@ -190,6 +192,30 @@ def test_bad_weights_metadata_is_refused_in_one_line(good_weights, tmp_path, cap
     assert main(["predict", "--weights", str(bad), str(img)]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0], err
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda t: t.fill_(float("nan")), "holds NaN or infinite values"),
+    (lambda t: t.fill_(float("inf")), "holds NaN or infinite values"),
+    ("int64", "holds int64 values, not floating-point weights"),
+])
+def test_weights_that_are_not_finite_numbers_are_refused(good_weights, tmp_path, damage, needle):
+    """A diverged run's NaNs (every prediction NaN) and integer tensors (cast into the model silently)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(good_weights), framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(good_weights))
+    name = next(k for k in tensors if k.endswith("fc8.weight") or k.endswith("classifier.6.weight") or "fc" in k)
+    if damage == "int64":
+        tensors[name] = tensors[name].long()
+    else:
+        damage(tensors[name])
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, str(bad), metadata=meta)
+    with pytest.raises(UserError, match=f"tensor {name} {needle}"):
+        alexnet.load(bad)
 
 
 def test_a_mean_image_that_does_not_fit_the_resize_is_refused(small_paper_net, tmp_path):

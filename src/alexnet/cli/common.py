@@ -5,6 +5,7 @@ operator threads) and, where data is read in parallel, ``--workers`` (loader/pre
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -16,6 +17,48 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+MAX_CLASSES = 100_000  # a model's outputs: ImageNet-21k has 21,841 classes; fc8 at 100k is 1.6 GB
+MAX_THREADS = 4096  # torch.set_num_threads(100000) crashes the process; no machine has that many cores
+
+
+def int_in(low: int, high: int | None = None):
+    """An argparse ``type``: a whole number in ``low..high`` (no upper bound when ``high`` is None), else
+    the usual one-line usage error (``argument --batch-size: must be at least 1, got 0``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            want = f"at least {low}" if high is None else f"in {low}..{high}"
+            raise argparse.ArgumentTypeError(f"must be {want}, got {value}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def output_path(*suffixes: str):
+    """An argparse ``type`` for a file to write: not empty, and (when ``suffixes`` are given) ending in one
+    of them, so that a typo is refused before the work rather than after it."""
+
+    def parse(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError("must not be empty")
+        if suffixes and not text.lower().endswith(suffixes):
+            raise argparse.ArgumentTypeError(f"must end in {' or '.join(suffixes)}, got {text!r}")
+        if os.path.isdir(text):
+            raise argparse.ArgumentTypeError(f"{text} is a folder: give a file name to write")
+        return text
+
+    parse.__name__ = "path"
+    return parse
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")  # what the plots can be saved as
 
 
 def parse_value(text: str):
@@ -58,7 +101,7 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def add_threads_arg(parser: argparse.ArgumentParser, default: str = "torch's choice") -> None:
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--threads", type=int_in(1, MAX_THREADS), default=None, metavar="N",
                         help=f"CPU threads for torch's operators (torch.set_num_threads; default: {default}; 1 is "
                              "often fastest on a small, busy CPU)")
 

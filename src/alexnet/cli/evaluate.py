@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from alexnet.cli.common import set_threads
+from alexnet.cli.common import int_in, output_path, set_threads
 from alexnet.cli.weights_args import add_weights_args, load_from_args, os_errors_as_user_errors
 
 
@@ -26,12 +26,12 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, metavar="PREPARED", help="a dataset made by 'alexnet prepare'")
     p.add_argument("--crops", type=int, choices=(1, 10), default=1,
                    help="1 = centre crop (default), 10 = the paper's four corners + centre and mirrors")
-    p.add_argument("--batch-size", type=int, default=64, help="images per batch (x10 crops with --crops 10)")
-    p.add_argument("--limit", type=int, default=None, metavar="N",
+    p.add_argument("--batch-size", type=int_in(1), default=64, help="images per batch (x10 crops with --crops 10)")
+    p.add_argument("--limit", type=int_in(1), default=None, metavar="N",
                    help="evaluate N images evenly spread over the dataset (a quick estimate)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
+    p.add_argument("--workers", type=int_in(1), default=None, metavar="N",
                    help="threads decoding images (default: the CPUs available, at most 8)")
-    p.add_argument("--per-class", default=None, metavar="FILE.csv", help="write per-class accuracy (fractions) to a CSV")
+    p.add_argument("--per-class", type=output_path(), default=None, metavar="FILE.csv", help="write per-class accuracy (fractions) to a CSV")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of text (errors and accuracies as fractions)")
     p.set_defaults(func=run)
 
@@ -50,12 +50,9 @@ def _init_distributed(device_arg):
 
 @os_errors_as_user_errors
 def run(args) -> int:
-    from alexnet.errors import UserError
     from alexnet.evaluation.data import open_prepared
     from alexnet.evaluation.evaluate import evaluate
 
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     set_threads(args.threads)
     dataset = open_prepared(args.data)
     ctx, device = _init_distributed(args.device)
@@ -70,8 +67,6 @@ def run(args) -> int:
                   "to match", file=sys.stderr)
         indices = None
         if args.limit is not None:
-            if args.limit < 1:
-                raise UserError(f"--limit must be at least 1, got {args.limit}")
             n = min(args.limit, len(dataset))
             indices = np.unique(np.linspace(0, len(dataset) - 1, n).round().astype(np.int64))
         result = evaluate(model, dataset, crops=args.crops, batch_size=args.batch_size, indices=indices,

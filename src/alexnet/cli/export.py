@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from alexnet.cli.common import output_path
 from alexnet.cli.weights_args import add_weights_args, load_from_args, os_errors_as_user_errors
 
 
@@ -14,7 +15,7 @@ def register(sub) -> None:
                                    "in the model's metadata. Needs: pip install 'alexnet[onnx]'.")
     add_weights_args(p, device=False)
     p.add_argument("--format", choices=("onnx",), default="onnx")
-    p.add_argument("--out", required=True, metavar="M.onnx")
+    p.add_argument("--out", required=True, type=output_path(".onnx"), metavar="M.onnx")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     p.set_defaults(func=run)
 

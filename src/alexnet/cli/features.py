@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 
+from alexnet.cli.common import int_in
 from alexnet.cli.weights_args import (
     add_weights_args,
     device_from_args,
@@ -22,8 +23,8 @@ def register(sub) -> None:
     add_weights_args(p)
     p.add_argument("--data", required=True, metavar="PREPARED")
     p.add_argument("--out", required=True, metavar="FILE.npz|FILE.npy")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=None, metavar="N",
+    p.add_argument("--batch-size", type=int_in(1), default=64)
+    p.add_argument("--workers", type=int_in(1), default=None, metavar="N",
                    help="threads decoding images (default: the CPUs available, at most 8)")
     p.set_defaults(func=run)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alexnet.cli.common import add_model_options_arg, format_table, parse_options
+from alexnet.cli.common import MAX_CLASSES, add_model_options_arg, format_table, int_in, parse_options
 from alexnet.errors import BadOptionError
 from alexnet.models import count_parameters, create_model, model_info, summarize
 
@@ -14,8 +14,8 @@ def register(sub) -> None:
     p.add_argument("name", nargs="?", metavar="ARCH", help="registered model name (see 'alexnet models'); "
                    "the same as --arch")
     p.add_argument("--arch", default=None, help="registered model name (default alexnet)")
-    p.add_argument("--input-size", type=int, default=None, help="square input size (default: the model's)")
-    p.add_argument("--num-classes", type=int, default=None, help="output classes (default: the model's)")
+    p.add_argument("--input-size", type=int_in(1), default=None, help="square input size (default: the model's)")
+    p.add_argument("--num-classes", type=int_in(1, MAX_CLASSES), default=None, help="output classes (default: the model's)")
     add_model_options_arg(p)
     p.set_defaults(func=run)
 

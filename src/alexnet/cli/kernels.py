@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from alexnet.cli.common import IMAGE_SUFFIXES, int_in, output_path
 from alexnet.cli.weights_args import add_weights_args, load_from_args, os_errors_as_user_errors
 
 
@@ -12,21 +13,18 @@ def register(sub) -> None:
                        description="Draw the first layer's kernels as a grid; for the paper's two-tower net "
                                    "as two blocks of 48, one per tower (GPU).")
     add_weights_args(p, device=False)
-    p.add_argument("--out", required=True, metavar="OUT.png")
+    p.add_argument("--out", required=True, type=output_path(*IMAGE_SUFFIXES), metavar="OUT.png")
     p.add_argument("--scale", choices=("kernel", "global"), default="kernel",
                    help="stretch each kernel to full contrast (default) or use one scale for all")
-    p.add_argument("--columns", type=int, default=16, help="kernels per row (default 16)")
+    p.add_argument("--columns", type=int_in(1), default=16, help="kernels per row (default 16)")
     p.add_argument("--title", default=None)
     p.set_defaults(func=run)
 
 
 @os_errors_as_user_errors
 def run(args) -> int:
-    from alexnet.errors import UserError
     from alexnet.inspect.kernels import plot_kernels
 
-    if args.columns < 1:
-        raise UserError(f"--columns must be at least 1, got {args.columns}")
     model = load_from_args(args, device="cpu")
     out = plot_kernels(model, args.out, scale=args.scale, columns=args.columns, title=args.title)
     print(f"wrote {out}", file=sys.stderr)

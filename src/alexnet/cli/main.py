@@ -1,12 +1,14 @@
 """``alexnet`` console script: dispatches to one module per subcommand (``alexnet.cli.<name>``).
 
 Each module defines ``register(subparsers)`` which adds its parser and sets ``func(args) -> int``.
-User mistakes raise :class:`alexnet.errors.UserError` and are printed here as one line.
+User mistakes raise :class:`alexnet.errors.UserError` and are printed here as one line; so is any other
+error (exit code 1), whose traceback ``ALEXNET_DEBUG=1`` shows.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -32,7 +34,10 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a usage error (one line printed, 2), --help or --version (0): returned like the rest
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
@@ -49,6 +54,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # what no check foresaw: still one line; the traceback on request
+        if os.environ.get("ALEXNET_DEBUG"):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return fail(prog, f"{type(e).__name__}{': ' + first if first else ''} (unexpected: ALEXNET_DEBUG=1 "
+                          "shows where; please report it)", code=1)
 
 
 if __name__ == "__main__":

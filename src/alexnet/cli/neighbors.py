@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import torch
 
+from alexnet.cli.common import IMAGE_SUFFIXES, int_in, output_path
 from alexnet.cli.weights_args import (
     add_weights_args,
     device_from_args,
@@ -24,12 +25,12 @@ def register(sub) -> None:
     add_weights_args(p)
     p.add_argument("--data", required=True, metavar="PREPARED")
     p.add_argument("--query", required=True, nargs="+", metavar="IMAGE", help="query images (files or folders)")
-    p.add_argument("--k", type=int, default=6, help="neighbours per query (default 6)")
-    p.add_argument("--out", required=True, metavar="grid.png")
+    p.add_argument("--k", type=int_in(1), default=6, help="neighbours per query (default 6)")
+    p.add_argument("--out", required=True, type=output_path(*IMAGE_SUFFIXES), metavar="grid.png")
     p.add_argument("--features", default=None, metavar="FILE",
                    help="the dataset's features from 'alexnet features' (default: computed now)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=None, metavar="N",
+    p.add_argument("--batch-size", type=int_in(1), default=64)
+    p.add_argument("--workers", type=int_in(1), default=None, metavar="N",
                    help="threads decoding the dataset's images (default: the CPUs available, at most 8)")
     p.add_argument("--json", action="store_true", help="also print the neighbours as JSON")
     p.set_defaults(func=run)
@@ -43,8 +44,6 @@ def run(args) -> int:
     from alexnet.inspect.features import extract_features, image_features, load_features
     from alexnet.inspect.neighbors import nearest, plot_neighbors
 
-    if args.k < 1:
-        raise UserError(f"--k must be at least 1, got {args.k}")
     files = iter_image_files(args.query)
     if not files:
         raise UserError("no query images found in " + ", ".join(args.query))

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import torch
 
+from alexnet.cli.common import IMAGE_SUFFIXES, int_in, output_path
 from alexnet.cli.weights_args import (
     add_weights_args,
     device_from_args,
@@ -24,11 +25,11 @@ def register(sub) -> None:
                                    "skipped; the exit code is then 1.")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
     add_weights_args(p)
-    p.add_argument("--topk", type=int, default=5, help="classes per image (default 5)")
+    p.add_argument("--topk", type=int_in(1), default=5, help="classes per image (default 5)")
     p.add_argument("--crops", type=int, choices=(1, 10), default=1, help="1 = centre crop, 10 = the paper's 10")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int_in(1), default=32)
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
-    p.add_argument("--plot", metavar="OUT.png", default=None,
+    p.add_argument("--plot", metavar="OUT.png", default=None, type=output_path(*IMAGE_SUFFIXES),
                    help="draw the images with their top-5 bars (the paper's Figure 4, left)")
     p.set_defaults(func=run)
 
@@ -52,10 +53,6 @@ def run(args) -> int:
     from alexnet.evaluation.plots import guess_label, plot_predictions
     from alexnet.evaluation.predict import Prediction, class_probabilities, iter_image_files, top_classes
 
-    if args.topk < 1:
-        raise UserError(f"--topk must be at least 1, got {args.topk}")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     files = iter_image_files(args.images)
     if not files:
         raise UserError("no image files found in " + ", ".join(args.images))

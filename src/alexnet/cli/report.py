@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alexnet.cli.common import add_device_arg, add_threads_arg, set_threads
+from alexnet.cli.common import add_device_arg, add_threads_arg, int_in, output_path, set_threads
 from alexnet.runtime import resolve_device
 
 
@@ -13,11 +13,11 @@ def register(sub) -> None:
                                    "curves, final metrics with 1 and 10 crops, conv1 kernels, sample "
                                    "validation predictions with top-5 bars and the most confused classes.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by 'alexnet train'")
-    p.add_argument("--out", default=None, help="output HTML file (default RUN_DIR/report.html)")
+    p.add_argument("--out", default=None, type=output_path(".html", ".htm"), help="output HTML file (default RUN_DIR/report.html)")
     p.add_argument("--val", default=None, metavar="PREPARED",
                    help="validation set for metrics, predictions and confusions (default: the run's own)")
-    p.add_argument("--samples", type=int, default=12, help="sample validation predictions shown (default 12)")
-    p.add_argument("--max-images", type=int, default=None, metavar="N",
+    p.add_argument("--samples", type=int_in(0), default=12, help="sample validation predictions shown (default 12)")
+    p.add_argument("--max-images", type=int_in(1), default=None, metavar="N",
                    help="evaluate on at most N validation images (default: all)")
     p.add_argument("--no-ten-crop", action="store_true", help="skip the 10-crop evaluation")
     add_device_arg(p)

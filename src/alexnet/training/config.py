@@ -182,6 +182,8 @@ class TrainConfig:
         for name in ("weight_decay", "lighting", "min_lr", "max_reductions",
                      "checkpoint_interval", "max_steps", "seed"):
             positive(name, allow_zero=True)
+        if self.seed >= 2 ** 63:  # torch.manual_seed takes 64-bit seeds; ours are added to the rank
+            raise BadOptionError(f"--seed must be below 2**63, got {self.seed}")
         if not 0.0 <= self.momentum < 1.0:
             raise BadOptionError(f"--momentum must be in [0, 1), got {self.momentum}")
         if not 0.0 < self.lr_factor < 1.0:
@@ -344,7 +346,10 @@ def load_config_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"config file {path} is not text (UTF-8)") from None
     try:
         if path.suffix.lower() == ".toml":
             if sys.version_info >= (3, 11):

@@ -56,6 +56,8 @@ def read_class_file(path: str | os.PathLike) -> list[dict]:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise UserError(f"cannot read class list {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"class list {path} is not text (UTF-8)") from None
     classes = parse_class_lines(text.splitlines())
     if not classes:
         raise UserError(f"class list {path} is empty")

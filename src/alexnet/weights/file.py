@@ -95,6 +95,10 @@ def _check_metadata(meta) -> None:
         raise ValueError("not a JSON object")
     if not isinstance(meta.get("arch"), str):
         raise ValueError(f"arch must be a model name, got {meta.get('arch')!r}")
+    version = meta.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
+        raise ValueError(f"format version {version!r}: this alexnet reads versions 1..{FORMAT_VERSION} "
+                         "(a newer alexnet wrote it?)")
     n = meta.get("num_classes")
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_CLASSES:
         raise ValueError(f"num_classes must be an integer in 1..{MAX_CLASSES}, got {n!r}")
@@ -105,6 +109,8 @@ def _check_metadata(meta) -> None:
     if len(classes) > MAX_CLASSES or not all(isinstance(c, dict) and isinstance(c.get("name", ""), str)
                                              for c in classes):
         raise ValueError("classes must be a list of objects with a name")
+    if classes and len(classes) != n:
+        raise ValueError(f"{len(classes)} classes named for {n} outputs")
 
 
 def _infer_num_classes(tensors: dict[str, torch.Tensor]) -> int:

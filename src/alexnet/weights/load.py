@@ -133,7 +133,20 @@ def resolve_weights(source: str | os.PathLike | WeightsFile, *, arch: str | None
         if len(classes) != wf.num_classes:
             raise UserError(f"{len(classes)} class names given for a model with {wf.num_classes} outputs")
         wf.classes = [{**c, "index": i} for i, c in enumerate(classes)]
+    _check_tensors(wf, source)
     return wf
+
+
+def _check_tensors(wf: WeightsFile, source) -> None:
+    """Weights are floating-point numbers, all finite: an integer tensor would be cast into the model
+    silently, and a NaN makes every prediction NaN (a diverged run's weights, or a damaged file)."""
+    where = source if not isinstance(source, WeightsFile) else "the weights"
+    for name, t in wf.state_dict.items():
+        if not t.is_floating_point():
+            raise UserError(f"{where}: tensor {name} holds {str(t.dtype).replace('torch.', '')} values, not "
+                            "floating-point weights")
+        if not bool(torch.isfinite(t).all()):
+            raise UserError(f"{where}: tensor {name} holds NaN or infinite values")
 
 
 def preprocess_of(wf: WeightsFile) -> Preprocess:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from alexnet.errors import UserError
+from alexnet.files import output_file
 from alexnet.models.meta import meta_of
 from alexnet.weights.load import model_classes, model_preprocess
 
@@ -50,7 +51,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int | None 
     if opset is not None and not MIN_OPSET <= opset <= newest:
         raise UserError(f"--opset must be {MIN_OPSET}..{newest} (what torch's exporter and the installed onnx "
                         f"support), got {opset}")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = output_file(path)
     # Written under a temporary name and renamed when complete: a full disk or a failed export never
     # leaves a truncated file at the path asked for.
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
