@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 
 import numpy as np
@@ -87,3 +88,15 @@ def test_neighbors_with_precomputed_features_of_wrong_size(setup, tmp_path, caps
     code = main(["neighbors", "--weights", str(weights), "--data", str(ds.path), "--query",
                  str(root / "src" / ds.path_of(0)), "--features", str(bad), "--out", str(tmp_path / "g.png")])
     assert code == 2 and "3 feature rows" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("array, needle", [
+    (np.full((3, 4), np.nan, np.float32), "with NaN or infinite values"),
+    (np.ones((3, 4), np.int64), "features must be finite floating-point numbers (int64)"),
+])
+def test_features_that_are_not_finite_numbers_are_refused(tmp_path, array, needle):
+    from alexnet.errors import UserError
+
+    np.save(tmp_path / "f.npy", array)
+    with pytest.raises(UserError, match=re.escape(needle)):
+        load_features(tmp_path / "f.npy")

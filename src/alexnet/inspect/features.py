@@ -85,4 +85,7 @@ def load_features(path: str | os.PathLike) -> np.ndarray:
         raise UserError(f"cannot read features {path}: {str(e) or type(e).__name__}") from None
     if data.ndim != 2:
         raise UserError(f"{path}: features must be a 2-D (images, dimensions) array, got shape {data.shape}")
+    if not np.issubdtype(data.dtype, np.floating) or not np.isfinite(data).all():
+        raise UserError(f"{path}: features must be finite floating-point numbers ({data.dtype}"
+                        f"{'' if not np.issubdtype(data.dtype, np.floating) else ', with NaN or infinite values'})")
     return data
