@@ -145,6 +145,20 @@ def test_pth_holding_code_is_refused_and_never_run(tmp_path, capsys, tv_model):
     assert not marker.exists()
 
 
+def test_a_safetensors_file_named_pt_is_named_as_such(tmp_path):
+    from safetensors.torch import save_file
+
+    from alexnet.errors import UserError
+    from alexnet.weights.torchfile import torch_load_safe
+
+    path = tmp_path / "w.pt"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(UserError, match=r"w.pt is a safetensors file, not a PyTorch file: name it .safetensors$"):
+        torch_load_safe(path)
+    torch.save({"w": torch.zeros(2)}, tmp_path / "real.pt")  # a real one still loads
+    assert torch.equal(torch_load_safe(tmp_path / "real.pt")["w"], torch.zeros(2))
+
+
 def test_bare_safetensors_state_dict_and_arch_checks(tv_model, tmp_path):
     from safetensors.torch import save_file
 

@@ -31,6 +31,8 @@ def torch_load_safe(path: str | os.PathLike, what: str = "PyTorch file"):
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} not found: {path}")
+    if _looks_like_safetensors(path):
+        raise UserError(f"{path} is a safetensors file, not a {what}: name it .safetensors")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -45,6 +47,16 @@ def torch_load_safe(path: str | os.PathLike, what: str = "PyTorch file"):
     except Exception as e:  # noqa: BLE001  (torch.load raises anything on a damaged file: its fault, not ours)
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: not a readable {what} ({msg})") from None
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """safetensors' layout: an 8-byte little-endian header length, then the JSON header (``{``)."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if len(head) < 9 or head[8:9] != b"{":
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return 2 <= n <= path.stat().st_size - 8
 
 
 def _strip_prefixes(sd: dict) -> dict:
