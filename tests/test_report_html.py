@@ -204,3 +204,16 @@ def test_report_cli_errors_are_one_line(run_dir, capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_without_config_names_no_data_it_does_not_know(run_dir, tmp_path):
+    """Without a config file the run's data is unknown: the report says so (it used to describe the
+    built-in demo images, what an empty config means)."""
+    import shutil
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(run_dir / "weights.safetensors", bare / "weights.safetensors")
+    text = build_report(bare, samples=0, ten_crop=False, progress=False).read_text(encoding="utf-8")
+    assert "the run directory has no config file naming its data; give --val" in text
+    assert "demo" not in text.lower()

@@ -231,6 +231,8 @@ def _val_dataset(config: dict, val: str | os.PathLike | None, run_dir: Path):
         if not Path(val).exists():
             raise UserError(f"validation data not found: {val}")
         return PreparedDataset(val), None, f"{val}"
+    if not config:  # no config file: which data the run used is unknown (an empty config means the demo's)
+        return None, None, "the run directory has no config file naming its data; give --val"
     known = set(TrainConfig.__dataclass_fields__)
     try:
         cfg = TrainConfig.from_dict({k: v for k, v in config.items() if k in known})
