@@ -514,3 +514,21 @@ def test_imagenette_with_synset_classes(shared_data, tmp_path):
     counts = np.bincount(ds.labels, minlength=1000)[IMAGENETTE_INDICES]
     assert counts.sum() == 9469 and counts.min() > 800
     assert np.all(np.diff(ds.pca_eigval) <= 0) and abs(ds.pca_eigvec[:, 0] @ IMAGENET_PCA_EIGVEC[:, 0]) > 0.98
+
+
+@pytest.mark.parametrize("size", ["99999999", "4097", "7"])
+def test_a_size_out_of_bounds_is_refused_before_anything_is_written(tmp_path, size):
+    """--size 99999999 once asked numpy for 213 PiB after making OUT/.partial and OUT/shards."""
+    write_folder(tmp_path / "src", {"a/x.png": _png(20)})
+    code, out, err = run_cli(["prepare", str(tmp_path / "src"), str(tmp_path / "out"), "--size", size,
+                              "--no-progress"])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "size must be an integer in 8..4096" in err, err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UserError, match="size must be"):
+        prepare_dataset(tmp_path / "src", tmp_path / "out", size=True, workers=1, progress=False)
+
+
+def _png(side: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((side, side, 3), 90, np.uint8)).save(buf, "PNG")
+    return buf.getvalue()

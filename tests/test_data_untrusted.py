@@ -63,6 +63,9 @@ def test_the_good_dataset_opens(good):
     (lambda m: m.update(shards="x"), "shards"),
     (lambda m: m.update(mean_rgb=[1, 2]), "mean_rgb"),
     (lambda m: m.update(pca_eigvec=[[1, 2, 3]] * 3 + [[0, 0, float("nan")]]), "pca_eigvec"),
+    (lambda m: m.update(num_classes=0), "num_classes"),
+    (lambda m: m.update(num_classes="2"), "num_classes"),
+    (lambda m: m.update(num_classes=3), "num_classes"),
 ])
 def test_bad_meta_fields_are_refused_in_one_line(good, tmp_path, change, needle):
     bad = _copy(good, tmp_path)
@@ -308,3 +311,55 @@ def test_a_zeroed_jpeg_in_a_shard_is_a_one_line_error_naming_the_image(tmp_path,
                  "--batch-size", "4", "--epochs", "1", "--val-split", "0", "--out", str(tmp_path / "run")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is damaged" in err[0], err
+
+
+@pytest.mark.parametrize("name,cut", [("index.npz", 0.5), ("index.npz", 0), ("labels.npy", 0), ("mean.npy", 0)])
+def test_a_truncated_or_empty_array_file_is_refused_when_opened(good, tmp_path, name, cut):
+    bad = _copy(good, tmp_path)
+    data = (bad / name).read_bytes()
+    (bad / name).write_bytes(data[:int(len(data) * cut)])
+    _refused(bad, "damaged")
+
+
+def test_an_empty_shard_is_one_damaged_line(good, tmp_path):
+    bad = _copy(good, tmp_path)
+    meta = json.loads((bad / "meta.json").read_text())
+    (bad / meta["shards"][0]["file"]).write_bytes(b"")
+    if meta["format"] == "jpeg":  # the index's byte ranges no longer fit: refused when opened
+        _refused(bad, "past the end of a shard")
+        return
+    ds = PreparedDataset(bad)  # raw: refused when the shard is opened
+    with pytest.raises(UserError) as e:
+        ds.get_uint8(0)
+    message = str(e.value)
+    assert "\n" not in message and "damaged" in message and "shards/00000.npy" in message, message
+
+
+def _zero_image(path, i):
+    """Image ``i`` of the jpeg-format dataset at ``path`` overwritten with zeros (its index still fits)."""
+    ds = PreparedDataset(path)
+    shard = path / ds.meta["shards"][int(ds._index["shard"][i])]["file"]
+    data = bytearray(shard.read_bytes())
+    off, length = int(ds._index["offset"][i]), int(ds._index["length"][i])
+    data[off:off + length] = bytes(length)
+    shard.write_bytes(bytes(data))
+
+
+def test_a_damaged_jpeg_reads_as_the_loaders_one_line_error_everywhere(good, tmp_path):
+    """get_uint8 (evaluate, features, neighbours, the experiments) and the Loader: the same message."""
+    from alexnet.data import Loader
+
+    if PreparedDataset(good).format != "jpeg":
+        pytest.skip("raw shards hold pixels, not JPEGs")
+    bad = _copy(good, tmp_path)
+    _zero_image(bad, 2)
+    ds = PreparedDataset(bad)
+    assert ds.get_uint8(1).shape == (32, 32, 3)  # the others still read
+    with pytest.raises(UserError, match=r"image 2 \(shard 0\) is damaged") as by_get:
+        ds.get_uint8(2)
+    loader = Loader(ds, 2, train=False, crop_size=32, workers=1)
+    with pytest.raises(UserError) as by_loader:
+        loader._decode([2])
+    loader.close()
+    assert str(by_get.value) == str(by_loader.value) and "\n" not in str(by_get.value)
+    assert "prepare it again" in str(by_get.value)

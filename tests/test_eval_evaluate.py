@@ -301,3 +301,73 @@ def test_fixed_batch_gives_the_same_tally_in_one_shape(ten_crop, channels_last):
     a, b = plain.summary(), fixed.summary()
     assert a["images"] == b["images"] == 16 and a["top1_err"] == b["top1_err"] and a["top5_err"] == b["top5_err"]
     assert b["loss"] == pytest.approx(a["loss"], rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tiny_damageable(tmp_path_factory):
+    """6 random 32x32 images of 2 classes, prepared as jpeg and as raw, and cifar_4layer weights for them."""
+    from PIL import Image
+
+    from alexnet.data import prepare_dataset
+
+    root = tmp_path_factory.mktemp("damage")
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (root / "src" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / "src" / c / f"{i}.png")
+    ds = {fmt: prepare_dataset(root / "src", root / fmt, size=32, format=fmt, workers=1, progress=False)
+          for fmt in ("jpeg", "raw")}
+    torch.manual_seed(0)
+    weights = save_weights(root / "w.safetensors", alexnet.create_model("cifar_4layer", num_classes=2),
+                           classes=ds["jpeg"].classes,
+                           preprocess={"resize": 32, "crop_size": 32, "mean_rgb": [120, 120, 120]})
+    return root, weights
+
+
+def _damage(root, tmp_path, kind):
+    import shutil
+
+    fmt = "raw" if kind == "empty raw shard" else "jpeg"
+    bad = tmp_path / "bad"
+    shutil.copytree(root / fmt, bad)
+    meta = json.loads((bad / "meta.json").read_text())
+    shard = bad / meta["shards"][0]["file"]
+    if kind == "zeroed jpeg":
+        with np.load(bad / "index.npz") as z:
+            off, length = int(z["offset"][3]), int(z["length"][3])
+        data = bytearray(shard.read_bytes())
+        data[off:off + length] = bytes(length)
+        shard.write_bytes(bytes(data))
+    elif kind == "truncated index":
+        data = (bad / "index.npz").read_bytes()
+        (bad / "index.npz").write_bytes(data[:len(data) // 2])
+    elif kind == "empty raw shard":
+        shard.write_bytes(b"")
+    elif kind == "num_classes 0":
+        meta["num_classes"] = 0
+        (bad / "meta.json").write_text(json.dumps(meta))
+    return bad
+
+
+@pytest.mark.parametrize("command", ["evaluate", "features"])
+@pytest.mark.parametrize("kind, needle", [
+    ("zeroed jpeg", r"bad: image 3 \(shard 0\) is damaged \(.+\); the prepared dataset's files changed after it "
+                    r"was written: prepare it again$"),
+    ("truncated index", r"bad: prepared dataset is damaged \(.*zip.*\)$"),
+    ("empty raw shard", r"bad: prepared dataset is damaged \(cannot read shard shards/00000.npy: .+\)"),
+    ("num_classes 0", r"bad: prepared dataset is damaged \(num_classes must equal the 2 classes listed, got 0\)$"),
+])
+def test_a_damaged_prepared_dataset_is_one_line_for_evaluate_and_features(tiny_damageable, tmp_path, capsys,
+                                                                          command, kind, needle):
+    import re
+
+    root, weights = tiny_damageable
+    bad = _damage(root, tmp_path, kind)
+    argv = [command, "--weights", str(weights), "--data", str(bad), "--threads", "1"]
+    if command == "features":
+        argv += ["--out", str(tmp_path / "f.npz")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0] and re.search(needle, err[0]), err
+    assert not (tmp_path / "f.npz").exists()

@@ -153,10 +153,31 @@ def test_cli_ablations_with_ten_crops(tiny_prepared, tmp_path, capsys):
     (["--data", "{prep}", "--epochs", "1", "--only", "no_relu"], "unknown ablation"),
     (["--data", "{prep}", "--epochs", "0"], "epochs must be at least 1"),
     (["--data", "{prep}", "--epochs", "1", "--train-subset", "2"], "fewer than one batch"),
-    (["--data", "{prep}", "--epochs", "1", "--threads", "0"], "--threads must be at least 1"),
+    (["--data", "{prep}", "--epochs", "1", "--threads", "0"], "argument --threads: must be in 1..4096, got 0"),
+    (["--data", "{prep}", "--epochs", "1", "--seed", "-1"], "seed must be an integer in 0.."),
+    (["--data", "{prep}", "--epochs", "1", "--seed", str(2**63)], "seed must be an integer in 0.."),
 ])
 def test_cli_errors_are_one_line(tiny_prepared, capsys, argv, message):
     argv = [a.replace("{prep}", str(tiny_prepared)) for a in argv]
     assert run_cli(["experiment", "ablations", *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_every_variants_model_options_are_checked_before_anything_trains(monkeypatch):
+    """--arch cifar_4layer once trained full and no_lrn, then failed on no_overlap's overlap_pool."""
+    import alexnet.experiments.ablations as abl
+
+    def no_training(*a, **k):
+        raise AssertionError("trained before the options were checked")
+
+    monkeypatch.setattr(abl, "train_and_evaluate", no_training)
+    with pytest.raises(UserError, match="ablation no_overlap cannot be made with --arch cifar_4layer"):
+        AblationConfig(epochs=1, arch="cifar_4layer").validate()
+    with pytest.raises(UserError, match="ablation no_overlap"):
+        run_ablations("/no/such/prepared", AblationConfig(epochs=1, arch="cifar_4layer"), log=None)
+    AblationConfig(epochs=1, arch="cifar_4layer", only=["no_lrn"]).validate()  # options it has: fine
+    for seed in (-1, 2**63, True):
+        with pytest.raises(UserError, match="seed must be"):
+            AblationConfig(epochs=1, seed=seed).validate()
+    AblationConfig(epochs=1, seed=2**63 - 1).validate()

@@ -70,7 +70,8 @@ def test_ratio_and_lower_bound():
 
 
 @pytest.mark.parametrize("bad", [dict(lrs=()), dict(lrs=(0.0,)), dict(sweep_epochs=0), dict(max_epochs=1, sweep_epochs=2),
-                                 dict(target_error=1.5), dict(activations=("sigmoid",))])
+                                 dict(target_error=1.5), dict(activations=("sigmoid",)), dict(seed=-1),
+                                 dict(seed=2**63), dict(seed=1.5), dict(lrs=(0.01, float("inf")))])
 def test_config_is_validated(bad):
     from alexnet.errors import UserError
 
@@ -185,3 +186,44 @@ def test_real_cifar_subset_learns(shared_data):
                          batch_size=32)
     r = run_relu_vs_tanh(images, labels, cfg, log=None).results["relu"]
     assert r.reached and r.curve[-1] <= 0.8, r.curve
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seed", "-1"], "seed must be an integer in 0..9223372036854775807"),
+    (["--seed", "99999999999999999999"], "seed must be an integer in 0..9223372036854775807"),
+    (["--lrs", "0.01,,0.1"], "empty entry"),
+    (["--lrs", "0.01,"], "empty entry"),
+    (["--lrs", "0.01,0"], "positive finite"),
+    (["--lrs", "nan"], "positive finite"),
+    (["--lrs", "0.01,inf"], "positive finite"),
+])
+def test_bad_seeds_and_learning_rates_are_one_line(tmp_path, capsys, argv, message):
+    images, labels = easy_images(2)
+    _tar_of_class_folders(tmp_path / "d.tar.gz", images, labels, ["a", "b"])
+    assert run_cli(["experiment", "relu-vs-tanh", "--data", str(tmp_path / "d.tar.gz"), *argv,
+                    "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncate", "archive is damaged or truncated"),
+    ("text", "neither a folder of class folders nor a readable tar archive"),
+])
+def test_a_damaged_or_foreign_data_file_is_one_line(tmp_path, capsys, damage, message):
+    images, labels = easy_images(8)
+    _tar_of_class_folders(tmp_path / "d.tar.gz", images, labels, ["a", "b"])
+    path = tmp_path / "d.tar.gz"
+    if damage == "truncate":
+        data = path.read_bytes()
+        path.write_bytes(data[:len(data) // 2])
+    else:
+        path = tmp_path / "notimg.txt"
+        path.write_text("not an image, not an archive\n" * 20)
+    assert run_cli(["experiment", "relu-vs-tanh", "--data", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    if damage == "truncate":  # the same words as prepare's for the same file
+        assert run_cli(["prepare", str(path), str(tmp_path / "prep"), "--no-progress"]) == 2
+        assert message in capsys.readouterr().err

@@ -19,6 +19,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import zipfile
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +100,9 @@ def _check_meta(meta: dict, root: Path) -> None:
             isinstance(c, dict) and isinstance(c.get("name"), str) for c in classes):
         raise ValueError("classes must be a list of 1.."
                          f"{MAX_CLASSES} entries, each with a name")
+    num_classes = meta.get("num_classes", len(classes))  # optional; when given, it must agree
+    if not _is_int(num_classes) or num_classes != len(classes):
+        raise ValueError(f"num_classes must equal the {len(classes)} classes listed, got {num_classes!r}")
     for key, shape in (("mean_rgb", (3,)), ("std_rgb", (3,)), ("pca_eigval", (3,)), ("pca_eigvec", (3, 3))):
         if not _finite_numbers(meta.get(key), shape):
             raise ValueError(f"{key} must be {'x'.join(map(str, shape))} finite numbers")
@@ -139,6 +146,34 @@ def _check_arrays(meta: dict, root: Path, labels: np.ndarray, mean_image: np.nda
         offset, length = index["offset"].astype(np.int64), index["length"].astype(np.int64)
         if count and (offset.min() < 0 or length.min() < 1 or (offset + length > sizes[shard]).any()):
             raise ValueError("the index points past the end of a shard")
+
+
+def damaged_image(dataset, items: Sequence[int], reason: str) -> UserError:
+    """The one-line error for stored images ``items`` of ``dataset`` that no longer decode: the same
+    words for every reader of a prepared dataset (:meth:`PreparedDataset.get_uint8`, the Loader)."""
+    where = items[0] if len(items) == 1 else f"one of images {items[0]}..{items[-1]}"
+    shard = getattr(dataset, "_index", {}).get("shard")
+    in_shard = f" (shard {int(shard[items[0]])})" if shard is not None and len(items) == 1 else ""
+    return UserError(f"{getattr(dataset, 'path', 'the dataset')}: image {where}{in_shard} is damaged ({reason}); "
+                     "the prepared dataset's files changed after it was written: prepare it again")
+
+
+def decode_stored(dataset, items: Sequence[int], size: int, device="cpu") -> list[torch.Tensor]:
+    """The stored JPEGs of ``items`` (``dataset.jpeg(i)``) decoded to uint8 (3, size, size) on ``device``;
+    one that does not decode, or decodes to another shape, is :func:`damaged_image`'s UserError."""
+    from alexnet.data.jpeg import decode_rgb
+
+    items = [int(i) for i in items]
+    try:
+        out = decode_rgb([dataset.jpeg(i) for i in items], device=device)
+    except RuntimeError as e:
+        # the decoder's reason, without TorchCodec's "function, source.cpp:line, " prefix
+        text = str(e).strip().splitlines()[0] if str(e).strip() else "cannot decode"
+        raise damaged_image(dataset, items, re.sub(r"^\w+, \S+:\d+, ", "", text)) from None
+    for t in out:
+        if tuple(t.shape) != (3, size, size):
+            raise damaged_image(dataset, items, f"decoded to {tuple(t.shape)}, not (3, {size}, {size})")
+    return out
 
 
 def _prepare_hint(path: Path) -> str:
@@ -191,8 +226,9 @@ class PreparedDataset:
             with np.load(self.path / INDEX) as idx:
                 self._index = {k: idx[k] for k in idx.files}
             _check_arrays(self.meta, self.path, self.labels, self.mean_image, self._index)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise UserError(f"{self.path}: prepared dataset is damaged ({e})") from None
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            # EOFError: an empty .npy; BadZipFile, zlib.error: a truncated or altered index.npz
+            raise UserError(f"{self.path}: prepared dataset is damaged ({str(e) or type(e).__name__})") from None
         self.classes: list[dict] = self.meta["classes"]
         self.size: int = int(self.meta["size"])
         self.format: str = self.meta["format"]
@@ -234,8 +270,9 @@ class PreparedDataset:
                         raise ValueError(f"{info['file']} has shape {arr.shape}")
                 else:
                     arr = np.memmap(f, dtype=np.uint8, mode="c")
-            except (OSError, ValueError) as e:
-                raise UserError(f"{self.path}: cannot read shard {info['file']} ({e})") from None
+            except (OSError, ValueError, EOFError) as e:  # EOFError: an empty raw shard
+                raise UserError(f"{self.path}: prepared dataset is damaged (cannot read shard {info['file']}: "
+                                f"{str(e) or type(e).__name__}); prepare it again") from None
             t = self._shards[s] = torch.from_numpy(arr)
         return t
 
@@ -265,11 +302,14 @@ class PreparedDataset:
         index %= len(self)
         if self.format == "raw":
             return self.pixels(index).numpy().copy()
-        from alexnet.data.jpeg import decode_rgb
-        return decode_rgb(self.jpeg(index)).permute(1, 2, 0).numpy().copy()
+        return decode_stored(self, [index], self.size)[0].permute(1, 2, 0).numpy().copy()
 
     def path_of(self, index: int) -> str:
         """The source path (relative to SRC) that image ``index`` was made from."""
         if self._keys is None:
-            self._keys = (self.path / FILES).read_text(encoding="utf-8").split("\n")[:len(self)]
+            try:
+                self._keys = (self.path / FILES).read_text(encoding="utf-8").split("\n")[:len(self)]
+            except (OSError, ValueError) as e:
+                raise UserError(f"{self.path}: prepared dataset is damaged (cannot read {FILES}: "
+                                f"{getattr(e, 'strerror', None) or e})") from None
         return self._keys[index]

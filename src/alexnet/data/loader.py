@@ -49,19 +49,13 @@ from alexnet.data.augment import (
     ten_crop_one,
 )
 from alexnet.data.crops import center_offset
-from alexnet.errors import BadOptionError, UserError
+from alexnet.data.format import decode_stored
+from alexnet.errors import BadOptionError
 
 try:  # the storage reference count tells when the consumer has let go of a batch (see _BufferPool)
     _storage_use_count = torch._C._storage_Use_Count
 except AttributeError:  # pragma: no cover
     _storage_use_count = None
-
-
-def decode_rgb(data, device="cpu"):
-    """The JPEG decoder (TorchCodec or torchvision, see :mod:`alexnet.data.jpeg`), imported on first use."""
-    from alexnet.data.jpeg import decode_rgb as decode
-
-    return decode(data, device)
 
 
 class _BufferPool:
@@ -346,22 +340,9 @@ class Loader:
     # ------------------------------------------------------------------------------ CPU
     def _decode(self, items: list[int], device="cpu") -> list[torch.Tensor]:
         """The stored JPEGs of ``items`` decoded to uint8 (3, S, S); a damaged one is a one-line UserError
-        naming the image and its shard (the dataset's files changed after prepare wrote them)."""
-        ds = self.dataset
-        try:
-            out = decode_rgb([ds.jpeg(i) for i in items], device=device)
-        except RuntimeError as e:
-            out, reason = None, str(e).strip().splitlines()[0] if str(e).strip() else "cannot decode"
-        else:
-            bad = [k for k, t in enumerate(out) if tuple(t.shape) != (3, self.size, self.size)]
-            reason = f"decoded to {tuple(out[bad[0]].shape)}, not (3, {self.size}, {self.size})" if bad else None
-        if reason is None:
-            return out
-        where = items[0] if len(items) == 1 else f"one of images {items[0]}..{items[-1]}"
-        shard = getattr(ds, "_index", {}).get("shard")
-        in_shard = f" (shard {int(shard[items[0]])})" if shard is not None and len(items) == 1 else ""
-        raise UserError(f"{getattr(ds, 'path', 'the dataset')}: image {where}{in_shard} is damaged ({reason}); "
-                        "the prepared dataset's files changed after it was written: prepare it again")
+        naming the image and its shard (the dataset's files changed after prepare wrote them), the same
+        one :meth:`PreparedDataset.get_uint8` gives (:func:`alexnet.data.format.decode_stored`)."""
+        return decode_stored(self.dataset, items, self.size, device=device)
 
     def _source_chw(self, i: int) -> torch.Tensor:
         """Stored image ``i`` as uint8 (3, S, S): a view of the shard, or freshly decoded."""

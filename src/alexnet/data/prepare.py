@@ -39,6 +39,7 @@ from alexnet.data.format import (
     FORMATS,
     INDEX,
     LABELS,
+    MAX_SIZE,
     MEAN,
     META,
     PARTIAL,
@@ -79,8 +80,11 @@ def prepare_dataset(src: str | Path, out: str | Path, *, classes_file: str | Pat
     """
     if format not in FORMATS:
         raise BadOptionError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
-    if not isinstance(size, int) or size < 8:
-        raise BadOptionError(f"size must be an integer >= 8, got {size!r}")
+    # At most MAX_SIZE (4096): PreparedDataset refuses a larger meta.json size, so such a dataset could never
+    # be opened; and every per-image and per-pixel buffer grows with size**2 (4096 is already 48 MiB per raw
+    # image; 10**8 asked numpy for petabytes). Checked here, before anything is written to OUT.
+    if isinstance(size, bool) or not isinstance(size, int) or not 8 <= size <= MAX_SIZE:
+        raise BadOptionError(f"size must be an integer in 8..{MAX_SIZE}, got {size!r}")
     if not 1 <= int(quality) <= 100:
         raise BadOptionError(f"JPEG quality must be 1..100, got {quality!r}")
     if shard_size is not None and shard_size < 1:

@@ -111,6 +111,21 @@ class AblationConfig:
         unknown = [n for n in self.only or () if n not in ABLATIONS]
         if unknown:
             raise BadOptionError(f"unknown ablation {', '.join(unknown)}; choose from {', '.join(ABLATIONS)}")
+        from alexnet.experiments.relu_vs_tanh import check_seed  # one seed rule for both experiments
+
+        check_seed(self.seed)
+        # Every variant's model options, before anything trains (an --arch without one of the switches would
+        # otherwise fail after the models before it): built on the meta device, no memory and no init.
+        import torch
+
+        from alexnet.models import create_model
+
+        for name in self.names:
+            with torch.device("meta"):
+                try:
+                    create_model(self.arch, num_classes=2, **ABLATIONS[name].model_options)
+                except BadOptionError as e:
+                    raise BadOptionError(f"ablation {name} cannot be made with --arch {self.arch}: {e}") from None
 
     @property
     def names(self) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -42,17 +43,23 @@ def _members(source: Path) -> tuple[list[tuple[str, str]], Callable[[str], bytes
         return items, lambda name: Path(name).read_bytes()
     try:
         tar = tarfile.open(source)
-    except (tarfile.TarError, OSError) as e:
-        raise UserError(f"{source}: neither a folder of class folders nor a readable tar archive ({e})") from None
+    except tarfile.TarError:  # its message lists every compression tried, one per line: left out
+        raise UserError(f"{source}: neither a folder of class folders nor a readable tar archive") from None
+    except (OSError, EOFError, zlib.error) as e:
+        raise UserError(f"{source}: neither a folder of class folders nor a readable tar archive "
+                        f"({getattr(e, 'strerror', None) or e})") from None
     blobs: dict[str, bytes] = {}
-    with tar:  # gzip cannot seek: read every image's bytes once (CIFAR-10: 16 MB)
-        for m in tar:
-            p = PurePosixPath(m.name)
-            if m.isfile() and p.suffix.lower() in IMAGE_SUFFIXES and len(p.parts) >= 2:
-                f = tar.extractfile(m)
-                if f is not None:
-                    blobs[m.name] = f.read()
-                    items.append((p.parent.name, m.name))
+    try:
+        with tar:  # gzip cannot seek: read every image's bytes once (CIFAR-10: 16 MB)
+            for m in tar:
+                p = PurePosixPath(m.name)
+                if m.isfile() and p.suffix.lower() in IMAGE_SUFFIXES and len(p.parts) >= 2:
+                    f = tar.extractfile(m)
+                    if f is not None:
+                        blobs[m.name] = f.read()
+                        items.append((p.parent.name, m.name))
+    except (OSError, tarfile.TarError, EOFError, zlib.error) as e:  # the words of 'alexnet prepare'
+        raise UserError(f"{source}: archive is damaged or truncated ({e})") from None
     return sorted(items), blobs.__getitem__
 
 

@@ -50,6 +50,17 @@ from alexnet.training.optim import PaperSGD
 ACTIVATIONS = ("relu", "tanh")
 
 
+# Seeds are 0..2**63-1: what every consumer takes (numpy refuses negative seeds, torch.manual_seed refuses
+# seeds beyond 64 bits) and what fits the int64 of a checkpoint or a JSON reader in another language.
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed) -> None:
+    """A :class:`BadOptionError` unless ``seed`` is an integer in 0..:data:`MAX_SEED`."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise BadOptionError(f"seed must be an integer in 0..{MAX_SEED} (2**63-1), got {seed!r}")
+
+
 @dataclass
 class ReluTanhConfig:
     """Settings of the Figure 1 experiment (see the module docstring for the choices)."""
@@ -86,6 +97,7 @@ class ReluTanhConfig:
             raise BadOptionError(f"target error must be between 0 and 1, got {self.target_error}")
         if self.batch_size < 1:
             raise BadOptionError(f"batch size must be at least 1, got {self.batch_size}")
+        check_seed(self.seed)
         bad = [a for a in self.activations if a not in ACTIVATIONS]
         if bad or not self.activations:
             raise BadOptionError(f"activations must be among {', '.join(ACTIVATIONS)}, got {list(self.activations)}")
