@@ -42,3 +42,17 @@ def tiny():
 
     images, labels, classes = make_demo_images(64, 36, seed=3, num_classes=4)
     return ArrayDataset(images, labels, classes=classes)
+
+
+def random_image_folder(root: Path, per_class: int, size: int, classes=("a", "b"), seed: int = 0) -> Path:
+    """``root/src/<class>/<i>.png``: ``per_class`` random ``size``x``size`` RGB images per class (input
+    for ``prepare_dataset`` where the pictures do not matter)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        (root / "src" / c).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / "src" / c / f"{i}.png")
+    return root / "src"

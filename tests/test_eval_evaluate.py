@@ -306,16 +306,11 @@ def test_fixed_batch_gives_the_same_tally_in_one_shape(ten_crop, channels_last):
 @pytest.fixture(scope="module")
 def tiny_damageable(tmp_path_factory):
     """6 random 32x32 images of 2 classes, prepared as jpeg and as raw, and cifar_4layer weights for them."""
-    from PIL import Image
-
     from alexnet.data import prepare_dataset
+    from conftest import random_image_folder
 
     root = tmp_path_factory.mktemp("damage")
-    rng = np.random.default_rng(0)
-    for c in ("a", "b"):
-        (root / "src" / c).mkdir(parents=True)
-        for i in range(3):
-            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / "src" / c / f"{i}.png")
+    random_image_folder(root, 3, 32)
     ds = {fmt: prepare_dataset(root / "src", root / fmt, size=32, format=fmt, workers=1, progress=False)
           for fmt in ("jpeg", "raw")}
     torch.manual_seed(0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-import numpy as np
 import pytest
 import torch
 
@@ -101,16 +100,11 @@ def test_config_names_always_include_the_reference():
 @pytest.fixture(scope="module")
 def tiny_prepared(tmp_path_factory):
     """24 random 224x224 images of 2 classes, prepared raw (the paper's model needs 224 crops)."""
-    from PIL import Image
-
     from alexnet.data import prepare_dataset
+    from conftest import random_image_folder
 
     root = tmp_path_factory.mktemp("abl")
-    rng = np.random.default_rng(0)
-    for c in ("a", "b"):
-        (root / "src" / c).mkdir(parents=True)
-        for i in range(12):
-            Image.fromarray(rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)).save(root / "src" / c / f"{i}.png")
+    random_image_folder(root, 12, 224)
     prepare_dataset(root / "src", root / "prep", size=224, format="raw", workers=1, progress=False)
     return root / "prep"
 
