@@ -80,13 +80,15 @@ def _comma_list(kind: type, container: type):
     what = {float: "numbers", int: "integers", str: "names"}[kind]
 
     def parse(text: str):
+        parts = [v.strip() for v in text.split(",")]
+        if not any(parts):
+            raise argparse.ArgumentTypeError(f"expected at least one of comma-separated {what}")
+        if not all(parts):  # "0.01,,0.1": a typo to say, not to drop
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got an empty entry in {text!r}")
         try:
-            values = container(kind(v.strip()) for v in text.split(",") if v.strip())
+            return container(kind(v) for v in parts)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from None
-        if not values:
-            raise argparse.ArgumentTypeError(f"expected at least one of comma-separated {what}")
-        return values
 
     return parse
 

@@ -18,24 +18,6 @@ RELU_TANH_NOT_FLAGS = ("target_error", "activations")  # --target is in percent;
 ABLATION_NOT_FLAGS: tuple[str, ...] = ()
 
 
-def learning_rates(text: str) -> tuple[float, ...]:
-    """``--lrs``: comma-separated positive, finite learning rates; an empty entry is an error."""
-    import argparse
-    import math
-
-    parts = [v.strip() for v in text.split(",")]
-    if not all(parts):
-        raise argparse.ArgumentTypeError(f"expected comma-separated learning rates, got an empty entry in {text!r}")
-    try:
-        values = tuple(float(v) for v in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    bad = [p for p, v in zip(parts, values, strict=True) if not (v > 0 and math.isfinite(v))]
-    if bad:
-        raise argparse.ArgumentTypeError(f"learning rates must be positive finite numbers, got {bad[0]}")
-    return values
-
-
 def register(sub) -> None:
     from alexnet.cli.common import ArgumentParser, add_threads_arg
     from alexnet.cli.config_args import add_config_args, field_help
@@ -60,10 +42,6 @@ def register(sub) -> None:
                    help="use a stratified subset of N images per class (default: all)")
     names = [x.name for x in dataclasses.fields(ReluTanhConfig) if x.name not in RELU_TANH_NOT_FLAGS]
     add_config_args(f, ReluTanhConfig, names, metavars={"lrs": "LR,LR,..."})
-    # --lrs strictly: the generated comma list drops empty entries ("0.01,,0.1"), a typo that should be said
-    for action in f._actions:
-        if action.dest == "lrs":
-            action.type = learning_rates
     f.add_argument("--target", type=float, default=None, metavar="PERCENT",
                    help=f"{field_help(ReluTanhConfig, 'target_error').rstrip('.')}, in percent. Default: "
                         f"{100 * ReluTanhConfig.target_error:g}.".replace("%", "%%"))

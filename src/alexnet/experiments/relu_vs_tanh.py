@@ -88,7 +88,7 @@ class ReluTanhConfig:
 
     def validate(self) -> None:
         if not self.lrs or any(not (lr > 0 and math.isfinite(lr)) for lr in self.lrs):
-            raise BadOptionError(f"learning rates must be positive numbers, got {list(self.lrs)}")
+            raise BadOptionError(f"learning rates must be positive finite numbers, got {list(self.lrs)}")
         if self.sweep_epochs < 1:
             raise BadOptionError(f"sweep_epochs must be at least 1, got {self.sweep_epochs}")
         if self.max_epochs < self.sweep_epochs:
