@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from alexnet.cli.common import int_in
+from alexnet.cli.common import int_in, output_path
 from alexnet.cli.weights_args import (
     add_weights_args,
     device_from_args,
@@ -22,7 +22,7 @@ def register(sub) -> None:
                                    ".npy: the (N, D) matrix; .npz: features, labels, indices.")
     add_weights_args(p)
     p.add_argument("--data", required=True, metavar="PREPARED")
-    p.add_argument("--out", required=True, metavar="FILE.npz|FILE.npy")
+    p.add_argument("--out", required=True, type=output_path(".npz", ".npy"), metavar="FILE.npz|FILE.npy")
     p.add_argument("--batch-size", type=int_in(1), default=64)
     p.add_argument("--workers", type=int_in(1), default=None, metavar="N",
                    help="threads decoding images (default: the CPUs available, at most 8)")
@@ -31,12 +31,9 @@ def register(sub) -> None:
 
 @os_errors_as_user_errors
 def run(args) -> int:
-    from alexnet.errors import UserError
     from alexnet.evaluation.data import open_prepared
     from alexnet.inspect.features import extract_features, save_features
 
-    if not str(args.out).lower().endswith((".npy", ".npz")):
-        raise UserError(f"--out must end in .npy or .npz, got {args.out!r}")
     dataset = open_prepared(args.data)
     model = load_from_args(args, device=device_from_args(args))
     feats = extract_features(model, dataset, batch_size=args.batch_size, workers=args.workers)
