@@ -111,7 +111,7 @@ class AblationConfig:
         unknown = [n for n in self.only or () if n not in ABLATIONS]
         if unknown:
             raise BadOptionError(f"unknown ablation {', '.join(unknown)}; choose from {', '.join(ABLATIONS)}")
-        from alexnet.experiments.relu_vs_tanh import check_seed  # one seed rule for both experiments
+        from alexnet.training.config import check_seed  # one seed rule for every command
 
         check_seed(self.seed)
         # Every variant's model options, before anything trains (an --arch without one of the switches would

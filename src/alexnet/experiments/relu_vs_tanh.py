@@ -45,20 +45,10 @@ import torch.nn.functional as F
 from alexnet import runtime
 from alexnet.errors import BadOptionError
 from alexnet.models import create_model
+from alexnet.training.config import check_seed
 from alexnet.training.optim import PaperSGD
 
 ACTIVATIONS = ("relu", "tanh")
-
-
-# Seeds are 0..2**63-1: what every consumer takes (numpy refuses negative seeds, torch.manual_seed refuses
-# seeds beyond 64 bits) and what fits the int64 of a checkpoint or a JSON reader in another language.
-MAX_SEED = 2**63 - 1
-
-
-def check_seed(seed) -> None:
-    """A :class:`BadOptionError` unless ``seed`` is an integer in 0..:data:`MAX_SEED`."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise BadOptionError(f"seed must be an integer in 0..{MAX_SEED} (2**63-1), got {seed!r}")
 
 
 @dataclass

@@ -34,6 +34,16 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 GROUPED_CONVS = GROUPED_CONV_IMPLS
 AUGMENT_ON = ("auto", "batched", "workers")  # alexnet.data.Loader(augment=)
 MEAN_MODES = ("image", "channel")
+# Seeds are 0..2**63-1: what every consumer takes (numpy refuses negative seeds, torch.manual_seed refuses
+# seeds beyond 64 bits) and what fits the int64 of a checkpoint or a JSON reader in another language.
+MAX_SEED = 2**63 - 1
+
+
+def check_seed(seed) -> None:
+    """A :class:`BadOptionError` unless ``seed`` is an integer in 0..:data:`MAX_SEED` (the experiments' rule;
+    :meth:`TrainConfig.validate` checks the same bound with its flag's words)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise BadOptionError(f"seed must be an integer in 0..{MAX_SEED} (2**63-1), got {seed!r}")
 
 
 @dataclass(frozen=True)
@@ -182,7 +192,7 @@ class TrainConfig:
         for name in ("weight_decay", "lighting", "min_lr", "max_reductions",
                      "checkpoint_interval", "max_steps", "seed"):
             positive(name, allow_zero=True)
-        if self.seed >= 2 ** 63:  # torch.manual_seed takes 64-bit seeds; ours are added to the rank
+        if self.seed > MAX_SEED:  # torch.manual_seed takes 64-bit seeds; ours are added to the rank
             raise BadOptionError(f"--seed must be below 2**63, got {self.seed}")
         if not 0.0 <= self.momentum < 1.0:
             raise BadOptionError(f"--momentum must be in [0, 1), got {self.momentum}")
