@@ -17,7 +17,9 @@ Rows (``--rows`` takes a comma-separated list of these names, or shell patterns 
 - ``MODEL/VARIANT/synthetic``: the opt-in speed switches of the trainer, on synthetic data, compared with
   the mode they modify (``% synth`` is the ratio to that mode's synthetic row): ``cudagraphs``
   (``--compile-mode reduce-overhead``: the compiled step replayed from CUDA graphs), ``fused-opt``
-  (``--fused-optimizer``: the SGD update in one pass over each weight tensor), and for the two-tower
+  (``--fused-optimizer``: the SGD update in one pass over each weight tensor), ``graph`` and
+  ``graph-fused`` (``--cuda-graph``: the whole compiled step, update and meter included, captured as
+  one CUDA graph and replayed; with the plain or the fused update), and for the two-tower
   ``alexnet`` the grouped convolutions run as ``split`` (one convolution per group) or ``nchw`` (NCHW
   inside the channels_last net) instead of cuDNN's grouped kernel (``--grouped-conv``; eager);
 - ``MODEL/compiled/raw-workers`` (CUDA): the ``raw`` row with the loader's earlier CUDA path, each worker
@@ -94,8 +96,11 @@ MODE_CONFIG = {"eager": {"compile": False}, "compiled": {"compile": True},
                "cudagraphs": {"compile": True, "compile_mode": "reduce-overhead"},
                "split": {"compile": False, "grouped_conv": "split"},
                "nchw": {"compile": False, "grouped_conv": "nchw"},
-               "fused-opt": {"compile": True, "fused_optimizer": True}}
-VARIANT_BASE = {"cudagraphs": "compiled", "fused-opt": "compiled", "split": "eager", "nchw": "eager"}
+               "fused-opt": {"compile": True, "fused_optimizer": True},
+               "graph": {"compile": True, "cuda_graph": True},
+               "graph-fused": {"compile": True, "cuda_graph": True, "fused_optimizer": True}}
+VARIANT_BASE = {"cudagraphs": "compiled", "fused-opt": "compiled", "graph": "compiled", "graph-fused": "compiled",
+                "split": "eager", "nchw": "eager"}
 GROUPED = ("alexnet",)  # the models with grouped convolutions (split / nchw apply)
 
 
@@ -125,7 +130,8 @@ def settings_for(args, device: torch.device) -> Settings:
     else:
         batch, steps, warmup, seconds, images, epochs = (8, 1, 1, 0.3, 40, 1) if args.quick \
             else (64, 8, 2, 4.0, 640, 1)
-    modes = ("eager", "compiled", "cudagraphs", "fused-opt", "split", "nchw") if cuda else ("eager",)
+    modes = ("eager", "compiled", "cudagraphs", "fused-opt", "graph", "graph-fused", "split", "nchw") \
+        if cuda else ("eager",)
     return Settings(device=str(device), batch=args.batch or batch, steps=args.steps or steps,
                     warmup=args.warmup if args.warmup is not None else warmup, seconds=args.seconds or seconds,
                     images=args.images or images, epochs=args.epochs or epochs,
@@ -244,7 +250,8 @@ def model_rows(arch: str, mode: str, wanted: list[str], data: Data, s: Settings,
     r = trainer.resolved
     common = {"batch": s.batch, "steps": s.steps, "warmup": s.warmup, "precision": r.precision,
               "channels_last": r.channels_last, "compile": r.compile, "compile_mode": r.compile_mode,
-              "grouped_conv": r.grouped_conv, "fused_optimizer": trainer.config.fused_optimizer, "workers": s.workers}
+              "grouped_conv": r.grouped_conv, "fused_optimizer": trainer.config.fused_optimizer, "cuda_graph": r.cuda_graph,
+              "workers": s.workers}
     try:
         for kind in DATA:
             if kind not in wanted:
@@ -469,7 +476,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--epochs", type=int, help="epochs of the end-to-end run (CUDA 40, quick 2; CPU 1)")
     ap.add_argument("--workers", type=int, help="loader workers (default: this process's CPUs)")
     ap.add_argument("--models", help=f"comma-separated (default {','.join(MODELS)})")
-    ap.add_argument("--modes", help="comma-separated of eager, compiled, cudagraphs, fused-opt, split, nchw (default: all on "
+    ap.add_argument("--modes", help="comma-separated of eager, compiled, cudagraphs, fused-opt, graph, graph-fused, split, "
+                    "nchw (default: all on "
                     "CUDA, eager on a CPU)")
     ap.add_argument("--profile-steps", type=int, help="steps profiled per model row after its timed ones, for the "
                     "breakdown table (CUDA 3; CPU 0: none)")

@@ -3,7 +3,8 @@
 Every line here also has a CPU test elsewhere that runs the same arithmetic on CPU tensors; these tests
 cover what only a GPU runs: pinned staging buffers, the copy stream and its events, the per-epoch plan
 on the GPU, nvJPEG decoding, the compiled batched augmentation (Triton), the window-sum LRN and the
-grouped convolutions in cuDNN, the fused optimizer, training with CUDA graphs, and the profiler's
+grouped convolutions in cuDNN, the fused optimizer, training with CUDA graphs (compiled ones, and the
+whole step captured), and the profiler's
 kernels as benchmarks/breakdown.py reads them. They need no data beyond what they make,
 so they run on the GPU machine from a checkout alone (about a minute):
 
@@ -172,7 +173,57 @@ def test_fused_paper_sgd_on_cuda_takes_the_eager_steps():
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["fused-opt", "reduce-overhead"])
+@pytest.mark.parametrize("optimizer", ["paper", "sgd"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_graphed_step_replays_the_eager_steps(optimizer, precision):
+    """The step captured as a CUDA graph (alexnet.training.graph) takes the eager steps: 3 uncaptured
+    steps, the capture, then replays, with a learning rate that changes at every step (a rate baked into
+    the graph would show) and two param groups; the meter's sums and image count agree too."""
+    from torch import nn
+
+    from alexnet.training.graph import WARMUP_STEPS, GraphedStep
+    from alexnet.training.metrics import Meter
+    from alexnet.training.optim import build_optimizer
+
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+                             nn.Linear(256, 5)).cuda()
+
+    def forward_loss(model):
+        def run(x, y):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False):
+                logits = model(x)
+            return logits, F.cross_entropy(logits.float(), y)
+        return run
+
+    models = [net(), net()]
+    opts = [build_optimizer(optimizer, m, lr=0.1, momentum=0.9, weight_decay=5e-4, bias_decay=False,
+                            bias_lr_factor=2.0, fused=optimizer == "sgd") for m in models]
+    meters = [Meter("cuda"), Meter("cuda")]
+    graphed = GraphedStep(forward_loss(models[1]), opts[1], meters[1], device=torch.device("cuda"), step=0,
+                          capture=True)
+    g = torch.Generator().manual_seed(1)
+    for step in range(WARMUP_STEPS + 5):
+        x, y = torch.randn(8, 3, 12, 12, generator=g).cuda(), torch.randint(0, 5, (8,), generator=g).cuda()
+        lrs = [0.1 / (step + 1), 0.2 / (step + 1)]
+        for group, lr in zip(opts[0].param_groups, lrs, strict=True):
+            group["lr"] = lr
+        logits, loss = forward_loss(models[0])(x, y)
+        opts[0].zero_grad(set_to_none=True)
+        loss.backward()
+        opts[0].step()
+        meters[0].update(loss, logits, y, step=step)
+        graphed(x, y, lrs)
+    assert graphed.graph is not None and graphed.capture_seconds is not None
+    for p, q in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5)
+    assert meters[1].images == meters[0].images == 8 * (WARMUP_STEPS + 5)
+    torch.testing.assert_close(meters[1].sums, meters[0].sums, rtol=1e-4, atol=1e-4)
+    assert meters[1].bad_step() is None and int(graphed.step_index) == WARMUP_STEPS + 5
+
+
+@pytest.mark.parametrize("mode", ["fused-opt", "reduce-overhead", "cuda-graph"])
 def test_training_on_cuda_compiled(tmp_path, pixels, mode):
     """alexnet train on the GPU, compiled (the default mode with the fused optimizer, or CUDA graphs with
     the plain one; one compilation each, to keep the suite's checks short): the batched, compiled loader
@@ -183,13 +234,15 @@ def test_training_on_cuda_compiled(tmp_path, pixels, mode):
 
     cfg = TrainConfig(arch="cifar_4layer", crop_size=32, epochs=4, batch_size=15, val_split=0.2, lr=0.01,
                       warmup_epochs=0, device="cuda", compile=True, out=str(tmp_path / mode), log_interval=1,
-                      compile_mode="default" if mode == "fused-opt" else mode, fused_optimizer=mode == "fused-opt")
+                      compile_mode="reduce-overhead" if mode == "reduce-overhead" else "default",
+                      fused_optimizer=mode == "fused-opt", cuda_graph=mode == "cuda-graph")
     r = train(cfg, dataset=pixels, progress=False)
     losses = [row["train_loss"] for row in r.history]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0], losses
     ran = yaml.safe_load((r.run_dir / "resolved.yaml").read_text())
     assert ran["device"].startswith("cuda") and ran["augment"] == "batched" and ran["compile"] is True
-    assert ran["compile_mode"] == ("default" if mode == "fused-opt" else mode) and ran["precision"] == "bf16"
+    assert ran["compile_mode"] == ("reduce-overhead" if mode == "reduce-overhead" else "default")
+    assert ran["precision"] == "bf16" and ran["cuda_graph"] == (mode == "cuda-graph")
     assert r.final["ten_crop_top1_err"] is not None
 
 

@@ -377,6 +377,60 @@ def test_fused_optimizer_trains_the_same(tmp_path, tiny, one_thread):
         assert b["val_top1_err"] == a["val_top1_err"]
 
 
+@pytest.mark.parametrize("optimizer", ["paper", "sgd"])
+def test_cuda_graph_step_trains_the_same(tmp_path, tiny, one_thread, optimizer):
+    """--cuda-graph's step (captured on a GPU; on a CPU the same code uncaptured: the learning rate read
+    from a device tensor, the meter's step from a device counter) takes the steps of the plain one, with
+    a learning rate that changes every step (warm-up) and two param groups (biases at twice the rate)."""
+    kw = dict(epochs=2, optimizer=optimizer, warmup_epochs=2, bias_lr_factor=2.0, bias_decay=False)
+    runs = [train(_config(tmp_path / str(graph), cuda_graph=graph, **kw), dataset=tiny, progress=False)
+            for graph in (False, True)]
+    assert yaml.safe_load((runs[1].run_dir / "resolved.yaml").read_text())["cuda_graph"] is False  # a CPU
+    assert runs[0].history[0]["lr"] != runs[0].history[1]["lr"]
+    for a, b in zip(runs[0].history, runs[1].history, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert b["train_top1_err"] == a["train_top1_err"] and b["val_top1_err"] == a["val_top1_err"]
+    for k, v in runs[0].model.state_dict().items():
+        torch.testing.assert_close(runs[1].model.state_dict()[k], v, rtol=1e-4, atol=1e-6)
+
+
+def test_cuda_graph_step_counts_a_non_finite_loss_at_its_step(tmp_path, tiny, one_thread):
+    """The graphed step's meter remembers the first non-finite step from its device counter: the run
+    stops with the message naming the step the plain run names."""
+    from alexnet.training import NonFiniteLossError
+
+    messages = []
+    for graph in (False, True):
+        with pytest.raises(NonFiniteLossError) as e:
+            train(_config(tmp_path / str(graph), lr=1e30, cuda_graph=graph), dataset=tiny, progress=False)
+        messages.append(str(e.value))
+    assert "at step " in messages[0] and messages[1] == messages[0].replace(str(tmp_path / "False"),
+                                                                           str(tmp_path / "True"))
+
+
+def test_cuda_graph_run_resumed_mid_epoch_ends_where_the_whole_run_does(tmp_path, tiny, one_thread):
+    """A --cuda-graph run stopped after 4 steps (mid-epoch 2) and resumed takes the whole run's steps: the
+    graphed step is made again at the resumed step, its counter and learning rates from the checkpoint."""
+    kw = dict(epochs=2, cuda_graph=True, warmup_epochs=2, ten_crop=False)
+    whole = train(_config(tmp_path / "whole", **kw), dataset=tiny, progress=False)
+    cut = train(_config(tmp_path / "cut", max_steps=4, **kw), dataset=tiny, progress=False)
+    assert cut.final["steps"] == 4
+    done = resume(cut.run_dir, dataset=tiny, progress=False, max_steps=0)
+    assert done.final["steps"] == whole.final["steps"] == 2 * 3
+    for k, v in whole.model.state_dict().items():
+        assert torch.equal(done.model.state_dict()[k], v), k
+    assert done.history[-1]["train_loss"] == pytest.approx(whole.history[-1]["train_loss"], rel=1e-6)
+
+
+def test_cuda_graph_is_refused_with_a_compile_mode_that_makes_graphs():
+    from alexnet.errors import UserError
+
+    with pytest.raises(UserError, match="--cuda-graph captures the whole step itself"):
+        TrainConfig(cuda_graph=True, compile_mode="reduce-overhead")
+    TrainConfig(cuda_graph=True, compile_mode="reduce-overhead", compile=False)  # not compiled: no conflict
+    TrainConfig(cuda_graph=True, compile_mode="max-autotune-no-cudagraphs")
+
+
 def test_augment_on_chooses_the_loader_path_and_trains_the_same(tmp_path, tiny, one_thread):
     """--augment-on batched (the CUDA default) on a CPU: the same batches, so the same losses and errors
     as the per-image path, and resolved.yaml says which ran."""

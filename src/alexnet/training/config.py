@@ -31,6 +31,7 @@ from alexnet.training.schedule import SCHEDULES
 
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDAGRAPH_COMPILE_MODES = ("reduce-overhead", "max-autotune")  # the modes that capture CUDA graphs themselves
 GROUPED_CONVS = GROUPED_CONV_IMPLS
 AUGMENT_ON = ("auto", "batched", "workers")  # alexnet.data.Loader(augment=)
 MEAN_MODES = ("image", "channel")
@@ -148,6 +149,11 @@ class TrainConfig:
     """Take the SGD update in one pass over each weight tensor (``paper``: compiled with ``torch.compile``;
     ``sgd``/``nesterov``: torch's ``fused=True``) instead of four multi-tensor passes. The same update up
     to rounding; opt-in until ``benchmarks/gpu.py`` has measured it."""
+    cuda_graph: bool = False
+    """Capture the whole training step (forward, backward, the update, the meter) as one CUDA graph that
+    each step replays with one call (``alexnet.training.graph``); one process only, not with a
+    ``compile_mode`` that makes CUDA graphs of its own. On a CPU the same step runs uncaptured. Opt-in
+    until ``benchmarks/gpu.py`` has measured it."""
     channels_last: bool | None = None
     """NHWC memory format; None: on for CUDA, and on a CPU for nets without grouped convolutions."""
     out: str | None = None
@@ -214,6 +220,9 @@ class TrainConfig:
         one_of("augment_on", AUGMENT_ON)
         one_of("mean", MEAN_MODES)
         one_of("init", INITS)
+        if self.cuda_graph and self.compile is not False and self.compile_mode in CUDAGRAPH_COMPILE_MODES:
+            raise BadOptionError(f"--cuda-graph captures the whole step itself: use --compile-mode default "
+                                 f"(--compile-mode {self.compile_mode} makes CUDA graphs of its own)")
         if self.optimizer == "nesterov" and self.momentum == 0:
             raise BadOptionError("--optimizer nesterov needs --momentum > 0")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):

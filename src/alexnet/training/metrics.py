@@ -36,16 +36,28 @@ class Meter:
         self.images = 0
         self.first_bad_step = torch.full((), float("inf"), dtype=dtype, device=self.device)
 
-    @torch.no_grad()
     def update(self, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, step: int | None = None) -> None:
+        """Add a batch: its mean ``loss``, its ``logits`` against ``target``; ``step``: its index, remembered
+        if the loss is not finite."""
+        self.accumulate(loss, logits, target, step)
+        self.count(target.shape[0])
+
+    @torch.no_grad()
+    def accumulate(self, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor,
+                   step: int | torch.Tensor | None = None) -> None:
+        """The device side of :meth:`update` (what a CUDA graph captures; ``step`` may be a 0-dim device
+        tensor): the sums and the first non-finite step, not the image count (:meth:`count`)."""
         n = target.shape[0]
         top1, top5 = correct_topk(logits, target)
         loss = loss.detach().to(self.sums.dtype)
         self.sums += torch.stack([loss * n, top1.to(self.sums.dtype), top5.to(self.sums.dtype)])
-        self.images += n
         if step is not None:
-            bad = torch.where(torch.isfinite(loss), float("inf"), float(step))
+            step = step.to(self.first_bad_step.dtype) if isinstance(step, torch.Tensor) else float(step)
+            bad = torch.where(torch.isfinite(loss), float("inf"), step)
             torch.minimum(self.first_bad_step, bad.to(self.first_bad_step.dtype), out=self.first_bad_step)
+
+    def count(self, images: int) -> None:
+        self.images += int(images)
 
     def reset(self) -> None:
         self.sums.zero_()

@@ -40,8 +40,8 @@ OPTIMIZERS = ("paper", "sgd", "nesterov")
 class PaperSGD(Optimizer):
     """SGD with momentum and weight decay exactly as written in the paper (see the module docstring).
 
-    ``lr`` may be changed between steps through ``param_groups[i]["lr"]``, as with any torch optimizer;
-    the state (``state[p]["velocity"]``) holds the paper's ``v``.
+    ``lr`` may be changed between steps through ``param_groups[i]["lr"]``, as with any torch optimizer,
+    to a float or a 0-dim tensor on the weights' device (read without a host sync: CUDA graphs); the state (``state[p]["velocity"]``) holds the paper's ``v``.
     """
 
     def __init__(self, params: Iterable, lr: float = 0.01, momentum: float = 0.9,
@@ -75,6 +75,9 @@ class PaperSGD(Optimizer):
                 if "velocity" not in state:
                     state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 velocities.append(state["velocity"])
+            if isinstance(lr, torch.Tensor):  # a 0-dim tensor (a CUDA graph's step: alexnet.training.graph)
+                (self._fused_update or paper_update)(params, grads, velocities, lr, m, wd)
+                continue
             if self.fused:
                 lr_t = self._lr_tensors.get(k)
                 if lr_t is None or lr_t.device != params[0].device or lr_t.dtype != params[0].dtype:

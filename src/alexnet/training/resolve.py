@@ -37,6 +37,8 @@ class Resolved:
     world_size: int
     batch_per_process: int
     compile_cache: str | None = None  # where torch.compile's caches live (compile_cache_dir), when compiling
+    cuda_graph: bool = False  # the training step captured as one CUDA graph (alexnet.training.graph); with
+    # --cuda-graph on a CPU the same step runs uncaptured
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -63,6 +65,9 @@ def resolve(c: TrainConfig, dist: DistContext) -> Resolved:
     if c.batch_size % dist.world_size:
         raise UserError(f"--batch-size {c.batch_size} must be divisible by the number of processes "
                         f"({dist.world_size}): it is the global batch")
+    if c.cuda_graph and dist.enabled:
+        raise UserError(f"--cuda-graph captures one process's step; it does not run under torchrun "
+                        f"({dist.world_size} processes): drop --cuda-graph")
     channels_last = c.channels_last
     if channels_last is None:
         with torch.device("meta"):  # the layers only, no memory or initialisation
@@ -79,7 +84,7 @@ def resolve(c: TrainConfig, dist: DistContext) -> Resolved:
                     augment=c.augment_on if c.augment_on != "auto" else ("batched" if cuda else "workers"),
                     crop_size=c.crop_size or info.input_size, pixel_std=info.pixel_std, threads=threads,
                     world_size=dist.world_size, batch_per_process=c.batch_size // dist.world_size,
-                    compile_cache=compile_cache_dir() if compile_ else None)
+                    compile_cache=compile_cache_dir() if compile_ else None, cuda_graph=c.cuda_graph and cuda)
 
 
 def compile_cache_dir() -> str:

@@ -173,6 +173,7 @@ class Trainer:
         self.tb = None
         self.writes = BackgroundWriter()  # rank 0's files, written while training goes on
         self._stall_reported: set[str] = set()  # "dead" / "plateau": each said once
+        self.graphed = None  # --cuda-graph: the step (alexnet.training.graph.GraphedStep), at the first step
         self._compiled = False  # a compiled run's first step (the compilation) is behind us
         self._curves_drawn_at, self._curves_epochs = -math.inf, 0  # when curves.png was last drawn, of how many epochs
         self._eval_compiled = False  # ... and its first evaluation
@@ -238,7 +239,9 @@ class Trainer:
         """Optimizer, lr schedule (with the warm-up and the chance level it watches) and the step meter."""
         self.optimizer = build_optimizer(c.optimizer, self.module, lr=c.lr, momentum=c.momentum,
                                          weight_decay=c.weight_decay, bias_decay=c.bias_decay,
-                                         bias_lr_factor=c.bias_lr_factor, fused=c.fused_optimizer)
+                                         bias_lr_factor=c.bias_lr_factor,
+                                         # torch's SGD reads a tensor lr on the device only when fused
+                                         fused=c.fused_optimizer or (c.cuda_graph and c.optimizer != "paper"))
         self.total_steps = min(c.epochs * self.steps_per_epoch, c.max_steps or math.inf)
         # Chance level: what a constant guess (the most frequent class) achieves, in error and in loss.
         self.train_chance = label_chance(self.dataset, self.train_loader.indices, len(self.classes))
@@ -340,26 +343,52 @@ class Trainer:
         return path
 
     # ------------------------------------------------------------------------------------------ steps
-    def _autocast(self):
+    def _autocast(self, cache: bool = True):
+        """bf16 autocast when the run is mixed precision; ``cache=False`` for a CUDA graph's capture."""
         if self.resolved.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+            return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=cache)
         return contextlib.nullcontext()
+
+    def _forward_loss(self, x: torch.Tensor, y: torch.Tensor, *, cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        with self._autocast(cache):
+            logits = self.train_model(x)
+        return logits, F.cross_entropy(logits.float(), y)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One SGD step on a batch (this process's shard): the lr of the schedule, forward, loss, backward,
-        update; the loss and errors go to the meter without a host sync."""
+        update; the loss and errors go to the meter without a host sync. With ``--cuda-graph`` the step
+        is :class:`~alexnet.training.graph.GraphedStep`'s (captured on CUDA after a few steps)."""
         lr = self.schedule.lr(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
-        with self._autocast():
-            logits = self.train_model(x)
-        loss = F.cross_entropy(logits.float(), y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.meter.update(loss, logits, y, step=self.step)
+        if self.config.cuda_graph:
+            self._graphed_step(x, y)
+        else:
+            logits, loss = self._forward_loss(x, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.meter.update(loss, logits, y, step=self.step)
         self.step += 1
         self.lr = lr
+
+    def _graphed_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        from alexnet.training.graph import GraphedStep
+
+        if self.graphed is None:  # made at the first step, after a resume has set the step and the state
+            self.graphed = GraphedStep(lambda x, y: self._forward_loss(x, y, cache=False), self.optimizer,
+                                       self.meter, device=self.device, step=self.step,
+                                       capture=self.resolved.cuda_graph)
+            if not self.resolved.cuda_graph:
+                self.progress.log(f"note: no CUDA graph on {self.device.type} (--cuda-graph needs a GPU): the "
+                                  "same step runs uncaptured")
+        captured = self.graphed.graph is not None
+        self.graphed(x, y, [g["lr"] for g in self.optimizer.param_groups])
+        if not captured and self.graphed.graph is not None:
+            dt = self.graphed.capture_seconds
+            self.clock.add("compilation", dt)
+            self.clock.add("training", -dt)  # counted by the training loop: moved to compilation
+            self.progress.log(f"captured the training step as a CUDA graph in {dt:.1f} s")
 
     def _announce_compilation(self) -> float:
         """A compiled run's first step compiles the model (40 s for the paper's net on an H200, a cold
@@ -667,6 +696,7 @@ class Trainer:
               f"{f' ({self.resolved.compile_mode})' if self.resolved.compile and self.resolved.compile_mode != 'default' else ''}"
               f"{f', grouped convolutions {self.resolved.grouped_conv}' if self.resolved.grouped_conv != 'cudnn' else ''}"
               f"{', fused optimizer' if self.config.fused_optimizer else ''}"
+              f"{', the step as one CUDA graph' if self.resolved.cuda_graph else ''}"
               f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}"
               f"{f', {torch.get_num_threads()} threads' if self.device.type == 'cpu' else ''}")
         if self.demo:
@@ -870,7 +900,7 @@ def train(config: TrainConfig | None = None, *, dataset=None, val_dataset=None, 
 
 
 RESUME_OVERRIDES = ("epochs", "max_steps", "device", "workers", "compile", "log_interval",
-                    "checkpoint_interval", "ten_crop", "fused_optimizer", "augment_on")
+                    "checkpoint_interval", "ten_crop", "fused_optimizer", "augment_on", "cuda_graph")
 
 
 def resume(run_dir: str | Path, *, dataset=None, val_dataset=None, progress: bool | None = True,
