@@ -72,6 +72,11 @@ def readme_world(tmp_path, monkeypatch):
     record = dataclasses.replace(records.TORCHVISION, url=served.as_uri(), sha256_prefix=digest)
     monkeypatch.setitem(records.RECORDS, "torchvision", record)
     monkeypatch.setattr(alexnet.weights, "TORCHVISION", record)
+    # the exported file WEIGHTS.md's onnxruntime snippet reads (the onnx extra is part of [dev])
+    from alexnet.weights.onnx import export_onnx
+
+    export_onnx(alexnet.load(tmp_path / "runs" / "imagenette" / "weights.safetensors", progress=False),
+                tmp_path / "alexnet.onnx")
     return tmp_path
 
 
@@ -95,5 +100,6 @@ def test_every_docs_python_snippet_runs(readme_world, capsys):
         if python_blocks(page):
             ran[page.name] = run_blocks(page)
     assert ran["WEIGHTS.md"]["x"].shape == (3, 224, 224)  # torchvision's transforms of cat.jpg
+    assert ran["WEIGHTS.md"]["logits"].shape == (1, 2)  # onnxruntime on the exported file
     assert ran["EVALUATION.md"]["result"].images == 6  # evaluated every image of data/imagenette-val
     assert "cat.jpg" in capsys.readouterr().out  # EVALUATION.md's predictions
