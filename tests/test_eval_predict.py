@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,6 +151,57 @@ def test_cli_json_and_plot(weights, images, tmp_path, capsys):
     assert len(top) == 5 and {"index", "wnid", "name", "probability"} <= set(top[0])
     with Image.open(plot) as im:
         assert im.format == "PNG" and im.size[0] > 300 and im.size[1] > 200
+
+
+def _random_photos(folder, n):
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folder / f"photo{i:02d}.png")
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_cli_plot_draws_at_most_plot_max_images_and_says_so(weights, tmp_path, capsys, monkeypatch):
+    """The plot holds the first --plot-max images, one note says so; the text and JSON still list every one."""
+    import alexnet.evaluation.plots as plots
+
+    names = _random_photos(tmp_path / "photos", 5)
+    drawn = []
+    real = plots.plot_predictions
+    monkeypatch.setattr(plots, "plot_predictions", lambda images, preds, out, **kw: (
+        drawn.append([p.source for p in preds]), real(images, preds, out, **kw))[1])
+    plot = tmp_path / "fig4.png"
+    assert main(["predict", "--weights", str(weights), str(tmp_path / "photos"), "--plot", str(plot),
+                 "--plot-max", "2"]) == 0
+    out, err = capsys.readouterr()
+    assert [Path(s).name for s in drawn[0]] == names[:2] and plot.stat().st_size > 0
+    assert out.count("  1. ") == 5 and all(name in out for name in names)
+    notes = [line for line in err.splitlines() if "plot shows" in line]
+    assert notes == ["alexnet predict: the plot shows the first 2 of 5 images, in the order listed; --plot-max N "
+                     "draws more or fewer (the text output lists all 5)"], err
+    assert main(["predict", "--weights", str(weights), str(tmp_path / "photos"), "--plot", str(plot),
+                 "--plot-max", "3", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)["images"]) == 5 and len(drawn[1]) == 3 and "(the JSON output lists all 5)" in err
+    assert main(["predict", "--weights", str(weights), str(tmp_path / "photos"), "--plot", str(plot)]) == 0
+    assert len(drawn[2]) == 5 and "plot shows" not in capsys.readouterr().err  # all drawn: nothing to say
+    assert main(["predict", "x.jpg", "--plot-max", "0"]) == 2
+    assert "argument --plot-max: must be in 1..128, got 0" in capsys.readouterr().err
+
+
+def test_many_predictions_make_a_wide_page_not_a_tall_strip(tmp_path):
+    """Past 16 images, rows of 8: the default bound's 32 fill 4 rows (they used to be 8 rows of 4)."""
+    from alexnet.evaluation.plots import PLOT_LIMIT, plot_predictions
+    from alexnet.evaluation.predict import Prediction
+
+    classes = [{"index": i, "name": f"class {i}"} for i in range(5)]
+    top = [{"index": i, "name": f"class {i}", "probability": p} for i, p in enumerate((0.5, 0.2, 0.1, 0.1, 0.05))]
+    squares = np.random.default_rng(0).integers(0, 256, (PLOT_LIMIT, 8, 8, 3), dtype=np.uint8)
+    path = plot_predictions(list(squares), [Prediction(f"{i}.png", top) for i in range(PLOT_LIMIT)],
+                            tmp_path / "many.png", classes=classes)
+    with Image.open(path) as im:
+        width, height = im.size
+    assert PLOT_LIMIT == 32 and width > height and height < 1600, (width, height)
 
 
 def test_cli_only_bad_files(weights, images, capsys):

@@ -109,6 +109,100 @@ def test_same_seed_same_curves():
     assert a == b
 
 
+# ------------------------------------------------------------------------------ Figure 1's drawing
+def _decay(reach: int, epochs: int, start: float, target: float = 0.25) -> list[float]:
+    """A running error falling from ``start`` (by the same factor each epoch) that first gets below
+    ``target`` at epoch ``reach``."""
+    if reach == 1:
+        return [0.99 * target * 0.9 ** k for k in range(epochs)]
+    q = (0.99 * target / start) ** (1 / (reach - 1))
+    return [start * q ** k for k in range(epochs)]
+
+
+def figure1_result(lrs=(0.001, 0.003, 0.01, 0.03)) -> ReluTanhResult:
+    """What a full run gives: ReLU at 25% in epoch 6, tanh in epoch 36 of 40; with several ``lrs`` the
+    losers' two sweep epochs above the winner's."""
+    cfg = ReluTanhConfig(lrs=lrs, sweep_epochs=2, max_epochs=40)
+    results = {}
+    for act, reach, start in (("relu", 6, 0.62), ("tanh", 36, 0.72)):
+        curve = _decay(reach, reach, start)
+        best = lrs[-1]
+        sweep = {str(lr): curve[:2] if lr == best else [min(0.9, 1.3 * e) for e in curve[:2]] for lr in lrs}
+        epochs, crossing = crossing_epoch(curve, 0.25)
+        results[act] = ActivationResult(act, best, sweep=sweep, curve=curve, epochs_to_target=epochs,
+                                        crossing=crossing)
+    assert results["relu"].epochs_to_target == 6 and results["tanh"].epochs_to_target == 36
+    return ReluTanhResult(cfg, 50000, results)
+
+
+def _drawn(result, **kw):
+    from alexnet.experiments.plots import relu_vs_tanh_figure
+
+    fig = relu_vs_tanh_figure(result, **kw)
+    fig.canvas.draw()
+    return fig, fig.axes[0], fig.canvas.get_renderer()
+
+
+def _figure_texts(fig) -> str:
+    return "\n".join(t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text")) if t.get_text())
+
+
+@pytest.mark.parametrize("lrs", [(0.001, 0.003, 0.01, 0.03), (0.01,)])
+def test_figure1_text_stays_off_the_curves(lrs):
+    """The legend, the titles and the target's label lie outside the axes (where every curve is clipped),
+    and the legend covers no tick label or axis label either."""
+    from matplotlib.text import Annotation
+
+    import alexnet.plotting
+
+    fig, ax, renderer = _drawn(figure1_result(lrs))
+    try:
+        (legend,) = fig.legends
+        box = legend.get_window_extent(renderer)
+        assert not box.overlaps(ax.bbox)
+        assert not box.overlaps(ax.xaxis.get_tightbbox(renderer))
+        assert [t.get_text() for t in legend.get_texts()][:2] == [f"ReLU (lr {lrs[-1]:g})", f"tanh (lr {lrs[-1]:g})"]
+        labels = [fig._suptitle, ax.title] + [t for t in ax.texts if not isinstance(t, Annotation)]
+        assert len(labels) == 3 and "25%" in labels[-1].get_text()
+        for text in labels:
+            assert not text.get_window_extent(renderer).overlaps(ax.bbox), text.get_text()
+        for line in ax.lines:  # the curves do lie inside
+            assert ax.bbox.contains(*line.get_transform().transform(line.get_xydata()[0]))
+    finally:
+        alexnet.plotting.pyplot().close(fig)
+
+
+def test_figure1_names_grey_lines_only_when_it_draws_some():
+    import alexnet.plotting
+
+    for result, kw, grey in ((figure1_result(), {}, 6), (figure1_result((0.01,)), {}, 0),
+                             (figure1_result(), dict(show_sweep=False), 0)):
+        fig, ax, _ = _drawn(result, **kw)
+        drawn = [line for line in ax.lines if line.get_color() == "0.75"]
+        legend = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert len(drawn) == grey
+        if grey:
+            assert legend[-1] == "other swept lrs (first 2 epochs)"
+        else:
+            assert len(legend) == 2 and "grey" not in _figure_texts(fig) and "swept" not in _figure_texts(fig)
+        alexnet.plotting.pyplot().close(fig)
+
+
+@pytest.mark.parametrize("epochs", [(1, 2), (6, 36)])
+def test_figure1_epoch_ticks_are_whole_numbers(epochs):
+    import alexnet.plotting
+
+    cfg = ReluTanhConfig(lrs=(0.01,), sweep_epochs=1, max_epochs=max(epochs))
+    results = {act: ActivationResult(act, 0.01, sweep={"0.01": _decay(n, 1, 0.6)}, curve=_decay(n, n, 0.6),
+                                     epochs_to_target=n, crossing=n - 0.5)
+               for act, n in zip(("relu", "tanh"), epochs, strict=True)}
+    fig, ax, _ = _drawn(ReluTanhResult(cfg, 96, results))
+    low, high = ax.get_xlim()
+    shown = [t.get_text() for t in ax.get_xticklabels() if low <= t.get_position()[0] <= high]
+    assert len(shown) >= 2 and all(s.isdigit() for s in shown), shown
+    alexnet.plotting.pyplot().close(fig)
+
+
 def _tar_of_class_folders(path, images, labels, names):
     with tarfile.open(path, "w:gz") as tar:
         for i, (img, y) in enumerate(zip(images, labels, strict=True)):

@@ -126,6 +126,19 @@ def test_an_epochs_replaced_files_keep_their_best_checkpoint(tmp_path):
     assert job.best is s4 and [name for name, _ in job.steps()][:2] == [rundir.LAST, rundir.BEST]
 
 
+@pytest.mark.parametrize("epochs", [1, 2, 5])
+def test_curves_tick_whole_epochs_also_for_one_or_two(epochs):
+    """curves.png's epoch axes read 1, 2, ... (one epoch: "1" alone), never 0.96 or 1.2."""
+    history = [dict(epoch=e, train_loss=2.3 - 0.2 * e, train_top1_err=0.9 - 0.1 * e, train_top5_err=0.5 - 0.05 * e,
+                    val_top1_err=0.92 - 0.1 * e, val_top5_err=None) for e in range(1, epochs + 1)]
+    fig = rundir.curves_figure(history, title="demo")
+    fig.draw_without_rendering()
+    for ax in fig.axes:
+        low, high = ax.get_xlim()
+        shown = [t.get_text() for t in ax.get_xticklabels() if low <= t.get_position()[0] <= high]
+        assert shown == [str(e) for e in range(1, epochs + 1)], shown
+
+
 def test_epochs_shorter_than_a_write_do_not_wait_for_the_disk(tmp_path, tiny, monkeypatch):
     """Epoch 1's checkpoint write lasts until epoch 3 has ended: the epochs went on meanwhile, a newer
     epoch's files replaced epoch 2's, and at the end last.pt is the last epoch's, best.pt the best epoch's."""

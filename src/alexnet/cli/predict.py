@@ -16,6 +16,10 @@ from alexnet.cli.weights_args import (
     os_errors_as_user_errors,
 )
 from alexnet.errors import UserError
+from alexnet.evaluation.plots import PLOT_LIMIT
+
+PLOT_MAX_LIMIT = 128
+"""--plot-max's ceiling: 16 rows of 8, some 4,300 px tall and a few MB; past that, read the JSON."""
 
 
 def register(sub) -> None:
@@ -30,7 +34,10 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int_in(1), default=32)
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument("--plot", metavar="OUT.png", default=None, type=output_path(*IMAGE_SUFFIXES),
-                   help="draw the images with their top-5 bars (the paper's Figure 4, left)")
+                   help="draw the images with their top-5 bars (the paper's Figure 4, left): the first "
+                        "--plot-max of them, in the order they are listed")
+    p.add_argument("--plot-max", type=int_in(1, PLOT_MAX_LIMIT), default=PLOT_LIMIT, metavar="N",
+                   help=f"most images in the --plot figure (default {PLOT_LIMIT}; the text and JSON list them all)")
     p.set_defaults(func=run)
 
 
@@ -59,7 +66,7 @@ def run(args) -> int:
     device = device_from_args(args)
     model = load_from_args(args, device=device)
     pre, classes = model.meta.preprocess, model.meta.classes
-    failures, results, shown = 0, [], []  # shown: (square, prediction) for the plot
+    failures, results, shown = 0, [], []  # shown: (square, prediction) of the first --plot-max, for the plot
 
     def flush(batch):
         squares = torch.from_numpy(np.stack([sq for _, sq in batch]))
@@ -67,7 +74,7 @@ def run(args) -> int:
         for (path, sq), top in zip(batch, top_classes(probs, classes, max(args.topk, 5)), strict=True):
             pred = Prediction(path, top[:args.topk])
             results.append(pred)
-            if args.plot:
+            if args.plot and len(shown) < args.plot_max:
                 shown.append((sq, Prediction(path, top[:5])))
             if not args.json:
                 print(path)
@@ -98,6 +105,10 @@ def run(args) -> int:
         out = plot_predictions([sq for sq, _ in shown], [p for _, p in shown], args.plot,
                                labels=labels if any(lab is not None for lab in labels) else None, classes=classes)
         print(f"wrote {out}", file=sys.stderr)
+        if len(results) > len(shown):  # on stderr: stdout stays the predictions (and valid JSON)
+            print(f"alexnet predict: the plot shows the first {len(shown)} of {len(results)} images, in the order "
+                  f"listed; --plot-max N draws more or fewer (the {'JSON' if args.json else 'text'} output "
+                  f"lists all {len(results)})", file=sys.stderr)
     if failures:
         if len(files) > 1:  # one image: its own line already says it all
             print(f"alexnet predict: {failures} of {len(files)} images could not be read", file=sys.stderr)

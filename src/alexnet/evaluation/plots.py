@@ -19,6 +19,11 @@ from alexnet.evaluation.predict import Prediction
 from alexnet.plotting import pyplot, save_figure
 
 _WNID = re.compile(r"n\d{8}")
+PLOT_LIMIT = 32
+"""The most images ``alexnet predict --plot`` draws unless told otherwise: 4 rows of 8, a 2000 px wide
+PNG of a few hundred KB in which every label can still be read. Each image takes a 290 x 430 px cell
+(110 dpi), so 200 images would be a 10 MB page no one scrolls through: the text and JSON cover them all."""
+MAX_COLUMNS = 8
 
 
 def guess_label(path: str, classes: Sequence[dict]) -> int | None:
@@ -40,13 +45,17 @@ def _short(name: str, width: int = 22) -> str:
 def plot_predictions(images: Sequence[np.ndarray], predictions: Sequence[Prediction], out: str | os.PathLike,
                      *, labels: Sequence[int | None] | None = None, classes: Sequence[dict] | None = None,
                      columns: int | None = None, title: str | None = None) -> Path:
-    """Draw images (uint8 HWC) with their top-5 bars to ``out`` (PNG); returns the path."""
+    """Draw images (uint8 HWC) with their top-5 bars to ``out`` (PNG); returns the path.
+
+    Every image given is drawn, in rows of ``columns`` (default: up to 4, or 8 when there are more than 16,
+    so that many images make a wide page rather than a tall strip); the caller chooses which and how many
+    (see :data:`PLOT_LIMIT`)."""
     plt = pyplot()
 
     n = len(images)
     if n == 0:
         raise ValueError("no images to plot")
-    columns = columns or min(n, 4)
+    columns = columns or (min(n, 4) if n <= 16 else MAX_COLUMNS)
     rows = math.ceil(n / columns)
     fig = plt.figure(figsize=(2.6 * columns, 3.9 * rows))
     grid = fig.add_gridspec(rows * 2, columns, height_ratios=[2.3, 1.45] * rows, hspace=0.12, wspace=0.75)

@@ -87,13 +87,14 @@ def write_metrics_csv(path: Path, history: list[dict]) -> None:
     write_atomic(path, buf.getvalue())
 
 
-def write_curves(path: Path, history: list[dict], title: str = "") -> None:
-    """``curves.png``: training loss (left), top-1/top-5 errors of train and val in percent (right), against
-    epochs."""
+def curves_figure(history: list[dict], title: str = ""):
+    """The figure of ``curves.png``: training loss (left), top-1/top-5 errors of train and val in percent
+    (right), against epochs (ticks at whole epochs only, also for a run of one or two)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure  # no pyplot: no global state, safe in any thread
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in history]
 
@@ -103,25 +104,30 @@ def write_curves(path: Path, history: list[dict], title: str = "") -> None:
     fig = Figure(figsize=(10, 3.8), dpi=100)
     ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(epochs, series("train_loss"), "o-", color="C0", label="train loss")
-    ax1.set_xlabel("epoch")
     ax1.set_ylabel("cross-entropy loss")
-    ax1.grid(alpha=0.3)
     ax1.legend()
     for key, label, style in (("train_top1_err", "train top-1", "o-"), ("train_top5_err", "train top-5", "o--"),
                               ("val_top1_err", "val top-1", "s-"), ("val_top5_err", "val top-5", "s--")):
         values = series(key, 100.0)
         if any(not math.isnan(v) for v in values):
             ax2.plot(epochs, values, style, color="C0" if key.startswith("train") else "C3", label=label)
-    ax2.set_xlabel("epoch")
     ax2.set_ylabel("error (%)")
     ax2.set_ylim(0, 100)
-    ax2.grid(alpha=0.3)
     ax2.legend()
+    for ax in (ax1, ax2):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch: tick 1 alone
+        ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def write_curves(path: Path, history: list[dict], title: str = "") -> None:
+    """``curves.png``: :func:`curves_figure` of the history so far."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    curves_figure(history, title).savefig(buf, format="png")
     write_atomic(path, buf.getvalue())
 
 
