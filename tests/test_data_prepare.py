@@ -492,6 +492,17 @@ def test_opening_what_is_not_a_dataset(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=r"alexnet prepare data/birds data/birds-prepared \(then use "
                                         r"data/birds-prepared\)$"):
         PreparedDataset("data/birds")
+    # where the suggested OUT exists already: no OUT named (prepare would refuse it)
+    (tmp_path / "data" / "birds-prepared").mkdir()
+    with pytest.raises(UserError, match=r"make one with: alexnet prepare data/birds OUT$"):
+        PreparedDataset("data/birds")
+    # a training run's folder given as data: said so, not a prepare command for it
+    run = tmp_path / "runs" / "demo"
+    run.mkdir(parents=True)
+    (run / "weights.safetensors").write_bytes(b"")
+    with pytest.raises(UserError, match=r"alexnet prepare SRC OUT; this folder is a training run's \(give it "
+                                        r"to --weights, or to --resume to continue it\)$"):
+        PreparedDataset(run)
 
 
 def test_meta_json_is_plain_json(prepared_samples):

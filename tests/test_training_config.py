@@ -82,9 +82,18 @@ def test_yaml_and_toml_files(tmp_path):
         c = TrainConfig.from_dict(load_config_file(path))
         assert (c.lr, c.batch_size, c.model_options) == (0.001, 32, {"lrn": False})
     bad = tmp_path / "bad.yaml"
-    bad.write_text("lr: [1\n")
-    with pytest.raises(UserError, match="not valid YAML"):
+    bad.write_text("epochs: 2\nlr: [1\n")
+    with pytest.raises(UserError, match=r"not valid YAML: .*\(line 3, column 1\)$"):
         load_config_file(bad)
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("epochs = 2\nlr = \n")
+    with pytest.raises(UserError, match=r"not valid TOML: .*line 2"):
+        load_config_file(bad_toml)
+    # a misspelt option: the nearest name, not the list of all 40-odd
+    typo = tmp_path / "typo.toml"
+    typo.write_text("epoch = 1\n")
+    with pytest.raises(UserError, match=r"^unknown training option 'epoch'; did you mean 'epochs'\?$"):
+        TrainConfig.from_dict(load_config_file(typo))
     with pytest.raises(UserError, match="must end in"):
         load_config_file(_touch(tmp_path / "a.json"))
     with pytest.raises(UserError, match="not found"):
@@ -128,7 +137,7 @@ def test_quiet_run_still_prints_its_result_once(tmp_path, capsys, monkeypatch):
             "--demo-classes", "4", "--epochs", "1", "--batch-size", "8", "--no-ten-crop"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and out[0].startswith("done: 1 epochs") and "validation top-1 error" in out[0], out
+    assert len(out) == 1 and out[0].startswith("done: 1 epoch, 4 steps in ") and "validation top-1 error" in out[0], out
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())  # a fraction, printed in percent
     assert f"validation top-1 error {100 * summary['val_top1_err']:.2f}%;" in out[0], out
     monkeypatch.setenv("RANK", "1")  # another torchrun process: says nothing

@@ -158,6 +158,31 @@ def test_max_steps_stops_mid_epoch_and_still_evaluates(tmp_path, tiny):
         assert load_checkpoint(r.run_dir / "last.pt")["position"]["step"] == 4
 
 
+def test_resuming_a_complete_run_does_nothing_and_says_how_to_train_longer(tmp_path, tiny, capsys):
+    """A finished run resumed as it is: no step, no evaluation again, summary.json left as it was, and
+    the way to extend it; with a larger --epochs it trains on; with its summary damaged its end (final
+    evaluation, weights, summary) is done again."""
+    r = train(_config(tmp_path, epochs=1), dataset=tiny, progress=False)
+    summary = r.run_dir / "summary.json"
+    before = summary.read_bytes()
+    capsys.readouterr()
+    again = resume(r.run_dir, dataset=tiny, progress=True)
+    out = capsys.readouterr().out
+    assert "is already complete (1 epoch, its results in summary.json); nothing to do" in out and f"alexnet train --resume {r.run_dir} --epochs 2" in out
+    assert "final validation" not in out and summary.read_bytes() == before
+    assert again.final["ten_crop_top1_err"] == r.final["ten_crop_top1_err"] and again.final["steps"] == 3
+    assert again.history == r.history and again.model is not None
+
+    summary.write_text("{not json")
+    redone = resume(r.run_dir, dataset=tiny, progress=True)
+    assert "final validation, 10 crops" in capsys.readouterr().out
+    assert redone.final["ten_crop_top1_err"] == pytest.approx(r.final["ten_crop_top1_err"])
+    assert json.loads(summary.read_text())["steps"] == 3
+
+    longer = resume(r.run_dir, dataset=tiny, progress=False, epochs=2)
+    assert longer.final["epochs"] == 2 and longer.final["steps"] == 6
+
+
 def test_separate_validation_data_is_normalised_with_the_training_statistics(tiny):
     images, labels, classes = make_demo_images(8, 36, seed=9, num_classes=4)
     val = ArrayDataset(images, labels, classes=classes)
@@ -261,12 +286,48 @@ def test_a_learning_run_is_not_called_stalled(tmp_path, tiny, capsys):
     assert "not learned" not in out and "dead" not in out
 
 
+def test_validation_data_with_its_own_class_list_is_matched_by_name(tmp_path, tiny, one_thread):
+    """Validation images prepared with their own class list (here: two of the four classes, in the other
+    order) are numbered as the training data's classes: the same errors as the same images numbered
+    that way; a class the training data lacks is refused in one line."""
+    from alexnet.errors import UserError
+
+    names = [c["name"] for c in tiny.classes]
+    keep = np.flatnonzero(np.isin(tiny.labels, [1, 2]))
+    images = np.stack([tiny.get_uint8(int(i)) for i in keep])
+    same = ArrayDataset(images, tiny.labels[keep], classes=names)
+    own = ArrayDataset(images, 2 - tiny.labels[keep], classes=[names[2], names[1]])  # 2 -> 0, 1 -> 1
+    runs = [train(_config(tmp_path / str(k), epochs=1, ten_crop=False), dataset=tiny, val_dataset=v,
+                  progress=False) for k, v in enumerate((same, own))]
+    assert runs[1].history[0]["val_top1_err"] == runs[0].history[0]["val_top1_err"]
+    # numbered as the training classes without the match, the same images score otherwise
+    wrong = ArrayDataset(images, 2 - tiny.labels[keep], classes=names)
+    unmatched = train(_config(tmp_path / "w", epochs=1, ten_crop=False), dataset=tiny, val_dataset=wrong,
+                      progress=False)
+    assert unmatched.history[0]["val_top1_err"] != runs[0].history[0]["val_top1_err"]
+    stranger = ArrayDataset(images, np.zeros(len(keep), np.int64), classes=["zebra"])
+    with pytest.raises(UserError, match=r"the validation data's 1 classes do not match the training data's 4: "
+                                        r"1 of the validation data's \(zebra\) are not among"):
+        train(_config(tmp_path / "z", epochs=1), dataset=tiny, val_dataset=stranger, progress=False)
+
+
 def test_chance_level_of_unbalanced_labels():
     data = ArrayDataset(np.zeros((10, 8, 8, 3), np.uint8), [0] * 6 + [1] * 3 + [2], classes=["a", "b", "c"])
     c = label_chance(data, None, 3)
     assert c["err"] == pytest.approx(0.4)  # always answer class 0
     assert c["loss"] == pytest.approx(-(0.6 * math.log(0.6) + 0.3 * math.log(0.3) + 0.1 * math.log(0.1)))
-    assert label_chance(data, [6, 7], 3) == pytest.approx({"err": 0.0, "loss": 0.0})
+    assert label_chance(data, [6, 7], 3) == pytest.approx({"err": 0.0, "loss": 0.0, "present": 1})
+    assert c["present"] == 3
+
+
+def test_the_header_says_how_many_of_the_classes_the_data_holds(tmp_path, capsys):
+    """A 6-way net trained on images of 2 of its classes (Imagenette prepared with the 1000 ImageNet
+    classes is the usual case): the header says so."""
+    rng = np.random.default_rng(0)
+    data = ArrayDataset(rng.integers(0, 255, (32, 36, 36, 3), dtype=np.uint8), [0, 4] * 16,
+                        classes=list("abcdef"))
+    train(_config(tmp_path, epochs=1, ten_crop=False, max_steps=1), dataset=data, progress=True)
+    assert "6 classes, 2 of them in the training images" in capsys.readouterr().out
 
 
 def test_temporaries_of_an_interrupted_write_are_removed_on_resume(tmp_path, tiny, capsys):
@@ -289,6 +350,19 @@ def test_a_run_stopped_before_its_first_checkpoint_can_be_started_again(tmp_path
         resume(run, dataset=tiny, progress=False)
     r = train(_config(tmp_path, epochs=1, ten_crop=False), dataset=tiny, progress=False)
     assert r.run_dir == run and (run / "last.pt").is_file()
+
+
+def test_resume_given_what_is_not_a_run_says_what_it_is(tmp_path):
+    from alexnet.errors import UserError
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "meta.json").write_text("{}")
+    with pytest.raises(UserError, match=rf"^{data} is a prepared dataset, not a run directory: train on it with "
+                                        rf"--data {data}$"):
+        resume(data, progress=False)
+    with pytest.raises(UserError, match=r"is not a run directory \(no config.yaml, no last.pt\)"):
+        resume(tmp_path, progress=False)
 
 
 def test_validation_is_not_a_silent_phase(tmp_path, tiny, capsys, monkeypatch):

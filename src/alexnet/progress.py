@@ -144,3 +144,8 @@ class TrainingProgress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def count(n: int, noun: str) -> str:
+    """``"1 epoch"``, ``"2 epochs"``: a count and its noun, singular or plural (nouns with a plain -s)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

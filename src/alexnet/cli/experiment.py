@@ -61,7 +61,8 @@ def register(sub) -> None:
                    help="validation set prepared by 'alexnet prepare' (default: hold out --val-fraction of --data)")
     names = [x.name for x in dataclasses.fields(AblationConfig) if x.name not in ABLATION_NOT_FLAGS]
     add_config_args(a, AblationConfig, names, metavars={"only": "NAME,NAME", "train_subset": "N",
-                                                        "val_subset": "N"})
+                                                        "val_subset": "N"},
+                    aliases={"val_fraction": "--val-split"})  # alexnet train's name for it
     a.add_argument("--out", default="runs/ablations", help="output folder (default runs/ablations)")
     a.add_argument("--resume", action="store_true",
                    help="skip the models whose results are already in --out")
@@ -94,7 +95,7 @@ def run_relu_vs_tanh(args) -> int:
     result = run_relu_vs_tanh(images, labels, config, out_dir=args.out, data_name=str(args.data),
                               resume=args.resume)
     print(result.summary())
-    print(f"wrote {Path(args.out) / 'figure1.png'}, result.json, curves.csv")
+    print(f"wrote {Path(args.out) / 'figure1.png'}, result.json, curves.csv, summary.txt")
     return 0
 
 

@@ -12,6 +12,7 @@ import signal
 from alexnet import runtime
 from alexnet.cli.common import add_model_options_arg, add_threads_arg, parse_options, set_threads
 from alexnet.errors import UserError
+from alexnet.progress import count
 
 # Every TrainConfig field is a flag (alexnet.cli.config_args: help from its docstring, default from the
 # dataclass), except model_options, given as --opt NAME=VALUE.
@@ -81,6 +82,7 @@ def run(args) -> int:
             err = f"; validation top-1 error {100 * f['val_top1_err']:.2f}%"
             if f.get("ten_crop_top1_err") is not None:
                 err += f" (10 crops: {100 * f['ten_crop_top1_err']:.2f}%)"
-        print(f"done: {f.get('epochs')} epochs, {f.get('steps')} steps in {f.get('seconds', 0):.0f} s{err}; "
+        took = f" in {f['seconds']:.0f} s" if "seconds" in f else ""  # (none: a complete run resumed)
+        print(f"done: {count(f.get('epochs', 0), 'epoch')}, {count(f.get('steps', 0), 'step')}{took}{err}; "
               f"run directory {result.run_dir}")
     return 0

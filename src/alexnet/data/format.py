@@ -181,12 +181,17 @@ def _prepare_hint(path: Path) -> str:
     or a tar archive), else the general form."""
     import shlex
 
+    if path.is_dir() and any((path / f).is_file() for f in ("last.pt", "weights.safetensors", "config.yaml")):
+        return ("alexnet prepare SRC OUT; this folder is a training run's (give it to --weights, or to "
+                "--resume to continue it)")
     name = path.name.split(".")[0] if path.name else ""
     if name and (path.is_dir() or path.name.endswith((".tar", ".tar.gz", ".tgz"))):
         if Path("data", name).resolve() == path.resolve():  # images in data/NAME: not into themselves
             name += "-prepared"
-        out = shlex.quote(f"data/{name}")
-        return f"alexnet prepare {shlex.quote(str(path))} {out} (then use {out})"
+        if not Path("data", name).exists():  # an OUT that is there already would be refused
+            out = shlex.quote(f"data/{name}")
+            return f"alexnet prepare {shlex.quote(str(path))} {out} (then use {out})"
+        return f"alexnet prepare {shlex.quote(str(path))} OUT"
     return "alexnet prepare SRC OUT"
 
 

@@ -44,7 +44,9 @@ import torch.nn.functional as F
 
 from alexnet import runtime
 from alexnet.errors import BadOptionError
+from alexnet.files import write_atomic
 from alexnet.models import create_model
+from alexnet.progress import count
 from alexnet.training.config import check_seed
 from alexnet.training.optim import PaperSGD
 
@@ -145,9 +147,9 @@ class ReluTanhResult:
                  f"target {100 * c.target_error:g}% running training error"]
         for a, r in self.results.items():
             sweep = ", ".join(f"{lr}: {100 * errs[-1]:.2f}%" for lr, errs in r.sweep.items())
-            got = (f"{r.epochs_to_target} epochs (interpolated {r.crossing:.2f})" if r.reached
-                   else f"not reached in {len(r.curve)} epochs (last {100 * r.curve[-1]:.2f}%)")
-            lines.append(f"  {a:4s}: lr {r.lr:g} (sweep after {c.sweep_epochs} epochs: {sweep}); "
+            got = (f"{count(r.epochs_to_target, 'epoch')} (interpolated {r.crossing:.2f})" if r.reached
+                   else f"not reached in {count(len(r.curve), 'epoch')} (last {100 * r.curve[-1]:.2f}%)")
+            lines.append(f"  {a:4s}: lr {r.lr:g} (sweep after {count(c.sweep_epochs, 'epoch')}: {sweep}); "
                          f"{100 * c.target_error:g}% reached: {got}")
         ratio = self.ratio
         if ratio is not None:
@@ -272,7 +274,7 @@ def run_relu_vs_tanh(images: np.ndarray, labels: np.ndarray, config: ReluTanhCon
     for act in config.activations:
         if act in finished:
             result.results[act] = finished[act]
-            log(f"{act}: kept from {out / 'result.json'} ({len(finished[act].curve)} epochs)")
+            log(f"{act}: kept from {out / 'result.json'} ({count(len(finished[act].curve), 'epoch')})")
             continue
         candidates = {}
         sweep: dict[str, list[float]] = {}
@@ -342,17 +344,16 @@ def _finished_activations(path: Path, config: ReluTanhConfig, images: int) -> di
 def write_outputs(result: ReluTanhResult, out: Path) -> None:
     from alexnet.experiments.plots import plot_relu_vs_tanh
 
-    (out / "result.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
-    with (out / "curves.csv").open("w") as f:
-        f.write("activation,lr,chosen,epoch,train_error\n")
-        for a, r in result.results.items():
-            for lr, errs in r.sweep.items():
-                chosen = float(lr) == r.lr
-                curve = r.curve if chosen else errs
-                for k, e in enumerate(curve, start=1):
-                    f.write(f"{a},{lr},{int(chosen)},{k},{e:.6f}\n")
+    write_atomic(out / "result.json", json.dumps(result.to_dict(), indent=1) + "\n")
+    rows = ["activation,lr,chosen,epoch,train_error"]
+    for a, r in result.results.items():
+        for lr, errs in r.sweep.items():
+            chosen = float(lr) == r.lr
+            curve = r.curve if chosen else errs
+            rows += [f"{a},{lr},{int(chosen)},{k},{e:.6f}" for k, e in enumerate(curve, start=1)]
+    write_atomic(out / "curves.csv", "\n".join(rows) + "\n")
     plot_relu_vs_tanh(result, out / "figure1.png")
-    (out / "summary.txt").write_text(result.summary() + "\n")
+    write_atomic(out / "summary.txt", result.summary() + "\n")
 
 
 def result_from_json(path: str | os.PathLike) -> ReluTanhResult:

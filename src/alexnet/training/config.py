@@ -226,7 +226,7 @@ class TrainConfig:
         if self.optimizer == "nesterov" and self.momentum == 0:
             raise BadOptionError("--optimizer nesterov needs --momentum > 0")
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
-            raise BadOptionError(f"--device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+            raise BadOptionError(f"--device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise BadOptionError(f"--name must be a plain directory name, got {self.name!r}")
         # Model options: build on the meta device (no memory, no init) to check names and values now.
@@ -256,7 +256,11 @@ class TrainConfig:
         for key, value in values.items():
             name = str(key).replace("-", "_")
             if name not in known:
-                raise BadOptionError(f"unknown training option {key!r}; known: {', '.join(sorted(known))}")
+                import difflib
+
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known))}"
+                raise BadOptionError(f"unknown training option {key!r}; {hint}")
             changes[name] = _coerce(name, value, hints[name])
         return dataclasses.replace(base or cls(), **changes)
 
@@ -386,6 +390,9 @@ def load_config_file(path: str | Path) -> dict:
         raise
     except Exception as e:  # yaml.YAMLError, tomllib.TOMLDecodeError
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        mark = getattr(e, "problem_mark", None)  # YAML: where; TOML's message says it itself
+        if mark is not None:
+            first = f"{getattr(e, 'problem', None) or first} (line {mark.line + 1}, column {mark.column + 1})"
         raise UserError(f"{path}: not valid {path.suffix[1:].upper()}: {first}") from None
     if not isinstance(values, dict):
         raise UserError(f"{path}: expected a mapping of option: value at the top level")

@@ -21,10 +21,14 @@ STAT_KEYS = ("mean_image", "mean_rgb", "std_rgb", "pca_eigval", "pca_eigvec")
 
 
 class WithStats:
-    """A dataset seen through another's statistics (``STAT_KEYS``)."""
+    """A dataset seen through another's statistics (``STAT_KEYS``); with ``label_map``, its labels as the
+    other's classes number them (``label_map[i]``: the other's index of this dataset's class ``i``)."""
 
-    def __init__(self, data, stats_from) -> None:
+    def __init__(self, data, stats_from, label_map: list[int] | None = None) -> None:
         self._data, self._stats_from = data, stats_from
+        if label_map is not None:
+            self.labels = np.asarray(label_map, dtype=np.int64)[np.asarray(data.labels, dtype=np.int64)]
+            self.classes = stats_from.classes
 
     def __getattr__(self, name: str):
         if name in STAT_KEYS:
@@ -60,7 +64,7 @@ def run_datasets(c: TrainConfig, dataset=None, val_dataset=None, *, relative_to:
     from alexnet.data import split_indices
 
     if dataset is not None:
-        train_desc = type(dataset).__name__
+        train_desc = f"{c.data} ({dataset!r})" if c.data else repr(dataset)  # e.g. an in-memory subset of it
     elif c.data is not None:
         dataset, train_desc = _open(c.data, relative_to), f"{c.data}"
     else:
@@ -71,15 +75,22 @@ def run_datasets(c: TrainConfig, dataset=None, val_dataset=None, *, relative_to:
     train_idx = val_idx = None
     if val_dataset is None and c.val is not None:
         val_dataset = _open(c.val, relative_to)
+    label_map = None
     if val_dataset is not None:
-        if len(val_dataset.classes) != len(dataset.classes):
-            raise UserError(f"validation data has {len(val_dataset.classes)} classes, training data "
-                            f"{len(dataset.classes)}")
+        from alexnet.weights.classes import match_classes
+
+        # the same classes in the same order, or its classes found among the training data's by WNID or
+        # name (Imagenette's val folder prepared alone against its train set prepared with the 1000
+        # ImageNet classes): its labels renumbered; else a one-line error naming what does not match
+        mapping = match_classes(list(val_dataset.classes), list(dataset.classes), len(dataset.classes),
+                                what="validation data", against="training data")
+        if mapping != list(range(len(dataset.classes))):
+            label_map = mapping
         if c.mean == "image" and val_dataset.size != dataset.size:
             raise UserError(f"validation images are {val_dataset.size}px, training images {dataset.size}px: "
                             "the mean image does not fit (prepare both at one size, or --mean channel)")
         val_desc = str(c.val) if c.val is not None else type(val_dataset).__name__
-        val_dataset = WithStats(val_dataset, dataset)
+        val_dataset = WithStats(val_dataset, dataset, label_map)
     elif c.val_split > 0:
         train_idx, val_idx = split_indices(len(dataset), c.val_split, c.seed)
         val_dataset = dataset

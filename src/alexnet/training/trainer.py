@@ -25,6 +25,7 @@ weights (tests/test_training_resume.py).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import signal
 import sys
@@ -44,7 +45,7 @@ from alexnet.errors import UserError
 from alexnet.files import write_atomic
 from alexnet.models import create_model, set_grouped_conv
 from alexnet.models.init import initialize
-from alexnet.progress import Progress, TrainingProgress
+from alexnet.progress import Progress, TrainingProgress, count
 from alexnet.training import checkpoint as ckpt
 from alexnet.training import rundir
 from alexnet.training.config import TrainConfig, departures, save_config_file, warmup_steps
@@ -89,7 +90,7 @@ def label_chance(dataset, indices, num_classes: int) -> dict:
         return {"err": 1.0 - 1.0 / num_classes, "loss": math.log(num_classes)}
     share = counts / counts.sum()
     nz = share[share > 0]
-    return {"err": float(1.0 - share.max()), "loss": float(-(nz * np.log(nz)).sum())}
+    return {"err": float(1.0 - share.max()), "loss": float(-(nz * np.log(nz)).sum()), "present": len(nz)}
 
 
 class NonFiniteLossError(UserError):
@@ -681,11 +682,15 @@ class Trainer:
             val = f"{len(self.val_loader.indices)} held out ({c.val_split:g}, seed {c.seed})"
         else:
             val = f"{len(self.val_loader.indices)} validation images from {c.val or 'the given dataset'}"
+        present = self.train_chance.get("present", len(self.classes))
+        # e.g. Imagenette prepared with the 1000 ImageNet classes: a 1000-way net, 10 of them in the data
+        shown = f", {present} of them in the training images" if present < len(self.classes) else ""
         p.log(f"training {c.arch} on {self.data_desc}: {n_train} training images, {val}, "
-              f"{len(self.classes)} classes")
-        budget = f"{c.epochs} epochs x {self.steps_per_epoch} steps"
+              f"{len(self.classes)} classes{shown}")
+        budget = f"{count(c.epochs, 'epoch')} x {count(self.steps_per_epoch, 'step')}"
         if c.max_steps and c.max_steps < c.epochs * self.steps_per_epoch:
-            budget = f"{c.max_steps} steps (--max-steps; {c.epochs} epochs would be {c.epochs * self.steps_per_epoch})"
+            budget = (f"{count(c.max_steps, 'step')} (--max-steps; {count(c.epochs, 'epoch')} would be "
+                      f"{c.epochs * self.steps_per_epoch})")
         p.log(f"{budget} of {c.batch_size} ({self.resolved.crop_size}x{self.resolved.crop_size} crops), "
               f"{c.optimizer} SGD lr {c.lr:g} momentum {c.momentum:g} weight decay {c.weight_decay:g}, "
               f"{c.schedule} schedule"
@@ -708,8 +713,50 @@ class Trainer:
         if self.step:
             p.log(f"resuming at epoch {self.epoch + 1}, batch {self.batch} (step {self.step})")
 
+    def _already_complete(self) -> dict | None:
+        """A resumed run whose budget is spent and whose end (final evaluation, weights, summary.json) was
+        written for this very state: the summary's results, else None (then the end is done again, as
+        when a run was stopped during its final evaluation). summary.json is read as untrusted input."""
+        c = self.config
+        if self.run_dir is None or self.dist.enabled or not self.step:
+            return None
+        if self.epoch < c.epochs and not (c.max_steps and self.step >= c.max_steps):
+            return None
+        p = self.run_dir / rundir.SUMMARY
+        if self.main and not (self.run_dir / rundir.WEIGHTS).is_file():
+            return None
+        try:
+            if p.stat().st_size > 1 << 20:  # train writes a few kB
+                return None
+            summary = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+            return None
+        if not isinstance(summary, dict) or summary.get("epochs") != self.epoch or summary.get("steps") != self.step:
+            return None
+        final = {"epochs": self.epoch, "steps": self.step}
+        for k in ("val_top1_err", "val_top5_err", "ten_crop_top1_err", "ten_crop_top5_err"):
+            v = summary.get(k)
+            ok = v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0)
+            if not ok:
+                return None
+            final[k] = v
+        return final
+
     def run(self) -> TrainResult:
         c = self.config
+        done = self._already_complete()
+        if done is not None:
+            for loader in (self.train_loader, self.val_loader):
+                if loader is not None:
+                    loader.close()
+            budget = count(c.max_steps, "step") if c.max_steps and self.step >= c.max_steps else count(c.epochs, "epoch")
+            more = (f"--max-steps 0 (to the end of its {count(c.epochs, 'epoch')})" if self.epoch < c.epochs
+                    else f"--epochs {c.epochs + max(1, c.epochs // 2)}")
+            self.progress.log(f"{self.run_dir} is already complete ({budget}, its results in {rundir.SUMMARY}); "
+                              f"nothing to do. To train longer: alexnet train --resume {self.run_dir} {more}")
+            self.module.eval()
+            return TrainResult(config=c, run_dir=self.run_dir, history=list(self.history), final=done,
+                               weights=self.run_dir / rundir.WEIGHTS, model=self.module)
         self._prepare_run_dir()
         self._describe()
         if getattr(self, "_rng_to_restore", None):
@@ -915,6 +962,12 @@ def resume(run_dir: str | Path, *, dataset=None, val_dataset=None, progress: boo
         raise UserError(f"run directory not found: {run_dir}")
     path = run_dir / rundir.LAST
     if not path.exists():
+        if (run_dir / "meta.json").is_file():
+            raise UserError(f"{run_dir} is a prepared dataset, not a run directory: train on it with "
+                            f"--data {run_dir}")
+        if not (run_dir / rundir.CONFIG_FILE).is_file():
+            raise UserError(f"{run_dir} is not a run directory (no {rundir.CONFIG_FILE}, no {rundir.LAST}): "
+                            "--resume takes the folder a run of alexnet train wrote")
         raise UserError(f"{run_dir} has no checkpoint ({rundir.LAST}) to resume from: the run stopped before "
                         "its first one; start it again with the same command (its folder is reused)")
     state = ckpt.load_checkpoint(path)

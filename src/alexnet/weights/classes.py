@@ -76,7 +76,7 @@ def _key(c: dict) -> str:
 
 
 def match_classes(data_classes: list[dict], model_classes: list[dict], num_model_outputs: int,
-                  *, what: str = "dataset") -> list[int]:
+                  *, what: str = "dataset", against: str = "model") -> list[int]:
     """For each class of the data, the model output that means the same class.
 
     - The same classes (by WNID, else by name) in the same order, or a model without class names and
@@ -107,9 +107,13 @@ def match_classes(data_classes: list[dict], model_classes: list[dict], num_model
             missing.append(c.get("wnid") or c.get("name"))
         mapping.append(j)
     if missing:
-        shown = ", ".join(map(str, missing[:3])) + (", ..." if len(missing) > 3 else "")
-        raise UserError(f"the {what}'s {n} classes do not match the model's {len(model_classes)}: "
-                        f"{len(missing)} not among the model's classes ({shown})")
+        def some(names) -> str:
+            names = [str(v) for v in names]
+            return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+        raise UserError(f"the {what}'s {n} classes do not match the {against}'s {len(model_classes)}: "
+                        f"{len(missing)} of the {what}'s ({some(missing)}) are not among the {against}'s "
+                        f"({some(c.get('wnid') or c.get('name') for c in model_classes)})")
     if len(set(mapping)) != n:
-        raise UserError(f"the {what}'s classes map onto the model's classes more than once")
+        raise UserError(f"the {what}'s classes map onto the {against}'s classes more than once")
     return mapping
