@@ -14,7 +14,7 @@ from PIL import Image
 import alexnet
 from alexnet.cli.main import main
 from alexnet.errors import UserError
-from alexnet.weights import save_weights
+from alexnet.weights import read_weights, save_weights
 from alexnet.weights.preprocess import load_image
 from alexnet.weights.torchfile import default_preprocess
 
@@ -187,6 +187,15 @@ def test_cli_plot_draws_at_most_plot_max_images_and_says_so(weights, tmp_path, c
     assert len(drawn[2]) == 5 and "plot shows" not in capsys.readouterr().err  # all drawn: nothing to say
     assert main(["predict", "x.jpg", "--plot-max", "0"]) == 2
     assert "argument --plot-max: must be in 1..128, got 0" in capsys.readouterr().err
+
+
+
+def test_cli_topk_above_the_classes_lists_them_all_and_says_so(weights, tmp_path, capsys):
+    _random_photos(tmp_path / "photos", 1)
+    assert main(["predict", "--weights", str(weights), str(tmp_path / "photos"), "--topk", "2000"]) == 0
+    out, err = capsys.readouterr()
+    n = len(read_weights(weights).classes)
+    assert f"--topk 2000: the model has {n} classes; listing them all" in err and f"  {n}. " in out
 
 
 def test_many_predictions_make_a_wide_page_not_a_tall_strip(tmp_path):

@@ -66,6 +66,9 @@ def run(args) -> int:
     device = device_from_args(args)
     model = load_from_args(args, device=device)
     pre, classes = model.meta.preprocess, model.meta.classes
+    if args.topk > len(classes):
+        print(f"alexnet predict: --topk {args.topk}: the model has {len(classes)} classes; listing them all",
+              file=sys.stderr)
     failures, results, shown = 0, [], []  # shown: (square, prediction) of the first --plot-max, for the plot
 
     def flush(batch):

@@ -174,7 +174,7 @@ def curves_png(metrics: list[dict]) -> bytes:
     from matplotlib.ticker import MaxNLocator
 
     for ax in (ax1, ax2):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax2.set_title("loss and learning rate", fontsize=10)
     fig.tight_layout()
     return _png(fig)
