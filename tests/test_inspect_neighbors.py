@@ -100,3 +100,239 @@ def test_features_that_are_not_finite_numbers_are_refused(tmp_path, array, needl
     np.save(tmp_path / "f.npy", array)
     with pytest.raises(UserError, match=re.escape(needle)):
         load_features(tmp_path / "f.npy")
+
+
+# --- a small world: cifar_4layer on 30 generated images of 3 ImageNet classes (fast) ---------------------
+
+SYNSETS = {"n03028079": "church, church building", "n03590841": "jack-o'-lantern", "n01440764": "tench, Tinca tinca"}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """30 random 32px images of 3 classes with WordNet names, prepared; cifar_4layer weights for them and
+    the same weights nudged (as after one more epoch of training)."""
+    from alexnet.data import prepare_dataset
+    from conftest import random_image_folder
+
+    root = tmp_path_factory.mktemp("small")
+    random_image_folder(root, 10, 32, classes=tuple(SYNSETS))
+    (root / "synsets.txt").write_text("".join(f"{w} {n}\n" for w, n in SYNSETS.items()))
+    ds = prepare_dataset(root / "src", root / "prepared", size=32, classes_file=root / "synsets.txt", workers=1,
+                         progress=False)
+    torch.manual_seed(0)
+    model = alexnet.create_model("cifar_4layer", num_classes=3)
+    pre = {"resize": 32, "crop_size": 32, "mean_rgb": [120, 120, 120]}
+    weights = save_weights(root / "w.safetensors", model, classes=ds.classes, preprocess=pre)
+    with torch.no_grad():
+        model.fc10.bias[0] += 1e-3  # training resumed: one number changed
+    resumed = save_weights(root / "resumed.safetensors", model, classes=ds.classes, preprocess=pre)
+    return ds, weights, resumed, root
+
+
+def _features(small, tmp_path, weights=None, name="f.npz") -> str:
+    ds, w, _, _ = small
+    out = tmp_path / name
+    assert main(["features", "--weights", str(weights or w), "--data", str(ds.path), "--out", str(out)]) == 0
+    return str(out)
+
+
+def _neighbors(small, tmp_path, *extra, weights=None, query=None):
+    ds, w, _, root = small
+    return main(["neighbors", "--weights", str(weights or w), "--data", str(ds.path), "--query",
+                 str(query or root / "src" / ds.path_of(3)), "--out", str(tmp_path / "nn.png"), *extra])
+
+
+def test_weights_fingerprint_sees_every_byte_name_dtype_and_shape(small):
+    from alexnet.inspect.features import weights_fingerprint
+
+    _, weights, resumed, _ = small
+    model = alexnet.load(weights)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    fp = weights_fingerprint(model)
+    assert re.fullmatch(r"[0-9a-f]{64}", fp) and weights_fingerprint(state) == fp
+    assert weights_fingerprint(alexnet.load(resumed)) != fp  # one bias moved by 1e-3
+    w = state["fc10.weight"]
+    for changed in ({**state, "fc10.weight": w.reshape(-1, 2)},  # same bytes, another shape
+                    {**state, "fc10.weight": w.view(torch.int32)},  # same bytes, another dtype
+                    {("x" + k if k == "fc10.weight" else k): v for k, v in state.items()}):  # renamed
+        assert weights_fingerprint(changed) != fp
+
+
+def test_features_records_what_computed_them(small, tmp_path, capsys):
+    from alexnet.inspect.features import read_features, weights_fingerprint
+
+    ff = read_features(_features(small, tmp_path))
+    assert (ff.arch, ff.layer) == ("cifar_4layer", "pre_logits")
+    assert ff.weights_sha256 == weights_fingerprint(alexnet.load(small[1]))
+    assert _features(small, tmp_path, name="f.npy") and "cannot check it" in capsys.readouterr().err
+
+
+def test_neighbors_refuses_features_of_other_weights_and_says_how_to_recompute(small, tmp_path, capsys):
+    import shlex
+
+    ds, _, resumed, _ = small
+    stale = _features(small, tmp_path)
+    capsys.readouterr()
+    assert _neighbors(small, tmp_path, "--features", stale, weights=resumed) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "computed with other weights" in err and "Traceback" not in err
+    command = err.split("recompute them with: ")[1].strip()
+    assert command == shlex.join(["alexnet", "features", "--weights", str(resumed), "--data", str(ds.path),
+                                  "--out", stale])
+    assert main(shlex.split(command)[1:]) == 0  # the advice works
+    assert _neighbors(small, tmp_path, "--features", stale, weights=resumed) == 0
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("arch", "alexnet_owt", "holds features of alexnet_owt, not of these weights' cifar_4layer"),
+    ("layer", "conv5", "holds features of layer conv5, not pre_logits"),
+    ("labels", None, "computed for another dataset"),
+])
+def test_neighbors_refuses_features_of_another_arch_layer_or_dataset(small, tmp_path, capsys, field, value, needle):
+    path = _features(small, tmp_path)
+    with np.load(path) as z:
+        arrays = dict(z)
+    arrays[field] = np.array(value) if value is not None else arrays["labels"][::-1].copy()
+    np.savez(path, **arrays)
+    capsys.readouterr()
+    assert _neighbors(small, tmp_path, "--features", path) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "recompute them with: alexnet features" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".npy"])
+def test_features_without_a_record_still_load_with_one_note(small, tmp_path, capsys, suffix):
+    path = _features(small, tmp_path)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in ("features", "labels", "indices")}  # as written before the record
+    old = tmp_path / f"old{suffix}"
+    np.savez(old, **arrays) if suffix == ".npz" else np.save(old, arrays["features"])
+    capsys.readouterr()
+    assert _neighbors(small, tmp_path, "--features", str(old), "--json") == 0
+    out, err = capsys.readouterr()
+    assert err.count("cannot be checked") == 1 and len(json.loads(out)[0]["neighbors"]) == 6
+
+
+def _npz_with(tmp_path, **arrays):
+    np.savez(tmp_path / "f.npz", **arrays)
+    return (tmp_path / "f.npz").read_bytes()
+
+
+def _huge_npy_header() -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (10**9, 4096)})
+    return buf.getvalue() + bytes(64)  # announces 16 TB, holds 64 bytes
+
+
+def _object_npy() -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    return buf.getvalue()
+
+
+def _npy(array) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("make, why", [
+    (lambda p: b"pc1,pc2,pc3\n0.1,0.2,0.3\n", "it holds text"),
+    (lambda p: np.random.default_rng(0).bytes(2000), "neither .npz nor .npy"),
+    (lambda p: b"", "the file is empty"),
+    (lambda p: _npy(np.zeros(7, np.float32)), "2-D (images, dimensions)"),
+    (lambda p: _npy(np.zeros((2, 3, 4), np.float32)), "2-D (images, dimensions)"),
+    (lambda p: _object_npy(), "holds Python objects"),
+    (lambda p: _huge_npy_header(), "truncated or damaged"),
+    (lambda p: _npz_with(p, labels=np.zeros(3, np.int64)), "no 'features' array"),
+    (lambda p: _npz_with(p, features=np.zeros((3, 4), np.float32))[:200], "unreadable"),
+    (lambda p: _npz_with(p, features=np.zeros((3, 4), np.float32), labels=np.zeros(2, np.int64)), "'labels' must be 3"),
+    (lambda p: _npz_with(p, features=np.zeros((3, 4), np.float32), arch=np.array("a"), layer=np.array("b"),
+                         weights_sha256=np.array("no\nhex")), "'weights_sha256' is not a valid"),
+    (lambda p: _npz_with(p, features=np.zeros((3, 4), np.float32), arch=np.array(["a", "b"]), layer=np.array("b"),
+                         weights_sha256=np.array("0" * 64)), "'arch' must be a string"),
+    (lambda p: _npz_with(p, features=np.zeros((3, 4), np.float32), arch=np.array("x" * 5000), layer=np.array("b"),
+                         weights_sha256=np.array("0" * 64)), "more than the 4096"),
+    (lambda p: _npz_with(p, features=np.zeros((3, 4), np.float32), weights_sha256=np.array("0" * 64)), "incomplete"),
+])
+def test_a_file_that_is_not_a_features_file_is_refused_in_one_line(tmp_path, make, why):
+    from alexnet.errors import UserError
+
+    path = tmp_path / "pc.csv"
+    path.write_bytes(make(tmp_path))
+    with pytest.raises(UserError) as e:
+        load_features(path)
+    message = str(e.value)
+    assert message.startswith(f"{path} is not a features file written by 'alexnet features' (.npz): ")
+    assert why in message and "\n" not in message and "pickle=" not in message
+
+
+def test_neighbors_with_a_csv_for_features_says_so(small, tmp_path, capsys):
+    (tmp_path / "pc.csv").write_text("pc1,pc2\n0.5,0.25\n")
+    assert _neighbors(small, tmp_path, "--features", str(tmp_path / "pc.csv")) == 2
+    err = capsys.readouterr().err
+    assert err == (f"alexnet neighbors: error: {tmp_path / 'pc.csv'} is not a features file written by "
+                   "'alexnet features' (.npz): it holds text (CSV?)\n")
+
+
+def test_k_beyond_the_images_lists_them_all_and_the_plot_draws_at_most_20(small, tmp_path, capsys):
+    assert len(small[0]) == 30
+    assert _neighbors(small, tmp_path, "--k", "1000", "--json") == 0
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)[0]["neighbors"]) == 30
+    assert "has 30 images: --k 1000 gives all 30" in err
+    assert "the plot shows the nearest 20 of the 30 neighbours of each query" in err
+    with Image.open(tmp_path / "nn.png") as im:
+        assert im.size[0] <= 21 * 170 + 20  # 21 columns of 1.7 inches at 100 dpi, not 31
+
+
+def test_plot_titles_are_readable_and_distances_tell_neighbours_apart(small, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import alexnet.inspect.neighbors as nb
+
+    ds, _, _, root = small
+    titles: list[list[str]] = []
+    save = nb.save_figure
+
+    def capture(fig, out, **kw):
+        titles.extend([ax.get_title() for ax in row] for row in np.asarray(fig.axes).reshape(1, -1))
+        return save(fig, out, **kw)
+
+    monkeypatch.setattr(nb, "save_figure", capture)
+    query = tmp_path / "n03590841_jack-o'-lantern.png"
+    shutil.copy(root / "src" / ds.path_of(0), query)
+    assert _neighbors(small, tmp_path, "--k", "8", "--json", query=query) == 0
+    doc = json.loads(capsys.readouterr().out)[0]["neighbors"]
+    row = titles[0]
+    assert row[0].replace("\n", "") == query.name  # whole, wrapped
+    names = [t.split("\n")[0] for t in row[1:]]
+    assert set(names) <= {"church", "jack-o'-lantern", "tench"} and "church, church building" in {n["class"] for n in doc}
+    shown = [t.split("d=")[1] for t in row[1:]]
+    assert len(set(shown)) == len({n["distance"] for n in doc})  # distinct distances read distinct
+    for text, n in zip(shown, doc, strict=True):
+        assert float(text) == pytest.approx(n["distance"], rel=5e-3)  # at least 3 significant figures
+
+
+def test_fit_label_wraps_and_shortens_in_the_middle():
+    from alexnet.inspect.neighbors import fit_label, short_class_name
+
+    assert short_class_name("church, church building") == "church" and short_class_name("tench") == "tench"
+    assert fit_label("n03590841_jack-o'-lantern") == "n03590841_jack-o'-\nlantern"
+    long = "a_very_long_file_name_that_goes_on_and_on_and_on_past_two_lines.jpeg"
+    lines = fit_label(long).split("\n")
+    assert len(lines) == 2 and all(len(x) <= 24 for x in lines)
+    assert lines[0].startswith("a_very_long") and lines[1].endswith("lines.jpeg") and "\u2026" in lines[1]
+
+
+def test_format_distances_has_three_significant_figures_or_more_where_needed():
+    from alexnet.inspect.neighbors import format_distances
+
+    assert format_distances([0.7123, 45.678, 1234.5, 0.0]) == ["0.712", "45.7", "1234", "0.00"]
+    assert format_distances([0.70012, 0.70034, 0.70034]) == ["0.7001", "0.7003", "0.7003"]

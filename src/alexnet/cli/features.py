@@ -19,7 +19,9 @@ def register(sub) -> None:
     p = sub.add_parser("features", help="fc7 activations (4096-d) of every image of a prepared dataset",
                        description="Write the fc7 activations (after ReLU; 4096 per image for the ImageNet "
                                    "models) of every image, centre crop, the weights' preprocessing. "
-                                   ".npy: the (N, D) matrix; .npz: features, labels, indices.")
+                                   ".npz: features, labels, indices and a fingerprint of the weights, "
+                                   "arch and layer, so that 'alexnet neighbors --features' can refuse "
+                                   "stale features; .npy: the (N, D) matrix alone.")
     add_weights_args(p)
     p.add_argument("--data", required=True, metavar="PREPARED")
     p.add_argument("--out", required=True, type=output_path(".npz", ".npy"), metavar="FILE.npz|FILE.npy")
@@ -37,6 +39,11 @@ def run(args) -> int:
     dataset = open_prepared(args.data)
     model = load_from_args(args, device=device_from_args(args))
     feats = extract_features(model, dataset, batch_size=args.batch_size, workers=args.workers)
-    out = save_features(args.out, feats, labels=np.asarray(dataset.labels), indices=np.arange(len(dataset)))
+    out = save_features(args.out, feats, labels=np.asarray(dataset.labels), indices=np.arange(len(dataset)),
+                        model=model)
     print(f"wrote {out}: {feats.shape[0]} x {feats.shape[1]} float32", file=sys.stderr)
+    if out.suffix.lower() == ".npy":
+        print("alexnet features: note: a .npy holds the matrix alone, without a record of the weights: "
+              "'alexnet neighbors --features' cannot check it against them; write .npz to have it checked",
+              file=sys.stderr)
     return 0

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,10 +28,13 @@ def register(sub) -> None:
     add_weights_args(p)
     p.add_argument("--data", required=True, metavar="PREPARED")
     p.add_argument("--query", required=True, nargs="+", metavar="IMAGE", help="query images (files or folders)")
-    p.add_argument("--k", type=int_in(1), default=6, help="neighbours per query (default 6)")
+    p.add_argument("--k", type=int_in(1), default=6,
+                   help="neighbours per query (default 6; at most the dataset's images). The plot draws the "
+                        "nearest 20; --json lists all k")
     p.add_argument("--out", required=True, type=output_path(*IMAGE_SUFFIXES), metavar="grid.png")
     p.add_argument("--features", default=None, metavar="FILE",
-                   help="the dataset's features from 'alexnet features' (default: computed now)")
+                   help="the dataset's features from 'alexnet features' (.npz; default: computed now). "
+                        "Refused if they were computed with other weights")
     p.add_argument("--batch-size", type=int_in(1), default=64)
     p.add_argument("--workers", type=int_in(1), default=None, metavar="N",
                    help="threads decoding the dataset's images (default: the CPUs available, at most 8)")
@@ -36,41 +42,72 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def features_command(args) -> str:
+    """The ``alexnet features`` command that writes the features these ``neighbors`` arguments need
+    (as ``.npz``, the format that records the weights), for messages about a stale or unchecked file."""
+    out = Path(args.features or "features.npz")
+    parts = ["alexnet", "features", "--weights", str(args.weights)]
+    if args.arch:
+        parts += ["--arch", args.arch]
+    if args.mean:
+        parts += ["--mean", str(args.mean)]
+    for option in args.model_options or []:
+        parts += ["--opt", option]
+    if out.suffix.lower() != ".npz":
+        out = out.with_suffix(".npz")
+    parts += ["--data", str(args.data), "--out", str(out)]
+    return shlex.join(parts)
+
+
 @os_errors_as_user_errors
 def run(args) -> int:
     from alexnet.errors import UserError
     from alexnet.evaluation.data import open_prepared
     from alexnet.evaluation.predict import iter_image_files
-    from alexnet.inspect.features import extract_features, image_features, load_features
-    from alexnet.inspect.neighbors import nearest, plot_neighbors
+    from alexnet.inspect.features import check_features, extract_features, image_features, read_features
+    from alexnet.inspect.neighbors import MAX_PLOT_NEIGHBOURS, nearest, plot_neighbors, short_class_name
 
     files = iter_image_files(args.query)
     if not files:
         raise UserError("no query images found in " + ", ".join(args.query))
     dataset = open_prepared(args.data)
+    labels = np.asarray(dataset.labels)
+    if len(labels) == 0:
+        raise UserError(f"{args.data} has no images to search")
+    # A file that is not a features file is refused before the model is loaded.
+    stored = read_features(args.features) if args.features else None
     model = load_from_args(args, device=device_from_args(args))
-    if args.features:
-        feats = load_features(args.features)
-        if feats.shape[0] != len(dataset):
-            raise UserError(f"{args.features} holds {feats.shape[0]} feature rows but the dataset has "
-                            f"{len(dataset)} images")
+    if stored is not None:
+        note = check_features(stored, model, labels=labels, recompute=features_command(args))
+        if note:
+            print(f"alexnet neighbors: note: {note}", file=sys.stderr)
+        feats = stored.features
     else:
         feats = extract_features(model, dataset, batch_size=args.batch_size, workers=args.workers)
     squares = [model.meta.preprocess.square(f) for f in files]
     q = image_features(model, torch.from_numpy(np.stack(squares))).cpu().numpy()
     if q.shape[1] != feats.shape[1]:
         raise UserError(f"the features have {feats.shape[1]} dimensions but the model gives {q.shape[1]}")
-    dist, idx = nearest(q, feats, args.k)
+    k = min(args.k, len(feats))
+    if k < args.k:
+        print(f"alexnet neighbors: note: {args.data} has {len(feats)} images: --k {args.k} gives all {k} of "
+              "them, nearest first", file=sys.stderr)
+    dist, idx = nearest(q, feats, k)
+    drawn = min(k, MAX_PLOT_NEIGHBOURS)
+    if drawn < k:
+        listed = "the JSON lists" if args.json else "--json lists"
+        print(f"alexnet neighbors: note: the plot shows the nearest {drawn} of the {k} neighbours of each "
+              f"query (at most {MAX_PLOT_NEIGHBOURS} are drawn); {listed} all {k}", file=sys.stderr)
     classes = list(getattr(dataset, "classes", []) or [])
-    labels = np.asarray(dataset.labels)
 
     def name(i: int) -> str:
         lab = int(labels[i])
         return str(classes[lab].get("name", lab)) if lab < len(classes) else str(lab)
 
-    out = plot_neighbors(squares, [[dataset.get_uint8(int(i)) for i in row] for row in idx], args.out,
-                         distances=dist, query_titles=[f.rsplit("/", 1)[-1][:24] for f in files],
-                         neighbour_titles=[[name(int(i))[:18] for i in row] for row in idx])
+    shown = idx[:, :drawn]  # only the drawn neighbours' images are decoded
+    out = plot_neighbors(squares, [[dataset.get_uint8(int(i)) for i in row] for row in shown], args.out,
+                         distances=dist[:, :drawn], query_titles=[os.path.basename(f) for f in files],
+                         neighbour_titles=[[short_class_name(name(int(i))) for i in row] for row in shown])
     if args.json:
         print(json.dumps([{"query": f, "neighbors": [{"index": int(i), "label": int(labels[i]), "class": name(int(i)),
                                                       "distance": float(d)} for i, d in zip(row, drow, strict=True)]}

@@ -7,7 +7,9 @@ Euclidean distances between the 4096-d fc7 activations (after ReLU), as in the p
 
 from __future__ import annotations
 
+import math
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,15 +37,72 @@ def nearest(queries: np.ndarray | torch.Tensor, features: np.ndarray | torch.Ten
     return best_d.numpy(), best_i.numpy()
 
 
+# At most this many neighbours are drawn per query: 21 columns of 1.7 inches make a 3,570 px wide PNG,
+# about the most one can still look across (the paper's Figure 4 shows 6). ``--k 1000`` once drew
+# 1,000 columns (51,170 px, 13 MB, 16 s); the text and JSON still list all k.
+MAX_PLOT_NEIGHBOURS = 20
+
+# Characters per title line: what fits a 1.7-inch column in DejaVu Sans at the titles' 6-7 pt.
+_TITLE_WIDTH = 24
+_TITLE_LINES = 2
+
+
+def short_class_name(name: str) -> str:
+    """The first name of a WordNet synonym list (``"church, church building"`` -> ``"church"``): the one
+    a reader knows the class by, short enough for a plot."""
+    first = str(name).split(",")[0].strip()
+    return first or str(name).strip()
+
+
+def fit_label(text: str, width: int = _TITLE_WIDTH, lines: int = _TITLE_LINES) -> str:
+    """``text`` in at most ``lines`` lines of ``width`` characters: wrapped at spaces and hyphens, and when
+    it is still too long, shortened in the middle with an ellipsis (a file name keeps its start and its
+    end: ``n03590841_jack-o'-lantern`` stays whole, a longer one loses its middle)."""
+    text = " ".join(str(text).split())
+    wrapped = textwrap.wrap(text, width)
+    budget = width * lines - 1
+    while len(wrapped) > lines and budget > 2:  # breaking at spaces may waste room: keep less
+        tail = budget // 3
+        wrapped = textwrap.wrap(text[:budget - tail] + "\u2026" + text[-tail:], width)
+        budget -= 1
+    return "\n".join(wrapped[:lines])
+
+
+def _format(d: float, digits: int) -> str:
+    """``d`` with ``digits`` significant figures, in plain notation (1234, not 1.23e+03)."""
+    if not math.isfinite(d):
+        return str(d)
+    magnitude = math.floor(math.log10(abs(d))) if d else 0
+    return f"{d:.{max(digits - 1 - magnitude, 0)}f}"
+
+
+def format_distances(row: Sequence[float], digits: int = 3, *, max_digits: int = 6) -> list[str]:
+    """Distances with ``digits`` significant figures (45.2, 0.579, 1234), more (up to ``max_digits``)
+    where that is what tells neighbours apart: a row 0.5791, 0.5794 reads 0.5791, 0.5794, not 0.579 twice.
+    Equal distances (duplicate images) stay equal."""
+    values = [float(d) for d in row]
+    distinct = len(set(values))
+    for n in range(digits, max_digits + 1):
+        out = [_format(d, n) for d in values]
+        if len(set(out)) == distinct:
+            break
+    return out
+
+
 def plot_neighbors(queries: Sequence[np.ndarray], neighbours: Sequence[Sequence[np.ndarray]],
                    out: str | os.PathLike, *, distances: np.ndarray | None = None,
-                   query_titles: Sequence[str] | None = None, neighbour_titles: Sequence[Sequence[str]] | None = None) -> Path:
-    """One row per query: the query image, then its neighbours, nearest first."""
+                   query_titles: Sequence[str] | None = None,
+                   neighbour_titles: Sequence[Sequence[str]] | None = None) -> Path:
+    """One row per query: the query image, then its neighbours, nearest first. Titles are wrapped (and
+    shortened with an ellipsis past two lines, see :func:`fit_label`); distances have 3 or more
+    significant figures (:func:`format_distances`). Draws what it is given: the CLI keeps it to
+    :data:`MAX_PLOT_NEIGHBOURS` per query."""
     plt = pyplot()
 
     rows, cols = len(queries), 1 + max(len(n) for n in neighbours)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.95 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 2.1 * rows), squeeze=False)
     for r in range(rows):
+        shown = format_distances(distances[r][:len(neighbours[r])]) if distances is not None else None
         for c in range(cols):
             ax = axes[r, c]
             ax.set_xticks([])
@@ -53,12 +112,12 @@ def plot_neighbors(queries: Sequence[np.ndarray], neighbours: Sequence[Sequence[
                 for s in ax.spines.values():
                     s.set_edgecolor("#d62728")
                     s.set_linewidth(2.5)
-                ax.set_title(query_titles[r] if query_titles else "query", fontsize=7)
+                ax.set_title(fit_label(query_titles[r]) if query_titles else "query", fontsize=7)
             elif c - 1 < len(neighbours[r]):
                 ax.imshow(neighbours[r][c - 1])
-                label = neighbour_titles[r][c - 1] if neighbour_titles else ""
-                if distances is not None:
-                    label = f"{label}\nd={distances[r][c - 1]:.1f}" if label else f"d={distances[r][c - 1]:.1f}"
+                label = fit_label(neighbour_titles[r][c - 1]) if neighbour_titles else ""
+                if shown is not None:
+                    label = f"{label}\nd={shown[c - 1]}" if label else f"d={shown[c - 1]}"
                 ax.set_title(label, fontsize=6)
             else:
                 ax.axis("off")
