@@ -292,6 +292,33 @@ def test_k_beyond_the_images_lists_them_all_and_the_plot_draws_at_most_20(small,
         assert im.size[0] <= 21 * 170 + 20  # 21 columns of 1.7 inches at 100 dpi, not 31
 
 
+def test_a_folder_of_queries_is_computed_in_batches_and_the_plot_draws_the_first_16(small, tmp_path, capsys,
+                                                                                   monkeypatch):
+    """20 queries with --batch-size 8: three forward passes (after the dataset's four), every query's neighbours in the JSON, the plot
+    16 rows and a note."""
+    import alexnet.inspect.features as features_module
+    from alexnet.inspect.neighbors import MAX_PLOT_QUERIES
+
+    ds, _, _, root = small
+    queries = sorted((root / "src").rglob("*.png"))[:20]
+    folder = tmp_path / "queries"
+    folder.mkdir()
+    for i, q in enumerate(queries):
+        (folder / f"q{i:02d}.png").write_bytes(q.read_bytes())
+    batches = []
+    real = features_module.image_features
+    monkeypatch.setattr(features_module, "image_features", lambda m, x: (batches.append(len(x)), real(m, x))[1])
+    assert _neighbors(small, tmp_path, "--k", "2", "--json", "--batch-size", "8", query=folder) == 0
+    out, err = capsys.readouterr()
+    assert batches == [8, 8, 8, 6] + [8, 8, 4] and len(json.loads(out)) == 20  # the 30 images, the 20 queries
+    assert f"the plot shows the first {MAX_PLOT_QUERIES} of the 20 query images (one row each); the JSON lists" in err
+    with Image.open(tmp_path / "nn.png") as im:
+        one_row = im.size[1] / MAX_PLOT_QUERIES
+    assert _neighbors(small, tmp_path, "--k", "2", query=folder / "q00.png") == 0
+    with Image.open(tmp_path / "nn.png") as im:
+        assert im.size[1] < 2 * one_row + 100  # one row drawn, not 16
+
+
 def test_plot_titles_are_readable_and_distances_tell_neighbours_apart(small, tmp_path, capsys, monkeypatch):
     import shutil
 

@@ -27,7 +27,8 @@ def register(sub) -> None:
                                    "per query).")
     add_weights_args(p)
     p.add_argument("--data", required=True, metavar="PREPARED")
-    p.add_argument("--query", required=True, nargs="+", metavar="IMAGE", help="query images (files or folders)")
+    p.add_argument("--query", required=True, nargs="+", metavar="IMAGE",
+                   help="query images (files or folders); the plot draws the first 16, --json lists all")
     p.add_argument("--k", type=int_in(1), default=6,
                    help="neighbours per query (default 6; at most the dataset's images). The plot draws the "
                         "nearest 20; --json lists all k")
@@ -65,7 +66,13 @@ def run(args) -> int:
     from alexnet.evaluation.data import open_prepared
     from alexnet.evaluation.predict import iter_image_files
     from alexnet.inspect.features import check_features, extract_features, image_features, read_features
-    from alexnet.inspect.neighbors import MAX_PLOT_NEIGHBOURS, nearest, plot_neighbors, short_class_name
+    from alexnet.inspect.neighbors import (
+        MAX_PLOT_NEIGHBOURS,
+        MAX_PLOT_QUERIES,
+        nearest,
+        plot_neighbors,
+        short_class_name,
+    )
 
     files = iter_image_files(args.query)
     if not files:
@@ -84,8 +91,17 @@ def run(args) -> int:
         feats = stored.features
     else:
         feats = extract_features(model, dataset, batch_size=args.batch_size, workers=args.workers)
-    squares = [model.meta.preprocess.square(f) for f in files]
-    q = image_features(model, torch.from_numpy(np.stack(squares))).cpu().numpy()
+    # the queries in batches; only the squares of the rows the plot draws are kept
+    squares, q = [], []
+    for start in range(0, len(files), args.batch_size):
+        batch = [model.meta.preprocess.square(f) for f in files[start:start + args.batch_size]]
+        q.append(image_features(model, torch.from_numpy(np.stack(batch))).cpu().numpy())
+        squares += batch[:max(0, MAX_PLOT_QUERIES - len(squares))]
+    q = np.concatenate(q)
+    if len(files) > MAX_PLOT_QUERIES:
+        listed = "the JSON lists" if args.json else "--json lists"
+        print(f"alexnet neighbors: note: the plot shows the first {MAX_PLOT_QUERIES} of the {len(files)} query "
+              f"images (one row each); {listed} the neighbours of all {len(files)}", file=sys.stderr)
     if q.shape[1] != feats.shape[1]:
         raise UserError(f"the features have {feats.shape[1]} dimensions but the model gives {q.shape[1]}")
     k = min(args.k, len(feats))
@@ -104,9 +120,10 @@ def run(args) -> int:
         lab = int(labels[i])
         return str(classes[lab].get("name", lab)) if lab < len(classes) else str(lab)
 
-    shown = idx[:, :drawn]  # only the drawn neighbours' images are decoded
+    rows = len(squares)
+    shown = idx[:rows, :drawn]  # only the drawn neighbours' images are decoded
     out = plot_neighbors(squares, [[dataset.get_uint8(int(i)) for i in row] for row in shown], args.out,
-                         distances=dist[:, :drawn], query_titles=[os.path.basename(f) for f in files],
+                         distances=dist[:rows, :drawn], query_titles=[os.path.basename(f) for f in files[:rows]],
                          neighbour_titles=[[short_class_name(name(int(i))) for i in row] for row in shown])
     if args.json:
         print(json.dumps([{"query": f, "neighbors": [{"index": int(i), "label": int(labels[i]), "class": name(int(i)),

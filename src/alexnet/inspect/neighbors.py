@@ -41,6 +41,9 @@ def nearest(queries: np.ndarray | torch.Tensor, features: np.ndarray | torch.Ten
 # about the most one can still look across (the paper's Figure 4 shows 6). ``--k 1000`` once drew
 # 1,000 columns (51,170 px, 13 MB, 16 s); the text and JSON still list all k.
 MAX_PLOT_NEIGHBOURS = 20
+# Query rows drawn: a folder of queries makes one row each (1.9 inches); 16 rows is about the height of
+# a screen page twice over. The text and JSON list the neighbours of every query.
+MAX_PLOT_QUERIES = 16
 
 # Characters per title line: what fits a 1.7-inch column in DejaVu Sans at the titles' 6-7 pt.
 _TITLE_WIDTH = 24
