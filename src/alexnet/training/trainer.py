@@ -938,8 +938,12 @@ def train(config: TrainConfig | None = None, *, dataset=None, val_dataset=None, 
         # only rank 0 looks at the disk; under torchrun give --out to be safe.
         out = rundir.default_run_dir(_default_name(config)) if rank0 else Path("runs") / _default_name(config)
     config = config.replace(out=str(out))
-    trainer = Trainer(config, dataset=dataset, val_dataset=val_dataset, run_dir=out, progress=progress,
-                      callback=callback, handle_signals=handle_signals, fresh=True)
+    return _run(Trainer(config, dataset=dataset, val_dataset=val_dataset, run_dir=out, progress=progress,
+                        callback=callback, handle_signals=handle_signals, fresh=True))
+
+
+def _run(trainer: Trainer) -> TrainResult:
+    """The run, then the process group closed (under torchrun), whatever happened."""
     try:
         return trainer.run()
     finally:
@@ -975,9 +979,5 @@ def resume(run_dir: str | Path, *, dataset=None, val_dataset=None, progress: boo
     if bad:
         raise UserError(f"cannot change {', '.join(bad)} when resuming (only {', '.join(RESUME_OVERRIDES)})")
     config = TrainConfig.from_dict({**state["config"], "out": str(run_dir), **overrides})
-    trainer = Trainer(config, dataset=dataset, val_dataset=val_dataset, run_dir=run_dir, state=state,
-                      progress=progress, callback=callback, handle_signals=handle_signals)
-    try:
-        return trainer.run()
-    finally:
-        trainer.dist.close()
+    return _run(Trainer(config, dataset=dataset, val_dataset=val_dataset, run_dir=run_dir, state=state,
+                        progress=progress, callback=callback, handle_signals=handle_signals))
