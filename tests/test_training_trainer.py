@@ -311,6 +311,77 @@ def test_validation_data_with_its_own_class_list_is_matched_by_name(tmp_path, ti
         train(_config(tmp_path / "z", epochs=1), dataset=tiny, val_dataset=stranger, progress=False)
 
 
+def test_a_net_back_at_chance_after_learning_is_called_collapsed_not_a_plateau(tmp_path, tiny):
+    """An epoch at chance after an epoch that had learned: the message says the net collapsed (the lr too
+    high), where best.pt is, and a lower --lr; before anything was learned it is the plateau note."""
+    from alexnet.training.trainer import Trainer
+
+    t = Trainer(_config(tmp_path, lr=0.03), dataset=tiny, run_dir=tmp_path / "run", fresh=True, progress=False)
+    try:
+        chance = t.train_chance
+        at_chance = {"loss": chance["loss"], "top1_err": chance["err"]}
+        t.epoch, t.lr = 3, 0.03
+        t.history = [{"epoch": 1, "train_top1_err": chance["err"] - 0.05},
+                     {"epoch": 2, "train_top1_err": chance["err"] - 0.05}]
+        assert t._learned_before() is None  # 5 points below chance: not yet "learned"
+        assert t._stalled_message(at_chance, alive=0.5).startswith("note: the network has not learned anything yet")
+        t.history.append({"epoch": 3, "train_top1_err": 0.2})
+        t.best = {"val_top1_err": 0.25, "epoch": 3}
+        message = t._stalled_message(at_chance, alive=0.5)
+        assert message.startswith("warning: the network collapsed to chance: in epoch 4 the training loss")
+        assert "after a training error of 20.00% in epoch 3" in message
+        assert "best.pt keeps epoch 3 (validation top-1 error 25.00%)" in message
+        assert message.endswith("Start again with a lower --lr (now 0.03), e.g. 0.01 (docs/RECIPE.md)")
+    finally:
+        for loader in (t.train_loader, t.val_loader):
+            loader.close()
+
+
+def test_a_better_earlier_epoch_is_named_with_its_checkpoint(tmp_path, tiny, capsys):
+    """summary.json records the best epoch; when the last epoch is worse by a point or more the run says
+    that the weights file holds the last epoch's weights and best.pt the better one's."""
+    from alexnet.training.trainer import Trainer
+
+    t = None
+
+    def claim_a_better_first_epoch(row):  # as if epoch 1 had scored 0% on validation
+        if row["epoch"] == 2:
+            t.best = {"val_top1_err": 0.0, "epoch": 1}
+
+    t = Trainer(_config(tmp_path, lr=1e-6, ten_crop=False), dataset=tiny, run_dir=tmp_path / "run", fresh=True,
+                progress=True, callback=claim_a_better_first_epoch)
+    r = t.run()
+    out = capsys.readouterr().out
+    assert r.final["best_epoch"] == 1 and r.final["best_val_top1_err"] == 0.0 and r.final["val_top1_err"] > 0.01
+    assert (f"note: epoch 1 was better (validation top-1 error 0.00%); the weights file holds the last epoch's "
+            f"weights, {r.run_dir / 'best.pt'} epoch 1's") in out
+    assert json.loads((r.run_dir / "summary.json").read_text())["best_epoch"] == 1
+    plain = train(_config(tmp_path / "plain", epochs=1, ten_crop=False), dataset=tiny, progress=False)
+    assert plain.final["best_epoch"] == 1 and plain.final["best_val_top1_err"] == plain.final["val_top1_err"]
+
+
+def test_a_run_shorter_than_its_warm_up_says_so(tmp_path, tiny, capsys):
+    train(_config(tmp_path, epochs=1, warmup_epochs=2, ten_crop=False), dataset=tiny, progress=True)
+    out = capsys.readouterr().out
+    assert re.search(r"note: the run ends \(3 steps\) inside its 6-step warm-up: the learning rate rises to "
+                     r"0\.00\d+, never to --lr 0\.01", out), out
+
+
+def test_the_resume_command_under_torchrun_names_its_processes(tmp_path, tiny):
+    from alexnet.training.distributed import DistContext
+    from alexnet.training.trainer import Trainer
+
+    t = Trainer(_config(tmp_path), dataset=tiny, run_dir=tmp_path / "run", fresh=True, progress=False)
+    try:
+        assert t._resume_command() == f"alexnet train --resume {tmp_path / 'run'}"
+        t.dist = DistContext(rank=0, world_size=4)
+        assert t._resume_command().startswith(f"torchrun --standalone --nproc_per_node 4 -m alexnet train "
+                                              f"--resume {tmp_path / 'run'}")
+    finally:
+        for loader in (t.train_loader, t.val_loader):
+            loader.close()
+
+
 def test_chance_level_of_unbalanced_labels():
     data = ArrayDataset(np.zeros((10, 8, 8, 3), np.uint8), [0] * 6 + [1] * 3 + [2], classes=["a", "b", "c"])
     c = label_chance(data, None, 3)

@@ -64,6 +64,11 @@ DEAD_CHECK_TOLERANCE = 0.05
 """An epoch whose training loss is within this share of a constant guess's has the last hidden layer
 looked at: a net whose ReLUs died can keep a few units and a hair better than chance (docs/RECIPE.md)."""
 DEAD_UNITS = 0.05
+BEST_NOTE_MARGIN = 0.01
+"""The final validation error this much (absolute) above the best epoch's: the run says where the best is."""
+LEARNED_MARGIN = 0.10
+"""An earlier epoch whose training top-1 error was this far (absolute) below chance had learned: a later
+epoch back at chance is a collapse (the learning rate too high), not a net that has yet to start."""
 """Below this share of the last hidden layer's units responding to any image, a net at chance is dead."""
 PROBE_IMAGES = 64
 CURVES_EVERY_S = 30.0
@@ -325,9 +330,12 @@ class Trainer:
         self.epoch_seconds = float(state.get("epoch_seconds", 0.0))
         self.epoch_train_seconds = float(state.get("epoch_train_seconds", 0.0))
         self.meter.load(state["meter"])
-        if int(state.get("world_size", 1)) != self.dist.world_size:
-            self.progress.log(f"note: checkpoint written by {state.get('world_size')} processes, resumed by "
-                              f"{self.dist.world_size}: the data order stays, the dropout masks differ")
+        wrote = int(state.get("world_size", 1))
+        if wrote != self.dist.world_size:
+            self.progress.log(f"note: checkpoint written by {wrote} processes, resumed by {self.dist.world_size}: "
+                              "the data order stays, the random numbers (dropout) differ, so the run continues "
+                              f"but does not repeat the {wrote}-process one exactly; to continue it exactly, "
+                              f"resume it with torchrun --nproc_per_node {wrote}")
         self._rng_to_restore = state.get("rng")
 
     def save(self, name: str = rundir.LAST) -> Path | None:
@@ -574,6 +582,8 @@ class Trainer:
         if row["stalled"] or near:
             alive = self._last_hidden_alive()
             kind = "dead" if alive is not None and alive < DEAD_UNITS else "plateau" if row["stalled"] else None
+            if kind is not None and self._learned_before() is not None:
+                kind = "collapsed"
             if kind is not None and kind not in self._stall_reported:
                 self._stall_reported.add(kind)
                 self.progress.log(self._stalled_message(train, alive, at_chance=bool(row["stalled"])))
@@ -659,6 +669,15 @@ class Trainer:
         h = seen["x"].float().flatten(1)
         return float((h != 0).any(0).float().mean())
 
+    def _learned_before(self) -> dict | None:
+        """The earlier epoch with the lowest training error, if that error was :data:`LEARNED_MARGIN` or
+        more below chance (the net had learned something); else None."""
+        rows = [r for r in self.history if r["train_top1_err"] is not None and not math.isnan(r["train_top1_err"])]
+        best = min(rows, key=lambda r: r["train_top1_err"], default=None)
+        if best is None or best["train_top1_err"] > self.train_chance["err"] - LEARNED_MARGIN:
+            return None
+        return best
+
     def _stalled_message(self, train: dict, alive: float | None, at_chance: bool = True) -> str:
         c = self.config
         at = (f"in epoch {self.epoch + 1} the training loss was {train['loss']:.4f}, "
@@ -666,6 +685,15 @@ class Trainer:
               f"({self.train_chance['loss']:.4f}; ln {len(self.classes)} = {math.log(len(self.classes)):.4f}), "
               f"and the top-1 error {100 * train['top1_err']:.2f}% is {'at' if at_chance else 'near'} chance")
         units = "" if alive is None else f" ({alive:.1%} of the last hidden layer's units respond to an image)"
+        learned = self._learned_before()
+        if learned is not None:
+            best = self.best
+            kept = (f"; best.pt keeps epoch {best['epoch']} (validation top-1 error "
+                    f"{100 * best['val_top1_err']:.2f}%)" if best.get("epoch") and self.run_dir is not None else "")
+            return (f"warning: the network collapsed to chance: {at}, after a training error of "
+                    f"{100 * learned['train_top1_err']:.2f}% in epoch {learned['epoch']}{units}. The learning rate "
+                    f"(now {self.lr:.3g}) is too high for this net and data, and it rarely recovers{kept}. Start "
+                    f"again with a lower --lr (now {c.lr:g}), e.g. {c.lr / 3:.2g} (docs/RECIPE.md)")
         if alive is not None and alive < DEAD_UNITS:
             return (f"warning: the network is dead and will not learn: {at}. Its ReLUs died{units}, most likely "
                     f"in the first steps (docs/RECIPE.md); start again with a lower --lr (now {c.lr:g}) or a "
@@ -704,6 +732,11 @@ class Trainer:
               f"{', the step as one CUDA graph' if self.resolved.cuda_graph else ''}"
               f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}"
               f"{f', {torch.get_num_threads()} threads' if self.device.type == 'cpu' else ''}")
+        if self.warmup_steps > self.total_steps:
+            peak = self.schedule.lr(max(self.total_steps - 1, 0))
+            p.log(f"note: the run ends ({count(self.total_steps, 'step')}) inside its {self.warmup_steps}-step "
+                  f"warm-up: the learning rate rises to {peak:.3g}, never to --lr {c.lr:g}; train longer, or "
+                  "shorten the warm-up with --warmup-epochs")
         if self.demo:
             p.log("demo: the built-in generated images (nothing downloaded), a short recipe for a CPU")
         diff = departures(c, demo=self.demo)
@@ -712,6 +745,13 @@ class Trainer:
             p.log(f"run directory: {self.run_dir}")
         if self.step:
             p.log(f"resuming at epoch {self.epoch + 1}, batch {self.batch} (step {self.step})")
+
+    def _resume_command(self) -> str:
+        """The command that continues this run as it runs now (under torchrun: as many processes)."""
+        if self.dist.enabled:
+            return (f"torchrun --standalone --nproc_per_node {self.dist.world_size} -m alexnet train --resume "
+                    f"{self.run_dir} (as many processes, on as many machines, as now)")
+        return f"alexnet train --resume {self.run_dir}"
 
     def _already_complete(self) -> dict | None:
         """A resumed run whose budget is spent and whose end (final evaluation, weights, summary.json) was
@@ -796,8 +836,7 @@ class Trainer:
                     self.writes.wait()  # the checkpoint is on disk before the run says so
                 self.progress.log(f"{interrupted}: stopped at epoch {self.epoch + 1}, batch {self.batch} "
                                   f"(step {self.step}); checkpoint saved"
-                                  + (f"; continue with: alexnet train --resume {self.run_dir}"
-                                     if self.run_dir is not None else ""))
+                                  + (f"; continue with: {self._resume_command()}" if self.run_dir is not None else ""))
                 return result
             result.final = self._finish()
             with self.clock.phase("checkpoints"):
@@ -833,6 +872,15 @@ class Trainer:
             final["val_top1_err"], final["val_top5_err"] = centre["top1_err"], centre["top5_err"]
             self.progress.log(f"final validation, centre crop: top-1 error {100 * centre['top1_err']:.2f}%, "
                               f"top-5 error {100 * centre['top5_err']:.2f}%")
+            best = self.best
+            if best.get("epoch") is not None:
+                final["best_epoch"], final["best_val_top1_err"] = best["epoch"], best["val_top1_err"]
+                # the weights file is the final model's (the paper's); say where a much better epoch is kept
+                if best["val_top1_err"] <= centre["top1_err"] - BEST_NOTE_MARGIN and self.run_dir is not None:
+                    self.progress.log(
+                        f"note: epoch {best['epoch']} was better (validation top-1 error "
+                        f"{100 * best['val_top1_err']:.2f}%); the weights file holds the last epoch's weights, "
+                        f"{self.run_dir / rundir.BEST} epoch {best['epoch']}'s: give it to --weights to use them")
             if self.config.ten_crop:
                 ten = self.loader(self.val_dataset, train=False, indices=self.val_loader.indices, ten_crop=True)
                 try:
