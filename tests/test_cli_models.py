@@ -106,3 +106,133 @@ def test_files_asked_for_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert target.read_text() == "the previous report"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
+# --- `alexnet info` on weights -----------------------------------------------------------------------
+
+CIFAR_CLASSES = [{"index": i, "wnid": w, "name": w} for i, w in enumerate(
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"])]
+
+
+@pytest.fixture
+def trained_weights(tmp_path):
+    """A run directory as `alexnet train` leaves it: weights with classes, preprocessing and its record."""
+    import numpy as np
+    import torch
+
+    import alexnet
+    from alexnet.weights import save_weights
+
+    torch.manual_seed(0)
+    run_dir = tmp_path / "cifar_run"
+    run_dir.mkdir()
+    save_weights(run_dir / "weights.safetensors", alexnet.create_model("cifar_4layer"), classes=CIFAR_CLASSES,
+                 preprocess={"resize": 32, "crop_size": 32, "mean_rgb": [125.3, 122.6, 113.3], "std_rgb": None,
+                             "mean": "image", "warp": False},
+                 mean_image=np.full((32, 32, 3), 120.0, np.float32),
+                 extra={"trained_by": "alexnet train", "epochs": 15, "steps": 525, "val_top1_err": 0.542,
+                        "ten_crop_top1_err": 0.526})
+    return run_dir
+
+
+def info_lines(capsys, *args) -> dict[str, str]:
+    from alexnet.cli.main import main
+
+    assert main(["info", *map(str, args)]) == 0
+    out = capsys.readouterr().out
+    return {line.split("  ", 1)[0]: line.split("  ", 1)[1].strip() for line in out.splitlines()}
+
+
+def test_info_of_a_weights_file_reads_its_metadata_not_its_tensors(trained_weights, capsys, monkeypatch):
+    import safetensors.torch
+
+    import alexnet.weights.file
+
+    def no(*a, **k):
+        raise AssertionError("info read the model tensors")
+
+    monkeypatch.setattr(safetensors.torch, "load_file", no)
+    monkeypatch.setattr(alexnet.weights.file, "load_file", no)
+    for source in (trained_weights, trained_weights / "weights.safetensors"):  # the run directory, or the file
+        rows = info_lines(capsys, source)
+        assert rows["weights"] == f"{trained_weights / 'weights.safetensors'} (alexnet weights file)"
+        assert rows["model"] == "cifar_4layer"
+        assert rows["classes"] == "10: airplane, automobile, bird, cat, deer, ..."
+        assert rows["preprocess"] == ("shorter side 32, centre square, crop 32, mean image (32x32, per-channel "
+                                      "[125.3, 122.6, 113.3]), no std")
+        assert rows["training"] == "alexnet train, 15 epochs, 525 steps"
+        assert rows["errors"] == "val top-1 54.20%, 10-crop top-1 52.60%"
+        assert rows["parameters"] == "89,578"
+
+
+def test_info_of_a_state_dict_and_a_checkpoint(tmp_path, capsys):
+    import torch
+
+    import alexnet
+
+    model = alexnet.create_model("alexnet", num_classes=10, towers=1)
+    torch.save(model.state_dict(), tmp_path / "sd.pth")
+    rows = info_lines(capsys, tmp_path / "sd.pth")
+    assert "state dict without alexnet metadata" in rows["weights"]
+    assert rows["model"] == "alexnet (towers=1)" and rows["classes"].startswith("10: class_0, class_1")
+    assert rows["parameters"] == "55,742,282" and "training" not in rows
+    run_dir = tmp_path / "interrupted"
+    run_dir.mkdir()
+    small = alexnet.create_model("cifar_4layer")
+    torch.save({"format": "alexnet-train-checkpoint", "version": 1, "model": small.state_dict(),
+                "config": {"arch": "cifar_4layer"}, "classes": CIFAR_CLASSES,
+                "position": {"epoch": 3, "batch": 0, "step": 105},
+                "history": [{"epoch": 3, "train_top1_err": 0.7, "val_top1_err": 0.69, "val_top5_err": None}]},
+               run_dir / "last.pt")
+    rows = info_lines(capsys, run_dir)
+    assert rows["weights"] == f"{run_dir / 'last.pt'} (training checkpoint)"
+    assert rows["training"] == "alexnet train (checkpoint), 3 epochs, 105 steps"
+    assert rows["errors"] == "val top-1 69.00%, train top-1 70.00%"
+    assert rows["classes"].startswith("10: airplane")
+
+
+def test_info_refuses_bad_weights_metadata_in_one_line(trained_weights, tmp_path, capsys):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from alexnet.cli.main import main
+
+    source = trained_weights / "weights.safetensors"
+    with safe_open(str(source), framework="pt") as f:
+        meta = json.loads(f.metadata()["alexnet"])
+    tensors = load_file(str(source))
+
+    def variant(name, change=None, drop=None):
+        m = json.loads(json.dumps(meta))
+        if change:
+            change(m)
+        path = tmp_path / name
+        save_file({k: v for k, v in tensors.items() if k != drop}, str(path), metadata={"alexnet": json.dumps(m)})
+        return path
+
+    cases = [
+        (variant("arch.safetensors", lambda m: m.update(arch="resnet\x1b[31m")), "unknown model 'resnet\\x1b[31m'"),
+        (variant("resize.safetensors", lambda m: m["preprocess"].update(resize=100000)), "resize must be"),
+        (variant("mean.safetensors", lambda m: m["preprocess"].update(resize=64)), "the mean image must be 64x64x3"),
+        (variant("fc.safetensors", drop="fc10.bias"), "do not fit cifar_4layer: they lack fc10.bias"),
+        (variant("classes.safetensors", lambda m: m.update(num_classes=11)), "10 classes named for 11 outputs"),
+        (variant("opt.safetensors", lambda m: m.update(model_options={"activation": "swish"})), "activation"),
+    ]
+    for path, needle in cases:
+        assert main(["info", str(path)]) == 2, needle
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0] and "\x1b" not in err[0], (needle, err)
+    assert main(["info", str(source), "--num-classes", "3"]) == 2
+    assert "weights record their own" in capsys.readouterr().err
+
+
+def test_info_names_stay_models_and_missing_files_say_so(tmp_path):
+    (tmp_path / "alexnet").mkdir()  # a folder named like a model: the model wins
+    r = subprocess.run([sys.executable, "-m", "alexnet", "info", "alexnet"], capture_output=True, text=True,
+                       timeout=120, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("alexnet: input 3x224x224"), r.stderr
+    r = run("info", str(tmp_path / "tv_alexnet.safetensors"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "unknown model" in r.stderr and "nor is there a weights file or run directory" in r.stderr

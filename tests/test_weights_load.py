@@ -235,3 +235,24 @@ def test_weights_files_follow_the_umask(small_paper_net, tmp_path):
     finally:
         os.umask(old)
     assert os.stat(path).st_mode & 0o777 == 0o644
+
+
+def test_a_checkpoints_training_record_keeps_only_plain_numbers(small_paper_net, tmp_path):
+    """What `alexnet info` shows of a checkpoint: epochs, steps, the last epoch's errors; the file is
+    untrusted, so values of the wrong type or out of range are left out, not printed or failed on."""
+    from alexnet.weights.load import resolve_weights
+    from alexnet.weights.torchfile import training_record
+
+    ckpt = {"format": "alexnet-train-checkpoint", "model": small_paper_net.state_dict(),
+            "config": {"arch": "alexnet"}, "model_options": {"towers": 1},
+            "position": {"epoch": 4, "batch": 7, "step": 131}, "best": {"val_top1_err": 0.61, "epoch": 3},
+            "history": [{"epoch": 4, "train_top1_err": 0.65, "val_top1_err": None, "val_top5_err": 7.0,
+                         "train_top5_err": True, "lr": 0.01}]}
+    torch.save(ckpt, tmp_path / "last.pt")
+    extra = resolve_weights(tmp_path / "last.pt").extra
+    assert {k: v for k, v in extra.items() if k not in ("converted_from", "source")} == {
+        "trained_by": "alexnet train (checkpoint)", "epochs": 4, "steps": 131, "batches_into_epoch": 7,
+        "train_top1_err": 0.65, "best_val_top1_err": 0.61}
+    junk = {"position": {"epoch": "4", "step": -1, "batch": True}, "history": "no", "best": [1], "epoch": 2.5}
+    assert training_record(junk) == {}
+    assert training_record({"epoch": 3}) == {"epochs": 3}  # another tool's checkpoint

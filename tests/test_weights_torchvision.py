@@ -145,6 +145,21 @@ def test_pth_holding_code_is_refused_and_never_run(tmp_path, capsys, tv_model):
     assert not marker.exists()
 
 
+def test_a_pickled_whole_model_is_refused_with_advice_a_user_can_follow(tmp_path, capsys, tv_model):
+    """torch.save(model) instead of its state dict: refused (never unpickled), and the one line says how to
+    re-save it, not torch's advice to allowlist the class, which a CLI user cannot act on."""
+    whole = tmp_path / "whole.pth"
+    torch.save(tv_model, whole)
+    assert main(["convert", str(whole), "--out", str(tmp_path / "w.safetensors")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert "refusing to load a pickled torchvision.models.alexnet.AlexNet" in err[0]
+    assert 'torch.save(model.state_dict(), "weights.pth")' in err[0]
+    for torch_advice in ("add_safe_globals", "safe_globals", "weights_only"):
+        assert torch_advice not in err[0]
+    assert not (tmp_path / "w.safetensors").exists()
+
+
 def test_a_safetensors_file_named_pt_is_named_as_such(tmp_path):
     from safetensors.torch import save_file
 

@@ -15,17 +15,26 @@ def register(sub) -> None:
     add_weights_args(p, device=False)
     p.add_argument("--out", required=True, type=output_path(*IMAGE_SUFFIXES), metavar="OUT.png")
     p.add_argument("--scale", choices=("kernel", "global"), default="kernel",
-                   help="stretch each kernel to full contrast (default) or use one scale for all")
+                   help="stretch each kernel to full contrast (default; faint kernels look as vivid as "
+                        "strong ones) or use one scale for all (0 = grey: shows their relative strength)")
     p.add_argument("--columns", type=int_in(1), default=16, help="kernels per row (default 16)")
-    p.add_argument("--title", default=None)
+    p.add_argument("--title", default=None, help="the figure's title (default: the weights' name, the model, "
+                                                 "the kernels' shape and the contrast; '' for none)")
     p.set_defaults(func=run)
 
 
 @os_errors_as_user_errors
 def run(args) -> int:
-    from alexnet.inspect.kernels import plot_kernels
+    from alexnet.inspect.kernels import FAINT, faint_kernels, plot_kernels
 
     model = load_from_args(args, device="cpu")
     out = plot_kernels(model, args.out, scale=args.scale, columns=args.columns, title=args.title)
     print(f"wrote {out}", file=sys.stderr)
+    faint, n = faint_kernels(model)
+    if args.scale == "kernel" and 2 * faint >= n:
+        # Stretched one by one, near-flat kernels look like strong colour blobs; say so when they are most
+        # of the picture (a net killed by too high an lr looks like this; measurements at faint_kernels).
+        print(f"note: {faint} of {n} kernels are nearly flat (their weights span under {FAINT:.0%} of -m..m, m "
+              "the largest |weight|) and look vivid only because each is stretched to its own range; "
+              "--scale global draws all to one scale", file=sys.stderr)
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -38,15 +39,27 @@ def torch_load_safe(path: str | os.PathLike, what: str = "PyTorch file"):
     except pickle.UnpicklingError as e:
         lines = str(e).strip().splitlines()
         if any("Weights only load failed" in line or "Unsupported global" in line for line in lines):
-            detail = next((line.strip() for line in lines if "Unsupported" in line), "")
-            raise UnsafeFileError(
-                f"{path}: refusing to load: it holds Python objects, not only tensors, and unpickling them "
-                f"could run code; only plain state dicts are accepted{' (' + detail + ')' if detail else ''}"
-            ) from None
+            raise UnsafeFileError(_refusal(path, lines)) from None
         raise UserError(f"{path}: not a readable {what} ({lines[0] if lines else 'bad pickle'})") from None
     except Exception as e:  # noqa: BLE001  (torch.load raises anything on a damaged file: its fault, not ours)
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: not a readable {what} ({msg})") from None
+
+
+def _refusal(path: Path, lines: list[str]) -> str:
+    """The one-line refusal of a file holding pickled objects, naming the first one and saying what a user
+    can do. torch's own advice (``torch.serialization.add_safe_globals``, ``weights_only=False``) is left
+    out: a CLI user cannot act on it, and following it would run the file's code."""
+    detail = " ".join(lines)
+    found = re.search(r"GLOBAL ([\w.]+)", detail)
+    if found:
+        what = f"a pickled {found.group(1)}"
+    else:  # another construct the safe unpickler refuses, e.g. an opcode it does not take
+        reason = re.search(r"WeightsUnpickler error: ([^.`]*)", detail)
+        what = f"pickled Python objects{' (' + reason.group(1).strip() + ')' if reason else ''}"
+    return (f"{path}: refusing to load {what}: only tensors are read, since unpickling objects could run code. "
+            "If the file is a whole model saved with torch.save(model), re-save its weights in the Python that "
+            "made it: torch.save(model.state_dict(), \"weights.pth\"), and give that file")
 
 
 def _looks_like_safetensors(path: Path) -> bool:
@@ -135,6 +148,44 @@ def _find(d: dict, *keys):
     return None
 
 
+def _whole_number(v) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+def _error_rate(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 else None
+
+
+def training_record(meta: dict) -> dict:
+    """What a training checkpoint says about its training, as the trainer's final weights record it
+    (``trained_by``, ``epochs``, ``steps``, the last epoch's ``*_err``, ``best_val_top1_err``). The file is
+    untrusted: only whole numbers and error rates in 0..1 are kept; anything else is left out."""
+    position = meta.get("position") if isinstance(meta.get("position"), dict) else {}
+    history = meta.get("history") if isinstance(meta.get("history"), list) else []
+    last = history[-1] if history and isinstance(history[-1], dict) else {}
+    best = meta.get("best") if isinstance(meta.get("best"), dict) else {}
+    record: dict = {}
+    if meta.get("format") == "alexnet-train-checkpoint":
+        record["trained_by"] = "alexnet train (checkpoint)"
+    epochs = _whole_number(position.get("epoch"))
+    if epochs is None:
+        epochs = _whole_number(meta.get("epoch"))
+    steps = _whole_number(position.get("step"))
+    if steps is None:
+        steps = _whole_number(meta.get("step"))
+    for key, value in (("epochs", epochs), ("steps", steps)):
+        if value is not None:
+            record[key] = value
+    if _whole_number(position.get("batch")):  # saved inside an epoch: its batches so far
+        record["batches_into_epoch"] = position["batch"]
+    for key, value in last.items():
+        if isinstance(key, str) and key.endswith("_err") and _error_rate(value) is not None:
+            record[key] = _error_rate(value)
+    if _error_rate(best.get("val_top1_err")) is not None:
+        record["best_val_top1_err"] = _error_rate(best["val_top1_err"])
+    return record
+
+
 def state_dict_to_weights(obj, *, arch: str | None = None, model_options: dict | None = None,
                           classes: list[dict] | None = None, source: str = "") -> WeightsFile:
     """A loaded PyTorch object (a plain state dict, or a checkpoint dict holding one under "model" /
@@ -172,4 +223,4 @@ def state_dict_to_weights(obj, *, arch: str | None = None, model_options: dict |
     return WeightsFile(arch=arch, state_dict=sd, num_classes=num_classes, model_options=dict(options),
                        classes=classes or file_classes or default_classes(num_classes),
                        preprocess=dict(preprocess), mean_image=mean_image,
-                       extra={"converted_from": "pytorch", "source": source})
+                       extra={"converted_from": "pytorch", "source": source, **training_record(meta)})
