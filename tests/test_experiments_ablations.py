@@ -175,3 +175,163 @@ def test_every_variants_model_options_are_checked_before_anything_trains(monkeyp
         with pytest.raises(UserError, match="seed must be"):
             AblationConfig(epochs=1, seed=seed).validate()
     AblationConfig(epochs=1, seed=2**63 - 1).validate()
+
+
+# ------------------------------------------------------------------------------ --resume and interrupts
+ABL_FLAGS = ["--epochs", "1", "--batch-size", "4", "--only", "no_dropout", "--no-ten-crop", "--val-fraction", "0.25"]
+
+
+def fake_training(monkeypatch, interrupted: str | None = None) -> list:
+    """``alexnet.training.train`` / ``resume`` replaced by a result at once (no model trained), or an
+    interruption after which the run directory holds a checkpoint, as the trainer's does; the calls are
+    recorded as (which, model, keyword arguments)."""
+    from pathlib import Path
+
+    import alexnet.training
+    from alexnet.training import TrainConfig, TrainResult
+
+    calls = []
+
+    def result(config, run_dir):
+        if interrupted:
+            (Path(run_dir) / "last.pt").parent.mkdir(parents=True, exist_ok=True)
+            (Path(run_dir) / "last.pt").write_bytes(b"a checkpoint")
+        return TrainResult(config=config, run_dir=Path(run_dir), history=[{"train_top1_err": 0.5}],
+                           final={"val_top1_err": 0.4, "val_top5_err": 0.2}, interrupted=interrupted)
+
+    def train(config, **kw):
+        calls.append(("train", Path(config.out).name, kw))
+        return result(config, config.out)
+
+    def resume(run_dir, **kw):
+        calls.append(("resume", Path(run_dir).name, kw))
+        return result(TrainConfig(), run_dir)
+
+    monkeypatch.setattr(alexnet.training, "train", train)
+    monkeypatch.setattr(alexnet.training, "resume", resume)
+    return calls
+
+
+def no_training(monkeypatch, opening: bool = True) -> None:
+    """Training (and, unless ``opening``, opening the data) fails the test."""
+    import alexnet.data
+    import alexnet.training
+
+    def fail(*a, **k):
+        raise AssertionError("trained (or opened the data) although it should not have")
+
+    monkeypatch.setattr(alexnet.training, "train", fail)
+    monkeypatch.setattr(alexnet.training, "resume", fail)
+    if not opening:
+        monkeypatch.setattr(alexnet.data, "PreparedDataset", fail)
+
+
+def files_under(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def finished(tiny_prepared, tmp_path, monkeypatch):
+    """--out of a finished run (full and no_dropout, results from fake_training): (data, out)."""
+    out = tmp_path / "abl"
+    with monkeypatch.context() as m:
+        fake_training(m)
+        assert run_cli(["experiment", "ablations", "--data", str(tiny_prepared), *ABL_FLAGS, "--out", str(out)]) == 0
+    assert sorted(files_under(out)) == ["ablations.json", "ablations.md", "full/result.json", "no_dropout/result.json"]
+    return tiny_prepared, out
+
+
+@pytest.mark.parametrize("argv, was, now", [
+    (["--epochs", "2"], "--epochs 1", "--epochs 2"),
+    (["--lr", "0.02", "--seed", "3"], "--lr 0.01 --seed 0", "--lr 0.02 --seed 3"),
+    (["--ten-crop", "--batch-size", "2"], "--batch-size 4 --no-ten-crop", "--batch-size 2 --ten-crop"),
+    (["--train-subset", "12"], "no --train-subset", "--train-subset 12"),
+    (["--val", "{data}"], "no --val", "--val {data}"),
+    (["--data", "{other}"], "--data {data}", "--data {other}"),
+])
+def test_resume_with_other_settings_is_refused_before_the_data_is_opened(finished, tmp_path, monkeypatch, capsys,
+                                                                         argv, was, now):
+    import shutil
+
+    data, out = finished
+    other = tmp_path / "other"
+    shutil.copytree(data, other)  # the same images elsewhere: still another --data
+    argv = [a.replace("{data}", str(data)).replace("{other}", str(other)) for a in argv]
+    argv = (["--data", str(data)] if "--data" not in argv else []) + \
+        (["--epochs", "1"] if "--epochs" not in argv else []) + argv
+    before = files_under(out)
+    no_training(monkeypatch, opening=False)
+    assert run_cli(["experiment", "ablations", *argv, "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    was, now = (s.replace("{data}", str(data.resolve())).replace("{other}", str(other)) for s in (was, now))
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert f"{out / 'ablations.json'} was made with {was} (now: {now}): repeat them" in err, err
+    assert "drop --resume to start over in a new --out" in err
+    assert files_under(out) == before  # nothing rewritten
+
+
+def test_resume_takes_the_settings_not_given_and_ignores_those_that_do_not_change_results(finished, monkeypatch,
+                                                                                         capsys):
+    """--workers, --threads, --eval-batch-size and --device do not change the results: no refusal; the
+    settings not given (--batch-size, --no-ten-crop, ...) are the earlier run's, so nothing trains again."""
+    data, out = finished
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # --threads sets it; put back after the test
+    no_training(monkeypatch)
+    assert run_cli(["experiment", "ablations", "--data", str(data), "--epochs", "1", "--workers", "2", "--threads", "1",
+                    "--eval-batch-size", "8", "--device", "cpu", "--out", str(out), "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert (f"resuming {out / 'ablations.json'} with its settings --batch-size 4 --no-ten-crop --val-fraction 0.25 "
+            "--only no_dropout") in captured.err
+    assert "full: already done" in captured.err and "no_dropout: already done" in captured.err
+    assert "| `no_dropout` |" in captured.out and "error" not in captured.err
+    assert json.loads((out / "ablations.json").read_text())["config"]["batch_size"] == 4
+
+
+def test_resume_continues_an_interrupted_model_from_its_checkpoint(finished, monkeypatch, capsys):
+    data, out = finished
+    (out / "no_dropout" / "result.json").unlink()
+    (out / "no_dropout" / "last.pt").write_bytes(b"a checkpoint")
+    calls = fake_training(monkeypatch)
+    assert run_cli(["experiment", "ablations", "--data", str(data), "--epochs", "1", "--workers", "1",
+                    "--out", str(out), "--resume"]) == 0
+    assert [(which, model) for which, model, _ in calls] == [("resume", "no_dropout")]  # full kept, nothing fresh
+    assert calls[0][2]["workers"] == 1 and calls[0][2]["dataset"] is None
+    assert f"no_dropout: continuing its training from {out / 'no_dropout' / 'last.pt'}" in capsys.readouterr().err
+    assert json.loads((out / "no_dropout" / "result.json").read_text())["top1"] == pytest.approx(0.4)
+
+
+def test_an_interrupted_run_names_the_command_that_continues_it(tiny_prepared, tmp_path, monkeypatch, capsys):
+    import shlex
+
+    out = tmp_path / "my abl"  # a space: the command quotes it
+    fake_training(monkeypatch, interrupted="SIGINT")
+    assert run_cli(["experiment", "ablations", "--data", str(tiny_prepared), *ABL_FLAGS, "--out", str(out)]) == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("alexnet experiment ablations: interrupted (SIGINT); full's checkpoint and the finished "
+                           f"models are kept in {out}; continue with: "), last
+    command = shlex.split(last.split("continue with: ", 1)[1])
+    assert command == ["alexnet", "experiment", "ablations", "--data", str(tiny_prepared), "--epochs", "1",
+                       "--batch-size", "4", "--no-ten-crop", "--val-fraction", "0.25", "--only", "no_dropout",
+                       "--out", str(out), "--resume"]
+    calls = fake_training(monkeypatch)
+    assert run_cli(command[1:]) == 0
+    assert [(which, model) for which, model, _ in calls] == [("resume", "full"), ("train", "no_dropout")]
+
+
+def test_a_second_run_into_the_same_out_is_refused(finished, monkeypatch, capsys):
+    data, out = finished
+    before = files_under(out)
+    no_training(monkeypatch, opening=False)
+    assert run_cli(["experiment", "ablations", "--data", str(data), *ABL_FLAGS, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out} already holds a run of the ablations" in err and "continue it with --resume" in err, err
+    assert files_under(out) == before
+
+
+def test_resume_with_nothing_to_resume_starts_and_says_so(tiny_prepared, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "new"
+    calls = fake_training(monkeypatch)
+    assert run_cli(["experiment", "ablations", "--data", str(tiny_prepared), *ABL_FLAGS, "--out", str(out),
+                    "--resume"]) == 0
+    assert f"note: {out} holds no ablations.json to resume from: starting from the beginning" in capsys.readouterr().err
+    assert [(which, model) for which, model, _ in calls] == [("train", "full"), ("train", "no_dropout")]

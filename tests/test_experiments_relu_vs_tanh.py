@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import tarfile
@@ -321,3 +322,215 @@ def test_a_damaged_or_foreign_data_file_is_one_line(tmp_path, capsys, damage, me
     if damage == "truncate":  # the same words as prepare's for the same file
         assert run_cli(["prepare", str(path), str(tmp_path / "prep"), "--no-progress"]) == 2
         assert message in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ --resume and interrupts
+FIG1_FLAGS = ["--lrs", "0.01", "--sweep-epochs", "1", "--max-epochs", "2", "--target", "30", "--batch-size", "16",
+              "--per-class", "20"]
+
+
+@pytest.fixture(scope="module")
+def finished_fig1(tmp_path_factory):
+    """A finished run of the tiny settings (40 of 48 images: --per-class 20), made once for the module."""
+    root = tmp_path_factory.mktemp("fig1")
+    images, labels = easy_images(24)
+    _tar_of_class_folders(root / "d.tar.gz", images, labels, ["a", "b"])
+    assert run_cli(["experiment", "relu-vs-tanh", "--data", str(root / "d.tar.gz"), *FIG1_FLAGS,
+                    "--out", str(root / "fig1")]) == 0
+    result = json.loads((root / "fig1" / "result.json").read_text())
+    assert result["per_class"] == 20 and result["images"] == 40
+    assert all(len(r["curve"]) == 2 or r["epochs_to_target"] for r in result["results"].values())  # both finished
+    return root
+
+
+@pytest.fixture
+def fig1(finished_fig1, tmp_path):
+    """A copy of the finished run: (data, out)."""
+    import shutil
+
+    shutil.copytree(finished_fig1 / "fig1", tmp_path / "fig1")
+    return finished_fig1 / "d.tar.gz", tmp_path / "fig1"
+
+
+def no_training(monkeypatch, reading: bool = True):
+    """Training (and, unless ``reading``, reading the images) fails the test."""
+    import alexnet.experiments.relu_vs_tanh as rvt
+
+    def fail(*a, **k):
+        raise AssertionError("trained (or read the images) although it should not have")
+
+    monkeypatch.setattr(rvt, "train_epoch", fail)
+    if not reading:
+        monkeypatch.setattr("alexnet.experiments.images.read_labelled_images", fail)
+
+
+def files_of(folder) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("argv, was, now", [
+    (["--per-class", "12"], "--per-class 20", "--per-class 12"),
+    (["--max-epochs", "1"], "--max-epochs 2", "--max-epochs 1"),  # fewer epochs: tanh's curve would be cut
+    (["--lrs", "0.01,0.03"], "--lrs 0.01", "--lrs 0.01,0.03"),
+    (["--target", "25", "--seed", "1"], "--target 30 --seed 0", "--target 25 --seed 1"),
+    (["--batch-size", "8", "--no-lrn"], "--batch-size 16 --lrn", "--batch-size 8 --no-lrn"),
+    (["--data", "{other}"], "--data {data}", "--data {other}"),
+])
+def test_resume_with_other_settings_is_refused_before_reading(fig1, tmp_path, monkeypatch, capsys, argv, was, now):
+    data, out = fig1
+    other = tmp_path / "other.tar.gz"
+    other.write_bytes(data.read_bytes())  # the same images elsewhere: still another --data
+    argv = [a.replace("{other}", str(other)) for a in argv]
+    if "--data" not in argv:
+        argv = ["--data", str(data), *argv]
+    before = files_of(out)
+    no_training(monkeypatch, reading=False)
+    assert run_cli(["experiment", "relu-vs-tanh", *argv, "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    was, now = (s.replace("{data}", str(data.resolve())).replace("{other}", str(other)) for s in (was, now))
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert f"{out / 'result.json'} was made with {was} (now: {now}): repeat them" in err, err
+    assert "drop --resume to start over in a new --out" in err
+    assert files_of(out) == before  # nothing rewritten
+
+
+def test_resume_without_the_flags_takes_them_from_result_json(fig1, monkeypatch, capsys):
+    """The walkthrough's case: --resume without --per-class/--max-epochs read all the images and redid the
+    finished sweep. Now the settings come from result.json: 40 images read, nothing trained again."""
+    import alexnet.experiments.images as images_module
+
+    data, out = fig1
+    before = json.loads((out / "result.json").read_text())
+    asked = []
+    real_read = images_module.read_labelled_images
+    monkeypatch.setattr(images_module, "read_labelled_images",
+                        lambda path, per_class=None, seed=0: asked.append(per_class)
+                        or real_read(path, per_class=per_class, seed=seed))
+    no_training(monkeypatch)
+    assert run_cli(["experiment", "relu-vs-tanh", "--data", str(data), "--out", str(out), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert asked == [20]
+    assert (f"resuming {out / 'result.json'} with its settings --per-class 20 --lrs 0.01 --sweep-epochs 1 "
+            "--target 30 --batch-size 16 --max-epochs 2") in err
+    after = json.loads((out / "result.json").read_text())
+    assert after["images"] == 40 and after["config"] == before["config"] and after["results"] == before["results"]
+
+
+def test_settings_that_do_not_change_results_do_not_refuse(fig1, monkeypatch, capsys):
+    data, out = fig1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # --threads sets it; put back after the test
+    no_training(monkeypatch)
+    assert run_cli(["experiment", "relu-vs-tanh", "--data", str(data), *FIG1_FLAGS, "--out", str(out), "--resume",
+                    "--threads", "1", "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "error" not in captured.err and "relu: kept from" in captured.err and "tanh: kept from" in captured.err
+    assert json.loads((out / "result.json").read_text())["config"]["device"] == "cpu"
+
+
+def test_a_larger_max_epochs_keeps_what_reached_the_target(tmp_path):
+    """More epochs on resume: an activation that reached the target stands (its curve would be the same),
+    one that did not trains again from the start, as a new run with that budget would."""
+    images, labels = easy_images(24)
+    cfg = ReluTanhConfig(lrs=(0.01,), sweep_epochs=1, max_epochs=2, target_error=0.3, batch_size=16)
+    first = run_relu_vs_tanh(images, labels, cfg, out_dir=tmp_path, log=None)
+    assert first.results["relu"].reached
+    data = json.loads((tmp_path / "result.json").read_text())  # make tanh "not reached in 2 epochs"
+    data["results"]["tanh"].update(curve=[0.9, 0.8], loss=[1.0, 1.0], seconds=[0, 0], epochs_to_target=None,
+                                   crossing=None)
+    (tmp_path / "result.json").write_text(json.dumps(data))
+    said = []
+    again = run_relu_vs_tanh(images, labels, dataclasses.replace(cfg, max_epochs=3), out_dir=tmp_path,
+                             log=said.append, resume=True)
+    assert again.results["relu"] == first.results["relu"]  # kept, not trained
+    assert again.results["tanh"].curve != [0.9, 0.8]  # trained again
+    assert any("tanh did not reach the target and trains again from the start" in s for s in said), said
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("garbage", "is not a readable Figure 1 result"),
+    ("no per_class", "was made from 40 images (--per-class 20?), now 48: repeat its --per-class"),
+])
+def test_an_unreadable_or_older_result_json_is_refused_in_one_line(fig1, monkeypatch, capsys, damage, message):
+    """A result.json that cannot be read is not overwritten; one written before result.json recorded
+    --per-class is held to its count of images (here after reading them: nothing else says which)."""
+    data, out = fig1
+    if damage == "garbage":
+        (out / "result.json").write_text('{"config": ')  # as a write cut short once left it
+    else:
+        old = json.loads((out / "result.json").read_text())
+        del old["per_class"]
+        (out / "result.json").write_text(json.dumps(old))
+    before = files_of(out)
+    no_training(monkeypatch)
+    assert run_cli(["experiment", "relu-vs-tanh", "--data", str(data), "--out", str(out), "--resume"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert message in lines[-1] and [x for x in lines if "error" in x] == lines[-1:], lines  # progress, then one line
+    assert files_of(out) == before
+
+
+def test_a_second_run_into_the_same_out_is_refused(fig1, monkeypatch, capsys):
+    data, out = fig1
+    before = files_of(out)
+    no_training(monkeypatch)
+    assert run_cli(["experiment", "relu-vs-tanh", "--data", str(data), *FIG1_FLAGS, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{out} already holds the results of a run (result.json): continue it with --resume" in err, err
+    assert files_of(out) == before
+
+
+@pytest.mark.parametrize("signal_name, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupted_run_names_the_command_that_continues_it(finished_fig1, tmp_path, monkeypatch, capsys,
+                                                                signal_name, code):
+    """Stopped while training tanh: one line with the command (the flags given, plus --resume); that command
+    keeps ReLU and trains tanh only."""
+    import os
+    import shlex
+    import signal
+    import time
+
+    import torch
+
+    import alexnet.experiments.relu_vs_tanh as rvt
+
+    real_epoch = rvt.train_epoch
+    trained = []
+
+    def is_tanh(model):
+        return any(isinstance(m, torch.nn.Tanh) for m in model.modules())
+
+    def stop_at_tanh(model, opt, batches):
+        if is_tanh(model):
+            if signal_name == "SIGINT":
+                raise KeyboardInterrupt  # what Ctrl-C raises
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(10)  # the handler raises here
+            raise AssertionError("SIGTERM did not stop the experiment")
+        return real_epoch(model, opt, batches)
+
+    data, out = finished_fig1 / "d.tar.gz", tmp_path / "my out"  # a space: the command quotes it
+    monkeypatch.setattr(rvt, "train_epoch", stop_at_tanh)
+    assert run_cli(["experiment", "relu-vs-tanh", "--data", str(data), *FIG1_FLAGS, "--out", str(out)]) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"alexnet experiment relu-vs-tanh: interrupted ({signal_name}); relu finished and "
+                              f"kept in {out / 'result.json'}; an unfinished activation starts again"), err[-1]
+    command = shlex.split(err[-1].split("continue with: ", 1)[1])
+    assert command == ["alexnet", "experiment", "relu-vs-tanh", "--data", str(data), "--per-class", "20",
+                       "--lrs", "0.01", "--sweep-epochs", "1", "--max-epochs", "2", "--batch-size", "16",
+                       "--target", "30", "--out", str(out), "--resume"]
+    relu = json.loads((out / "result.json").read_text())["results"]
+    assert list(relu) == ["relu"]
+
+    monkeypatch.setattr(rvt, "train_epoch", lambda m, o, b: trained.append(is_tanh(m)) or real_epoch(m, o, b))
+    assert run_cli(command[1:]) == 0
+    assert trained and all(trained)  # tanh only: ReLU was kept
+    assert "relu: kept from" in capsys.readouterr().err
+    final = json.loads((out / "result.json").read_text())["results"]
+    assert final["relu"] == relu["relu"] and final["tanh"]["curve"]
+
+
+def test_resume_with_nothing_to_resume_starts_and_says_so(finished_fig1, tmp_path, capsys):
+    data, out = finished_fig1 / "d.tar.gz", tmp_path / "new"
+    assert run_cli(["experiment", "relu-vs-tanh", "--data", str(data), *FIG1_FLAGS, "--out", str(out),
+                    "--resume"]) == 0
+    assert f"note: {out} holds no result.json to resume from: starting from the beginning" in capsys.readouterr().err
+    assert set(json.loads((out / "result.json").read_text())["results"]) == {"relu", "tanh"}

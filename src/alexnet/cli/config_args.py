@@ -29,6 +29,16 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def flag_words(name: str, value) -> list[str]:
+    """A field's value as the generated flags take it: ``["--epochs", "12"]``, ``["--no-lrn"]``,
+    ``["--lrs", "0.01,0.03"]`` (for a command that repeats a run's settings)."""
+    if isinstance(value, bool):
+        return [flag(name) if value else "--no-" + flag(name)[2:]]
+    if isinstance(value, (tuple, list)):
+        return [flag(name), ",".join(str(v) for v in value)]
+    return [flag(name), str(value)]
+
+
 @functools.cache
 def field_docs(cls: type) -> dict[str, str]:
     """``{field: docstring}`` of a dataclass (and its dataclass bases), as written in the source."""

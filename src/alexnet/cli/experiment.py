@@ -2,12 +2,21 @@
 
     alexnet experiment relu-vs-tanh --data ../shared/data/cifar10-train.tar.gz --out runs/fig1
     alexnet experiment ablations --data prepared/imagenette --epochs 30 --out runs/ablations
+
+``--resume`` continues the run in ``--out``: the settings that change the results and are not given come
+from the earlier run (its result.json / ablations.json), those given must agree with it (else one line
+naming the flags to repeat, before any data is read). SIGINT/SIGTERM end an experiment with the command
+that continues it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import shlex
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,7 +56,8 @@ def register(sub) -> None:
                         f"{100 * ReluTanhConfig.target_error:g}.".replace("%", "%%"))
     f.add_argument("--out", default="runs/relu_vs_tanh", help="output folder (default runs/relu_vs_tanh)")
     f.add_argument("--resume", action="store_true",
-                   help="keep the activations that --out/result.json already holds finished")
+                   help="keep the activations that --out/result.json already holds finished and train the "
+                        "others; the settings not given are that run's, those given must agree with them")
     add_threads_arg(f)
     f.set_defaults(func=run_relu_vs_tanh, config_fields=names)
 
@@ -65,16 +75,87 @@ def register(sub) -> None:
                     aliases={"val_fraction": "--val-split"})  # alexnet train's name for it
     a.add_argument("--out", default="runs/ablations", help="output folder (default runs/ablations)")
     a.add_argument("--resume", action="store_true",
-                   help="skip the models whose results are already in --out")
+                   help="skip the models whose results are already in --out, continue an interrupted one from "
+                        "its checkpoint; the settings not given are that run's, those given must agree with them")
     add_threads_arg(a)
     a.set_defaults(func=run_ablations, config_fields=names)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the experiment is, as SIGINT raises KeyboardInterrupt."""
+
+    signal = "SIGTERM"
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (a scheduler's stop, ``kill``) stops the experiment as Ctrl-C does, so that it too ends
+    with the command that continues it (the trainer, inside, handles both signals itself)."""
+    if threading.current_thread() is not threading.main_thread():  # handlers only from the main thread
+        yield
+        return
+
+    def stop(signum, frame):
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _continue_command(experiment: str, args, flags) -> str:
+    """The command as given (its flags, ``flags(name, value)`` spelling each setting) plus --resume."""
+    words = ["alexnet", "experiment", experiment, "--data", str(args.data)]
+    for name in ("val", "per_class"):
+        if getattr(args, name, None) is not None:
+            words += ["--" + name.replace("_", "-"), str(getattr(args, name))]
+    for name in args.config_fields:
+        if getattr(args, name, None) is not None:
+            words += flags(name, getattr(args, name))
+    if getattr(args, "target", None) is not None:
+        words += ["--target", f"{args.target:g}"]
+    words += ["--out", str(args.out)]
+    if args.threads is not None:
+        words += ["--threads", str(args.threads)]
+    return shlex.join(words + ["--resume"])
+
+
+def _interrupted(experiment: str, args, stop: KeyboardInterrupt, kept: str, flags) -> int:
+    """One line: what stopped the run, what is kept, and the command that continues it; 128 + the signal."""
+    name = getattr(stop, "signal", "SIGINT")
+    print(f"alexnet experiment {experiment}: interrupted ({name}); {kept}; continue with: "
+          f"{_continue_command(experiment, args, flags)}", file=sys.stderr, flush=True)
+    return 128 + int(getattr(signal, name, signal.SIGINT))
+
+
+def _relu_tanh_kept(out: Path, config) -> str:
+    """What an interrupted Figure 1 run keeps: its finished activations (the loop keeps no checkpoints, so
+    an activation still training starts again from its sweep)."""
+    from alexnet.experiments.relu_vs_tanh import RESULT_FILE, result_from_json
+
+    try:
+        results = result_from_json(out / RESULT_FILE).results
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        results = {}
+    done = [a for a, r in results.items() if r.reached or len(r.curve) >= config.max_epochs]
+    again = "an unfinished activation starts again from its learning-rate sweep"
+    if done:
+        return f"{' and '.join(done)} finished and kept in {out / RESULT_FILE}; {again}"
+    return f"no activation had finished yet ({again})"
 
 
 def run_relu_vs_tanh(args) -> int:
     from alexnet.cli.common import set_threads
     from alexnet.cli.config_args import given
     from alexnet.experiments.images import read_labelled_images
-    from alexnet.experiments.relu_vs_tanh import ReluTanhConfig, run_relu_vs_tanh
+    from alexnet.experiments.relu_vs_tanh import (
+        ReluTanhConfig,
+        resume_settings,
+        run_relu_vs_tanh,
+        setting_flags,
+    )
     from alexnet.runtime import resolve_device
 
     if args.per_class is not None and args.per_class < 1:
@@ -82,18 +163,30 @@ def run_relu_vs_tanh(args) -> int:
     values = given(args, args.config_fields)
     if args.target is not None:
         values["target_error"] = args.target / 100
+    per_class = args.per_class
+    if args.resume:  # before any image is read: the earlier run's settings, or a refusal naming the flags
+        earlier = resume_settings(args.out, values, data=args.data, per_class=per_class)
+        if earlier is not None:
+            values, per_class = earlier.values, earlier.per_class
+            print(earlier.describe(), file=sys.stderr)
     config = ReluTanhConfig(**values)
     config.validate()
     resolve_device(config.device)  # a one-line error now for a GPU that is not there
     set_threads(args.threads)
-    t0 = time.perf_counter()
-    images, labels, classes = read_labelled_images(args.data, per_class=args.per_class, seed=config.seed)
-    if images.shape[1:] != (32, 32, 3):
-        raise UserError(f"{args.data}: cifar_4layer needs 32x32 RGB images, got {images.shape[1]}x{images.shape[2]}")
-    print(f"read {len(labels)} images of {len(classes)} classes in {time.perf_counter() - t0:.0f} s",
-          file=sys.stderr)
-    result = run_relu_vs_tanh(images, labels, config, out_dir=args.out, data_name=str(args.data),
-                              resume=args.resume)
+    try:
+        with _sigterm_interrupts():
+            t0 = time.perf_counter()
+            images, labels, classes = read_labelled_images(args.data, per_class=per_class, seed=config.seed)
+            if images.shape[1:] != (32, 32, 3):
+                raise UserError(f"{args.data}: cifar_4layer needs 32x32 RGB images, got "
+                                f"{images.shape[1]}x{images.shape[2]}")
+            print(f"read {len(labels)} images of {len(classes)} classes in {time.perf_counter() - t0:.0f} s",
+                  file=sys.stderr)
+            result = run_relu_vs_tanh(images, labels, config, out_dir=args.out,
+                                      data_name=str(Path(args.data).resolve()), per_class=per_class,
+                                      resume=args.resume)
+    except KeyboardInterrupt as stop:
+        return _interrupted("relu-vs-tanh", args, stop, _relu_tanh_kept(Path(args.out), config), setting_flags)
     print(result.summary())
     print(f"wrote {Path(args.out) / 'figure1.png'}, result.json, curves.csv, summary.txt")
     return 0
@@ -102,13 +195,26 @@ def run_relu_vs_tanh(args) -> int:
 def run_ablations(args) -> int:
     from alexnet.cli.common import set_threads
     from alexnet.cli.config_args import given
-    from alexnet.experiments.ablations import AblationConfig, run_ablations
+    from alexnet.experiments.ablations import AblationConfig, resume_settings, run_ablations, setting_flags
     from alexnet.runtime import resolve_device
 
-    config = AblationConfig(**given(args, args.config_fields))
+    values, val = given(args, args.config_fields), args.val
+    if args.resume:  # before any data is opened: the earlier run's settings, or a refusal naming the flags
+        earlier = resume_settings(args.out, values, data=args.data, val=val)
+        if earlier is not None:
+            values, val = earlier.values, earlier.val
+            print(earlier.describe(), file=sys.stderr)
+    config = AblationConfig(**values)
     resolve_device(config.device)
     set_threads(args.threads)
-    table = run_ablations(args.data, config, val=args.val, out_dir=args.out, resume=args.resume)
+    try:
+        with _sigterm_interrupts():
+            table = run_ablations(args.data, config, val=val, out_dir=args.out, resume=args.resume)
+    except KeyboardInterrupt as stop:
+        model = getattr(stop, "model", None)
+        kept = (f"{model}'s checkpoint and the finished models are kept in {args.out}" if model
+                else f"the finished models are kept in {args.out}")
+        return _interrupted("ablations", args, stop, kept, setting_flags)
     print(table.markdown())
     print(f"wrote {Path(args.out) / 'ablations.md'} and ablations.json")
     return 0

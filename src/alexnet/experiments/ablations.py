@@ -21,6 +21,13 @@ the centre crop and with the paper's 10 crops. Each model's run directory is ``a
 
 A small-scale run (``train_subset`` / ``val_subset``) takes stratified subsets of the images into memory
 (:class:`~alexnet.data.ArrayDataset`) with the statistics (mean image, PCA) of the whole training set.
+
+Resuming: ``ablations.json`` records the settings (written before the first model trains). ``resume=True``
+keeps the models whose ``result.json`` is there, continues an interrupted one from its checkpoint and
+trains the rest; it refuses, in one line naming the flags, a folder made with other settings
+(:data:`RESUME_SETTINGS`, the data), so that a resume never mixes budgets in one table.
+:func:`resume_settings` does that check before any data is opened, and fills in the settings not given
+from the earlier run.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -37,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet.errors import BadOptionError, UserError
+from alexnet.files import write_atomic
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,15 @@ ABLATIONS: dict[str, Ablation] = {a.name: a for a in (
 )}
 
 PAPER_LIGHTING = 0.1
+RECORD_FILE = "ablations.json"  # the run's settings and table
+RESULT_FILE = "result.json"  # in each model's run directory: its errors, once trained and evaluated
+CHECKPOINT_FILE = "last.pt"  # the trainer's (alexnet.training.rundir.LAST): an interrupted model's state
+
+# The settings --resume holds to ablations.json's: those that change what is computed. Not the device,
+# the loader's workers or the evaluation batch (the same computation), and not ``only`` (which models:
+# each is kept or trained on its own).
+RESUME_SETTINGS = ("epochs", "arch", "batch_size", "lr", "momentum", "weight_decay", "seed", "ten_crop",
+                   "val_fraction", "train_subset", "val_subset")
 
 
 @dataclass
@@ -243,6 +261,112 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM stopped a model's training (the trainer saved its checkpoint): ``resume=True``
+    continues it. A KeyboardInterrupt, as the signal was."""
+
+    def __init__(self, model: str, signal: str) -> None:
+        super().__init__(f"{model}: training interrupted ({signal}); its checkpoint is saved")
+        self.model, self.signal = model, signal
+
+
+def setting_flags(name: str, value) -> list[str]:
+    """A setting as ``alexnet experiment ablations`` takes it: ``["--epochs", "12"]``, ``["--no-ten-crop"]``,
+    ``[]`` for no ``val`` or no subset (no flag)."""
+    from alexnet.cli.config_args import flag_words
+
+    if value is None or (name == "val" and not value):
+        return []
+    return flag_words(name, value)
+
+
+def _spelled(settings: list[tuple[str, object]]) -> str:
+    """``--epochs 12 --val v``; ``no --val``, ``no --train-subset`` for a flag not given."""
+    words = [shlex.join(setting_flags(k, v)) or ("no --val" if k == "val" else f"no --{k.replace('_', '-')}")
+             for k, v in settings]
+    return " ".join(words)
+
+
+@dataclass
+class ResumeSettings:
+    """What ``--resume`` continues: the earlier run's settings, the flags given (which agree with them)
+    in their place."""
+
+    path: Path
+    """The earlier run's ``ablations.json``."""
+    values: dict
+    """:class:`AblationConfig` fields: those given, and the earlier run's for the results' settings (and
+    ``only``) not given."""
+    val: str | None
+    """The validation set: given, or the earlier run's."""
+    taken: list[str] = field(default_factory=list)
+    """The settings taken from ``path`` that are not the defaults (to say so)."""
+
+    def describe(self) -> str:
+        taken = _spelled([(k, self.val if k == "val" else self.values[k]) for k in self.taken])
+        return f"resuming {self.path}" + (f" with its settings {taken}" if taken else "")
+
+
+def _same_path(earlier: str, now: str) -> bool:
+    """Whether two data paths name the same folder (True when the earlier one is gone or either is
+    missing: then the images' counts are what is compared)."""
+    if not earlier or not now or not Path(earlier).exists() or not Path(now).exists():
+        return True
+    return os.path.samefile(earlier, now)
+
+
+def _model_runs(out: Path) -> list[str]:
+    """The models that have a run directory with a checkpoint or a result in ``out``."""
+    return [n for n in ABLATIONS if (out / n / RESULT_FILE).exists() or (out / n / CHECKPOINT_FILE).exists()]
+
+
+def resume_settings(out_dir: str | os.PathLike, given: dict, *, data: str | os.PathLike | None = None,
+                    val: str | os.PathLike | None = None) -> ResumeSettings | None:
+    """The settings that continue the ablations in ``out_dir`` (None when it holds no run at all): the
+    :class:`AblationConfig` fields in ``given`` (the flags given), the earlier run's for the results'
+    settings (and ``only``) not given; ``val`` likewise. A setting given that differs from the earlier
+    run's, or other ``data``, is refused in one line naming the flags to repeat. Checked before any data
+    is opened, so a resume with a wrong flag costs nothing."""
+    out = Path(out_dir)
+    path = out / RECORD_FILE
+    if not path.is_file():
+        runs = _model_runs(out)
+        if runs:  # an older version wrote ablations.json only after the first model
+            raise UserError(f"{out} holds runs of {', '.join(runs)} but no {RECORD_FILE} saying with which settings: "
+                            "nothing to check a resume against; choose another --out")
+        return None
+    try:
+        record = json.loads(path.read_text())
+        saved = {**asdict(AblationConfig(epochs=1)), **record["config"]}
+        saved_data, saved_val = str(record.get("data") or ""), str(record.get("val") or "")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"{path} is not a readable record of ablations ({type(e).__name__}: {e}): nothing to "
+                        "resume from; drop --resume to start over in a new --out") from None
+    defaults = asdict(AblationConfig(epochs=1))
+    values, taken, differ = dict(given), [], []
+    if data is not None and not _same_path(saved_data, str(data)):
+        differ.append(("data", saved_data, str(data)))
+    if val is None:  # not given: the earlier run's
+        val = saved_val or None
+        if val:
+            taken.append("val")
+    elif bool(str(val)) != bool(saved_val) or not _same_path(saved_val, str(val)):  # "": none (held out)
+        differ.append(("val", saved_val, str(val)))
+    for name in (*RESUME_SETTINGS, "only"):
+        if name not in given or (name == "only" and given[name] is None):  # only None: all, as before
+            values[name] = saved[name]
+            if saved[name] != defaults[name]:
+                taken.append(name)
+        elif name != "only" and given[name] != saved[name]:
+            differ.append((name, saved[name], given[name]))
+    if differ:
+        was = _spelled([(k, old) for k, old, _ in differ])
+        now = _spelled([(k, new) for k, _, new in differ])
+        raise UserError(f"{path} was made with {was} (now: {now}): repeat them with --resume (or leave them out: "
+                        "--resume takes them from it), or drop --resume to start over in a new --out")
+    return ResumeSettings(path, values, str(val) if val else None, taken)
+
+
 def _stratified(labels: np.ndarray, indices: np.ndarray, count: int, seed: int) -> np.ndarray:
     """About ``count`` of ``indices``, the same number from each class (as far as they go)."""
     from alexnet.experiments.images import stratified_subset
@@ -279,19 +403,28 @@ def train_config(ablation: Ablation, config: AblationConfig, *, data: str, val: 
 
 
 def train_and_evaluate(ablation: Ablation, config: AblationConfig, *, data: str, val: str | None, run_dir: Path,
-                       val_images: int, train_ds=None, val_ds=None, progress: bool = True) -> AblationResult:
-    """Train one model with :func:`alexnet.training.train` into ``run_dir`` and read its final errors.
+                       val_images: int, train_ds=None, val_ds=None, progress: bool = True,
+                       resume: bool = False) -> AblationResult:
+    """Train one model with :func:`alexnet.training.train` into ``run_dir`` and read its final errors;
+    ``resume``: continue the interrupted training in ``run_dir`` from its checkpoint instead
+    (:func:`alexnet.training.resume`, its own config; the loader's workers and the device may differ).
 
     ``train_ds`` / ``val_ds``: in-memory subsets for a small-scale run (else the trainer opens ``data``
-    and ``val``, or holds out ``val_fraction`` of ``data`` with the seed)."""
-    from alexnet.training import train
+    and ``val``, or holds out ``val_fraction`` of ``data`` with the seed). SIGINT/SIGTERM during the
+    training raise :class:`TrainingInterrupted` once the trainer has saved its checkpoint."""
+    import alexnet.training
 
-    tc = train_config(ablation, config, data=data, val=val, run_dir=run_dir)
     t0 = time.perf_counter()
-    res = train(tc, dataset=train_ds, val_dataset=val_ds, progress=progress)
+    if resume:
+        same_computation = {"device": config.device or "auto", "workers": config.workers}
+        res = alexnet.training.resume(run_dir, dataset=train_ds, val_dataset=val_ds, progress=progress,
+                                      **{k: v for k, v in same_computation.items() if v is not None})
+    else:
+        tc = train_config(ablation, config, data=data, val=val, run_dir=run_dir)
+        res = alexnet.training.train(tc, dataset=train_ds, val_dataset=val_ds, progress=progress)
     seconds = time.perf_counter() - t0
     if res.interrupted:
-        raise UserError(f"{ablation.name}: training interrupted ({res.interrupted}); run again with --resume")
+        raise TrainingInterrupted(ablation.name, res.interrupted)
     f = res.final
 
     def err(key):
@@ -310,11 +443,25 @@ def run_ablations(data: str | os.PathLike, config: AblationConfig, *, val: str |
                   out_dir: str | os.PathLike = "runs/ablations", resume: bool = False,
                   log: Callable[[str], None] | None = _log, progress: bool = True) -> AblationTable:
     """Train and evaluate the full model and each ablation; write ``ablations.md`` / ``ablations.json``
-    and one run directory per model (``alexnet train``'s layout) under ``out_dir``."""
+    and one run directory per model (``alexnet train``'s layout) under ``out_dir``.
+
+    An ``out_dir`` that already holds a run is refused unless ``resume``. With ``resume``: the models with
+    a ``result.json`` are kept, an interrupted one continues from its checkpoint, the others train; a run
+    made with other settings or data is refused in one line (:func:`resume_settings`) before anything
+    trains; with none there, the run starts from the beginning (and says so)."""
     from alexnet.data import PreparedDataset, split_indices
 
     config.validate()
     log = log or (lambda _m: None)
+    out = Path(out_dir)
+    record = None
+    if resume:
+        record = resume_settings(out, asdict(config), data=data, val=str(val or ""))  # raises if they differ
+        if record is None:
+            log(f"note: {out} holds no {RECORD_FILE} to resume from: starting from the beginning")
+    elif (out / RECORD_FILE).exists() or _model_runs(out):
+        raise UserError(f"{out} already holds a run of the ablations ({RECORD_FILE} or a model's run directory): "
+                        "continue it with --resume, or choose another --out")
     train_full = PreparedDataset(data)
     val_full = PreparedDataset(val) if val is not None else None
     if val_full is not None and [c.get("wnid") for c in val_full.classes] != [c.get("wnid") for c in train_full.classes]:
@@ -339,22 +486,34 @@ def run_ablations(data: str | os.PathLike, config: AblationConfig, *, val: str |
             val_ds = _subset(vsrc, val_idx, stats_from=train_full)
     if n_train < config.batch_size:
         raise UserError(f"{n_train} training images are fewer than one batch of {config.batch_size}")
-    out = Path(out_dir)
+    if record is not None:  # the same flags, but the data's images changed (or an older record)
+        earlier = json.loads(record.path.read_text())
+        was = (earlier.get("train_images"), earlier.get("val_images"))
+        if was != (n_train, n_val):
+            raise UserError(f"{record.path} was made with {was[0]} training / {was[1]} validation images, now "
+                            f"{n_train} / {n_val}: the data changed; drop --resume to start over in a new --out")
     out.mkdir(parents=True, exist_ok=True)
-    table = AblationTable(config, {}, int(n_train), int(n_val), str(data), str(val or ""))
+    # The data's paths as absolute ones: what a resume from another folder compares.
+    table = AblationTable(config, {}, int(n_train), int(n_val), str(Path(data).resolve()),
+                          str(Path(val).resolve()) if val else "")
+    if record is None:  # the settings on disk before the first model trains: what a resume is checked against
+        _write_table(table, out)
     log(f"ablations {', '.join(config.names)}: {n_train} training / {n_val} validation images, "
         f"{config.epochs} epoch(s) each")
     for name in config.names:
         run_dir = out / name
-        done = run_dir / "result.json"
+        done = run_dir / RESULT_FILE
         if resume and done.is_file():
             table.results[name] = AblationResult.from_json(done.read_text())
             log(f"{name}: already done, skipped")
             continue
+        interrupted = resume and (run_dir / CHECKPOINT_FILE).exists()
+        if interrupted:
+            log(f"{name}: continuing its training from {run_dir / CHECKPOINT_FILE}")
         res = train_and_evaluate(ABLATIONS[name], config, data=str(data), val=str(val) if val else None,
                                  run_dir=run_dir, val_images=n_val, train_ds=train_ds, val_ds=val_ds,
-                                 progress=progress)
-        done.write_text(json.dumps(asdict(res), indent=1) + "\n")
+                                 progress=progress, resume=interrupted)
+        write_atomic(done, json.dumps(asdict(res), indent=1) + "\n")
         table.results[name] = res
         log(f"{name}: top-1/top-5 error {100 * res.top1:.2f}%/{100 * res.top5:.2f}% (1 crop)"
             + (f", {100 * res.top1_10:.2f}%/{100 * res.top5_10:.2f}% (10 crops)" if res.top1_10 is not None else "")
@@ -365,7 +524,8 @@ def run_ablations(data: str | os.PathLike, config: AblationConfig, *, val: str |
 
 
 def _write_table(table: AblationTable, out: Path) -> None:
-    (out / "ablations.md").write_text(table.markdown() + "\n")
-    (out / "ablations.json").write_text(json.dumps(table.to_dict(), indent=1) + "\n")
+    # atomic: an interrupt mid-write leaves the last whole record (what --resume reads), not half of one
+    write_atomic(out / "ablations.md", table.markdown() + "\n")
+    write_atomic(out / RECORD_FILE, json.dumps(table.to_dict(), indent=1) + "\n")
 
 

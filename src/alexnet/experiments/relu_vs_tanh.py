@@ -25,6 +25,12 @@ against epochs. What we do, and why:
 The loop here is deliberately lean (in-memory uint8 images, one mean subtraction per batch, no
 checkpoints): the full trainer (``alexnet.training``) brings a run directory, schedules and validation
 that this experiment does not use, and each epoch of the tanh net is already minutes on a small CPU.
+
+Resuming: ``result.json`` records the settings (and ``per_class``, the data's path). ``resume=True``
+keeps the activations it holds finished and trains the others from scratch; it refuses, in one line
+naming the flags, a result made with other settings (:data:`RESUME_SETTINGS`, the data, its subset), so
+that a resume never silently redoes or overwrites finished work. :func:`resume_settings` does that check
+before any image is read, and fills in the settings not given from the earlier run.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -43,7 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from alexnet import runtime
-from alexnet.errors import BadOptionError
+from alexnet.errors import BadOptionError, UserError
 from alexnet.files import write_atomic
 from alexnet.models import create_model
 from alexnet.progress import count
@@ -51,6 +58,12 @@ from alexnet.training.config import check_seed
 from alexnet.training.optim import PaperSGD
 
 ACTIVATIONS = ("relu", "tanh")
+RESULT_FILE = "result.json"
+
+# The settings --resume holds to result.json's: those that change what is computed. Not the device (the
+# same computation elsewhere), not the activations (each is kept or trained on its own), and max_epochs
+# apart: a larger budget keeps the activations that reached the target (their curves would be the same).
+RESUME_SETTINGS = ("lrs", "sweep_epochs", "target_error", "batch_size", "momentum", "lrn", "seed")
 
 
 @dataclass
@@ -120,6 +133,8 @@ class ReluTanhResult:
     results: dict[str, ActivationResult]
     wall_seconds: float = 0.0
     data: str = ""
+    per_class: int | None = None
+    """The stratified images per class the CLI read (None: all of ``data``)."""
 
     @property
     def ratio(self) -> float | None:
@@ -135,7 +150,7 @@ class ReluTanhResult:
         return t is not None and not t.reached
 
     def to_dict(self) -> dict:
-        return {"config": asdict(self.config), "images": self.images, "data": self.data,
+        return {"config": asdict(self.config), "images": self.images, "data": self.data, "per_class": self.per_class,
                 "wall_seconds": round(self.wall_seconds, 1), "ratio": self.ratio,
                 "ratio_is_lower_bound": self.ratio_is_lower_bound,
                 "results": {k: {**asdict(v)} for k, v in self.results.items()}}
@@ -246,13 +261,17 @@ def _log(msg: str) -> None:
 
 def run_relu_vs_tanh(images: np.ndarray, labels: np.ndarray, config: ReluTanhConfig | None = None, *,
                      out_dir: str | os.PathLike | None = None, log: Callable[[str], None] | None = _log,
-                     data_name: str = "", resume: bool = False) -> ReluTanhResult:
+                     data_name: str = "", per_class: int | None = None, resume: bool = False) -> ReluTanhResult:
     """Run Figure 1 on uint8 images (N, 32, 32, 3) and integer labels; see the module docstring.
 
     With ``out_dir`` it writes ``result.json``, ``curves.csv``, ``figure1.png`` and ``summary.txt`` there
-    (``result.json`` is rewritten after every epoch, so a long run can be watched). With ``resume``, an
-    activation that ``out_dir/result.json`` already holds finished (target reached, or ``max_epochs``
-    run) under the same settings is kept and not trained again; the others start from scratch.
+    (``result.json`` is rewritten after every epoch, so a long run can be watched); an ``out_dir`` that
+    already holds a ``result.json`` is refused unless ``resume``. With ``resume``, an activation that
+    ``out_dir/result.json`` already holds finished (target reached, or ``max_epochs`` run) is kept and not
+    trained again; the others start from scratch. A ``result.json`` made with other settings, other data
+    (``data_name``: its path) or another subset (``per_class``: recorded, as the images' count) is
+    refused in one line before anything trains; with none there, the run starts from the beginning (and
+    says so).
     """
     config = config or ReluTanhConfig()
     config.validate()
@@ -260,17 +279,23 @@ def run_relu_vs_tanh(images: np.ndarray, labels: np.ndarray, config: ReluTanhCon
     device = runtime.resolve_device(config.device)
     num_classes = int(labels.max()) + 1
     out = Path(out_dir) if out_dir is not None else None
+    finished: dict[str, ActivationResult] = {}
+    if out is not None and resume:
+        finished = _finished_activations(out, config, images=len(labels), classes=num_classes, data=data_name,
+                                         per_class=per_class, log=log)
+    elif out is not None and (out / RESULT_FILE).exists():  # a second run into the same --out
+        raise UserError(f"{out} already holds the results of a run ({RESULT_FILE}): continue it with --resume, "
+                        "or choose another --out")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    result = ReluTanhResult(config, len(labels), {}, data=data_name)
+    result = ReluTanhResult(config, len(labels), {}, data=data_name, per_class=per_class)
 
     def save() -> None:
         result.wall_seconds = time.perf_counter() - start
-        if out is not None:
-            (out / "result.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        if out is not None:  # atomic: an interrupt mid-write leaves the last whole file, not half of one
+            write_atomic(out / RESULT_FILE, json.dumps(result.to_dict(), indent=1) + "\n")
 
-    finished = _finished_activations(out / "result.json", config, len(labels)) if resume and out else {}
     for act in config.activations:
         if act in finished:
             result.results[act] = finished[act]
@@ -325,20 +350,135 @@ def run_relu_vs_tanh(images: np.ndarray, labels: np.ndarray, config: ReluTanhCon
     return result
 
 
-def _finished_activations(path: Path, config: ReluTanhConfig, images: int) -> dict[str, ActivationResult]:
-    """Activations of an earlier run's result.json that finished under the same settings."""
-    if not path.is_file():
-        return {}
+def setting_flags(name: str, value) -> list[str]:
+    """A setting as ``alexnet experiment relu-vs-tanh`` takes it: ``["--max-epochs", "12"]``, ``["--no-lrn"]``,
+    ``["--target", "25"]`` (in percent), ``[]`` for ``per_class`` None (all images: no flag)."""
+    from alexnet.cli.config_args import flag_words
+
+    if name == "per_class" and value is None:
+        return []
+    if name == "target_error":
+        return ["--target", f"{100 * value:g}"]
+    return flag_words(name, value)
+
+
+def _spelled(settings: list[tuple[str, object]]) -> str:
+    """``--per-class 100 --max-epochs 12``; ``all images, --max-epochs 75`` for ``per_class`` None."""
+    words = [shlex.join(setting_flags(k, v)) for k, v in settings]
+    flags = " ".join(w for w in words if w)
+    if all(words):
+        return flags
+    return "all images" + (f", {flags}" if flags else "")
+
+
+@dataclass
+class ResumeSettings:
+    """What ``--resume`` continues: the earlier run's settings, the flags given (which agree with them)
+    in their place."""
+
+    path: Path
+    """The earlier run's ``result.json``."""
+    values: dict
+    """:class:`ReluTanhConfig` fields: those given, and the earlier run's for the results' settings not given."""
+    per_class: int | None
+    taken: list[str] = field(default_factory=list)
+    """The settings taken from ``path`` that differ from the defaults (to say so)."""
+
+    def describe(self) -> str:
+        taken = _spelled([(k, self.per_class if k == "per_class" else self.values[k]) for k in self.taken])
+        return f"resuming {self.path}" + (f" with its settings {taken}" if taken else "")
+
+
+def _read_earlier(path: Path) -> tuple[ReluTanhResult, bool]:
+    """The result in ``path`` and whether it records ``per_class`` (one written before did not)."""
     try:
-        old = result_from_json(path)
-    except (ValueError, KeyError, TypeError):
+        d = json.loads(path.read_text())
+        return result_from_json(path), isinstance(d, dict) and "per_class" in d
+    except (ValueError, KeyError, TypeError, AttributeError) as e:  # not JSON, or not a result of this experiment
+        raise UserError(f"{path} is not a readable Figure 1 result ({type(e).__name__}: {e}): nothing to resume "
+                        "from; drop --resume to start over in a new --out") from None
+
+
+def _same_data(earlier: str, now: str) -> bool:
+    """Whether two data paths name the same file (True when either is unknown or the earlier one is gone:
+    then the images' count is what is compared)."""
+    if not earlier or not now or not Path(earlier).exists() or not Path(now).exists():
+        return True
+    return os.path.samefile(earlier, now)
+
+
+def _refuse(path: Path, differ: list[tuple[str, object, object]]) -> UserError:
+    was = _spelled([(k, old) for k, old, _ in differ])
+    now = _spelled([(k, new) for k, _, new in differ])
+    return UserError(f"{path} was made with {was} (now: {now}): repeat them with --resume (or leave them out: "
+                     "--resume takes them from it), or drop --resume to start over in a new --out")
+
+
+def resume_settings(out_dir: str | os.PathLike, given: dict, *, data: str | os.PathLike | None = None,
+                    per_class: int | None = None) -> ResumeSettings | None:
+    """The settings that continue the run in ``out_dir`` (None when it holds no ``result.json``): the
+    :class:`ReluTanhConfig` fields in ``given`` (the flags given), the earlier run's for the results'
+    settings not given. A setting given that differs from the earlier run's (``max_epochs``: that is
+    smaller), other ``data`` or another ``per_class`` is refused in one line naming the flags to repeat.
+    Checked before the images are read, so a resume with a wrong flag costs nothing."""
+    path = Path(out_dir) / RESULT_FILE
+    if not path.is_file():
+        return None
+    earlier, knows_per_class = _read_earlier(path)
+    saved, defaults = asdict(earlier.config), asdict(ReluTanhConfig())
+    values, taken, differ = dict(given), [], []
+    if data is not None and not _same_data(earlier.data, str(data)):
+        differ.append(("data", earlier.data, str(data)))
+    if knows_per_class:
+        if per_class is None:
+            per_class = earlier.per_class
+            if per_class is not None:
+                taken.append("per_class")
+        elif per_class != earlier.per_class:
+            differ.append(("per_class", earlier.per_class, per_class))
+    for name in (*RESUME_SETTINGS, "max_epochs"):
+        if name not in given:
+            values[name] = saved[name]
+            if saved[name] != defaults[name]:
+                taken.append(name)
+        elif not _agrees(name, saved[name], given[name]):
+            differ.append((name, saved[name], given[name]))
+    if differ:
+        raise _refuse(path, differ)
+    return ResumeSettings(path, values, per_class, taken)
+
+
+def _agrees(name: str, earlier, now) -> bool:
+    if name == "max_epochs":  # more epochs: the activations that reached the target stand as they are
+        return now >= earlier
+    if name == "lrs":
+        return tuple(earlier) == tuple(now)
+    return earlier == now
+
+
+def _finished_activations(out: Path, config: ReluTanhConfig, *, images: int, classes: int, data: str,
+                          per_class: int | None, log: Callable[[str], None]) -> dict[str, ActivationResult]:
+    """Activations of the earlier run in ``out`` that finished; an earlier run with other settings, data
+    or images is refused (:func:`resume_settings`)."""
+    path = out / RESULT_FILE
+    if not path.is_file():
+        log(f"note: {out} holds no {RESULT_FILE} to resume from: starting from the beginning")
         return {}
-    same = {k: v for k, v in asdict(old.config).items() if k not in ("max_epochs", "activations", "device")} == \
-        {k: v for k, v in asdict(config).items() if k not in ("max_epochs", "activations", "device")}
-    if not same or old.images != images:
-        return {}
-    return {a: r for a, r in old.results.items()
-            if a in config.activations and (r.reached or len(r.curve) >= config.max_epochs)}
+    earlier, knows_per_class = _read_earlier(path)
+    given = {k: v for k, v in asdict(config).items() if k in (*RESUME_SETTINGS, "max_epochs")}
+    resume_settings(out, given, data=data, per_class=per_class if knows_per_class else None)  # raises if they differ
+    if earlier.images != images:  # other data under the same name, or a result.json that did not record per_class
+        per = f" (--per-class {earlier.images // classes}?)" if earlier.images % classes == 0 else ""
+        raise UserError(f"{path} was made from {earlier.images} images{per}, now {images}: repeat its --per-class "
+                        "with --resume, or drop --resume to start over in a new --out")
+    finished = {a: r for a, r in earlier.results.items()
+                if a in config.activations and (r.reached or len(r.curve) >= config.max_epochs)}
+    if config.max_epochs > earlier.config.max_epochs:
+        again = [a for a in config.activations if a in earlier.results and a not in finished]
+        if again:
+            log(f"--max-epochs {config.max_epochs} (result.json: {earlier.config.max_epochs}): "
+                f"{', '.join(again)} did not reach the target and trains again from the start")
+    return finished
 
 
 def write_outputs(result: ReluTanhResult, out: Path) -> None:
@@ -362,4 +502,5 @@ def result_from_json(path: str | os.PathLike) -> ReluTanhResult:
     cfg = d["config"]
     config = ReluTanhConfig(**{**cfg, "lrs": tuple(cfg["lrs"]), "activations": tuple(cfg["activations"])})
     results = {k: ActivationResult(**v) for k, v in d["results"].items()}
-    return ReluTanhResult(config, d["images"], results, d.get("wall_seconds", 0.0), d.get("data", ""))
+    return ReluTanhResult(config, d["images"], results, d.get("wall_seconds", 0.0), d.get("data", ""),
+                          d.get("per_class"))
