@@ -139,6 +139,25 @@ def test_curves_tick_whole_epochs_also_for_one_or_two(epochs):
         assert shown == [str(e) for e in range(1, epochs + 1)], shown
 
 
+def test_curves_mark_the_schedules_cuts_of_the_lr_not_a_cosine_fall():
+    """The plateau schedule's cuts (lr / 10 after epochs 3 and 5) are marked between the epochs' points,
+    with the factor; a warm-up's rise and a cosine's fall, however steep at its end, are not."""
+    import math
+
+    plateau = [0.01] * 3 + [0.001] * 2 + [0.0001] * 2
+    cosine = [0.005 * (1 + math.cos(math.pi * e / 8)) for e in range(1, 9)]
+    warmup = [0.002, 0.004, 0.006, 0.008, 0.01, 0.01]
+    assert rundir.lr_drops([dict(epoch=e, lr=lr) for e, lr in enumerate(plateau, 1)]) == [
+        (3.5, pytest.approx(0.1)), (5.5, pytest.approx(0.1))]
+    for lrs in (cosine, warmup):
+        assert rundir.lr_drops([dict(epoch=e, lr=lr) for e, lr in enumerate(lrs, 1)]) == []
+    history = [dict(epoch=e, train_loss=1.0, train_top1_err=0.5, train_top5_err=0.2, val_top1_err=0.5,
+                    val_top5_err=0.2, lr=lr) for e, lr in enumerate(plateau, 1)]
+    fig = rundir.curves_figure(history)
+    marks = [t.get_text() for t in fig.axes[1].texts]
+    assert marks == [" lr x0.1", " lr x0.1"]
+
+
 def test_epochs_shorter_than_a_write_do_not_wait_for_the_disk(tmp_path, tiny, monkeypatch):
     """Epoch 1's checkpoint write lasts until epoch 3 has ended: the epochs went on meanwhile, a newer
     epoch's files replaced epoch 2's, and at the end last.pt is the last epoch's, best.pt the best epoch's."""

@@ -118,10 +118,29 @@ def curves_figure(history: list[dict], title: str = ""):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch: tick 1 alone
         ax.grid(alpha=0.3)
+        for x, factor in lr_drops(history):  # where a step in the loss or error may come from
+            ax.axvline(x, color="0.5", linestyle=":", linewidth=1)
+            if ax is ax2:
+                ax.text(x, 98, f" lr x{factor:.2g}", color="0.35", fontsize=8, va="top")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def lr_drops(history: list[dict], at_most: float = 0.2) -> list[tuple[float, float]]:
+    """``[(x, factor)]``: where the learning rate stepped down between two epochs (the plateau or step
+    schedule's cuts: at least 5x, and the same rate the epoch after), drawn between their points. A
+    cosine schedule's gradual fall, even its steep last epochs, is not a step."""
+    lrs = [r.get("lr") for r in history]
+    out = []
+    for i in range(len(lrs) - 2):
+        a, b, c = lrs[i:i + 3]
+        if not all(isinstance(v, (int, float)) and v > 0 for v in (a, b, c)):
+            continue
+        if b <= at_most * a and abs(c - b) <= 0.01 * b:
+            out.append((history[i]["epoch"] + 0.5, b / a))
+    return out
 
 
 def write_curves(path: Path, history: list[dict], title: str = "") -> None:
