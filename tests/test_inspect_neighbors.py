@@ -200,6 +200,17 @@ def test_neighbors_refuses_features_of_another_arch_layer_or_dataset(small, tmp_
     assert needle in err and "recompute them with: alexnet features" in err and err.count("\n") == 1
 
 
+def test_neighbors_refuses_features_of_the_same_weights_with_other_model_options(small, tmp_path, capsys):
+    """--opt lrn=false changes the features, not the weights: refused, with the command (and its --opt)."""
+    path = _features(small, tmp_path)
+    capsys.readouterr()
+    assert _neighbors(small, tmp_path, "--features", path, "--opt", "lrn=false") == 2
+    err = capsys.readouterr().err
+    assert "computed with these weights but other model options or preprocessing" in err
+    assert "--opt lrn=false" in err and err.count("\n") == 1
+    assert _neighbors(small, tmp_path, "--features", path) == 0  # as computed: accepted
+
+
 @pytest.mark.parametrize("suffix", [".npz", ".npy"])
 def test_features_without_a_record_still_load_with_one_note(small, tmp_path, capsys, suffix):
     path = _features(small, tmp_path)

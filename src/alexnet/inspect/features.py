@@ -1,8 +1,9 @@
 """The 4096-d fc7 activations (after ReLU) the paper uses for its nearest neighbours (Figure 4, right).
 
 Images are cropped and normalised as in evaluation (centre crop, the weights' mean). Saved as ``.npz``
-(``features``, ``labels``, ``indices`` and a record of what produced them: ``arch``, ``layer`` and
-``weights_sha256``, see :func:`weights_fingerprint`) or ``.npy`` (the (N, D) float32 matrix alone, for
+(``features``, ``labels``, ``indices`` and a record of what produced them: ``arch``, ``layer``,
+``weights_sha256`` (:func:`weights_fingerprint`) and ``setup_sha256`` (:func:`setup_fingerprint`: model
+options and preprocessing)) or ``.npy`` (the (N, D) float32 matrix alone, for
 other tools: it cannot be checked against the weights later).
 
 A features file is only valid for the weights that computed it: ``alexnet neighbors --features`` with
@@ -104,12 +105,27 @@ def weights_fingerprint(model: nn.Module | dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def setup_fingerprint(model: nn.Module) -> str:
+    """A SHA-256 (hex) of what besides the weights shapes the features: the model's options (``--opt``:
+    LRN on or off changes the features, not the weights) and its preprocessing (``--mean``: the mean
+    subtracted, the crop), with the mean image's bytes."""
+    from alexnet.models import meta_of
+
+    pre = model_preprocess(model)
+    h = hashlib.sha256(json.dumps({"options": meta_of(model).options, "preprocess": pre.to_metadata()},
+                                  sort_keys=True, default=str).encode())
+    if pre.uses_mean_image:
+        h.update(np.ascontiguousarray(pre.mean_image, dtype="<f4").tobytes())
+    return h.hexdigest()
+
+
 def features_record(model: nn.Module) -> dict[str, str]:
-    """What a features file records about the net that computed it: ``arch``, ``layer``, ``weights_sha256``."""
+    """What a features file records about the net that computed it: ``arch``, ``layer``, ``weights_sha256``
+    and ``setup_sha256`` (:func:`setup_fingerprint`)."""
     from alexnet.models import meta_of
 
     return {"arch": meta_of(model).arch or type(model).__name__, "layer": FEATURES_LAYER,
-            "weights_sha256": weights_fingerprint(model)}
+            "weights_sha256": weights_fingerprint(model), "setup_sha256": setup_fingerprint(model)}
 
 
 def save_features(path: str | os.PathLike, features: np.ndarray, *, labels=None, indices=None,
@@ -147,6 +163,7 @@ class FeaturesFile:
     arch: str | None = None
     layer: str | None = None
     weights_sha256: str | None = None
+    setup_sha256: str | None = None  # model options and preprocessing (:func:`setup_fingerprint`)
     container: str = "npz"  # or "npy": the matrix alone
 
     @property
@@ -204,7 +221,7 @@ def _read_npy(f, size: int, path, member: str, *, max_bytes: int | None = None) 
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    names = ("features", "labels", "indices", "arch", "layer", "weights_sha256")
+    names = ("features", "labels", "indices", "arch", "layer", "weights_sha256", "setup_sha256")
     out = {}
     with zipfile.ZipFile(path) as zf:
         members = {info.filename: info for info in zf.infolist()}
@@ -283,9 +300,11 @@ def read_features(path: str | os.PathLike) -> FeaturesFile:
     if any(v is None for v in record.values()) and any(v is not None for v in record.values()):
         missing = ", ".join(repr(k) for k, v in record.items() if v is None)
         raise NotFeaturesError(path, f"its record of the net that computed it is incomplete (no {missing})")
+    setup = _meta_string(path, arrays, "setup_sha256", _SHA256)  # absent in files of the first version
     rows = data.shape[0]
     return FeaturesFile(path, data, labels=_index_array(path, arrays, "labels", rows),
-                        indices=_index_array(path, arrays, "indices", rows), container=container, **record)
+                        indices=_index_array(path, arrays, "indices", rows), container=container,
+                        setup_sha256=setup, **record)
 
 
 def load_features(path: str | os.PathLike) -> np.ndarray:
@@ -319,4 +338,7 @@ def check_features(ff: FeaturesFile, model: nn.Module, *, labels=None,
     if ff.weights_sha256 != mine["weights_sha256"]:
         raise UserError(f"{ff.path} was computed with other weights (fingerprint {ff.weights_sha256[:12]}, "
                         f"these weights {mine['weights_sha256'][:12]}): stale or another model's features{how}")
+    if ff.setup_sha256 is not None and ff.setup_sha256 != mine["setup_sha256"]:
+        raise UserError(f"{ff.path} was computed with these weights but other model options or preprocessing "
+                        f"(--opt, --mean){how}")
     return None
