@@ -3,8 +3,6 @@ weights file or run directory, what the weights are (model, classes, preprocessi
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import torch
@@ -15,7 +13,6 @@ from alexnet.models import count_parameters, create_model, list_models, model_in
 
 SHOWN_CLASSES = 5  # class names printed for a weights file
 WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".caffemodel")
-FLOATS = ("F16", "BF16", "F32", "F64")  # safetensors' names of the dtypes weights may have (and F8_*)
 
 
 def register(sub) -> None:
@@ -85,50 +82,6 @@ def _printable(text, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _read_header(path: Path):
-    """Our ``.safetensors`` file without its model tensors: (WeightsFile with an empty state dict, the
-    tensors' shapes), or None for a safetensors file without our metadata. The metadata goes through the
-    loader's checks (:func:`alexnet.weights.file.read_weights`'s); only the mean image, when there is one,
-    is read, to check it."""
-    from safetensors import safe_open
-
-    from alexnet.weights.file import MEAN_IMAGE_KEY, META_KEY, WeightsFile, _check_metadata
-    from alexnet.weights.preprocess import MAX_RESIZE
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get(META_KEY)
-            if raw is None:
-                return None
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-            dtypes = {k: f.get_slice(k).get_dtype() for k in f.keys()}
-            mean = None
-            if MEAN_IMAGE_KEY in shapes:
-                if math.prod(shapes[MEAN_IMAGE_KEY]) > 3 * MAX_RESIZE ** 2 or dtypes[MEAN_IMAGE_KEY] not in FLOATS:
-                    raise UserError(f"{path}: weights metadata: the mean image is {dtypes[MEAN_IMAGE_KEY]} "
-                                    f"{'x'.join(map(str, shapes[MEAN_IMAGE_KEY]))}, not an image of at most "
-                                    f"{MAX_RESIZE}x{MAX_RESIZE}x3 numbers")
-                mean = f.get_tensor(MEAN_IMAGE_KEY).float().numpy()
-    except UserError:
-        raise
-    except Exception as e:  # noqa: BLE001  (safetensors raises its own error types for foreign files)
-        raise UserError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0]})") from None
-    try:
-        meta = json.loads(raw)
-        _check_metadata(meta)
-    except ValueError as e:
-        raise UserError(f"{path}: bad alexnet metadata: {e}") from None
-    odd = next((k for k, d in dtypes.items() if d not in FLOATS and not d.startswith("F8")), None)
-    if odd is not None:
-        raise UserError(f"{path}: tensor {_printable(odd)} holds {dtypes[odd]} values, not floating-point weights")
-    shapes.pop(MEAN_IMAGE_KEY, None)
-    wf = WeightsFile(arch=meta["arch"], state_dict={}, num_classes=int(meta["num_classes"]),
-                     model_options=meta.get("model_options", {}), classes=meta.get("classes", []),
-                     preprocess=meta.get("preprocess", {}), mean_image=mean,
-                     extra=meta.get("extra", {}))
-    return wf, shapes
-
-
 def _check_fits(wf, shapes: dict[str, tuple], where: str) -> int:
     """The registered model the weights name, built on the meta device (no memory, no init), must have
     exactly these tensors; returns its parameter count."""
@@ -186,14 +139,15 @@ def _training_rows(extra: dict) -> list[tuple[str, str]]:
 
 
 def run_weights(args) -> int:
-    from alexnet.weights.load import _resolve_run_dir, preprocess_of, resolve_weights
+    from alexnet.weights.file import read_weights_header
+    from alexnet.weights.load import preprocess_of, resolve_run_dir, resolve_weights
 
     if args.input_size is not None or args.num_classes is not None:
         raise BadOptionError("--input-size and --num-classes are for a model name; weights record their own")
     path = Path(args.name)
-    file = _resolve_run_dir(path) if path.is_dir() else path
+    file = resolve_run_dir(path) if path.is_dir() else path
     options = parse_options(args.model_options)
-    header = _read_header(file) if file.suffix.lower() == ".safetensors" else None
+    header = read_weights_header(file) if file.suffix.lower() == ".safetensors" else None
     if header is not None:
         wf, shapes = header
         if args.arch is not None and wf.arch != args.arch:

@@ -118,6 +118,23 @@ def _infer_num_classes(tensors: dict[str, torch.Tensor]) -> int:
     return int(last_bias.shape[0])
 
 
+def _parsed_metadata(path: Path, raw: str) -> dict:
+    try:
+        meta = json.loads(raw)
+        _check_metadata(meta)
+    except (ValueError, UserError, RecursionError) as e:
+        raise UserError(f"{path}: bad alexnet metadata: {e}") from None
+    return meta
+
+
+def _weights_file(meta: dict, state_dict: dict, mean: torch.Tensor | None) -> WeightsFile:
+    return WeightsFile(
+        arch=meta["arch"], state_dict=state_dict, num_classes=int(meta["num_classes"]),
+        model_options=meta.get("model_options", {}), classes=meta.get("classes", []),
+        preprocess=meta.get("preprocess", {}), mean_image=None if mean is None else mean.float().numpy(),
+        extra=meta.get("extra", {}))
+
+
 def read_weights(path: str | os.PathLike) -> WeightsFile:
     """Read one of our ``.safetensors`` weights files; a bad or foreign file is a UserError."""
     path = Path(path)
@@ -133,14 +150,46 @@ def read_weights(path: str | os.PathLike) -> WeightsFile:
         raise UserError(f"{path}: not a readable safetensors file ({e})") from None
     if raw is None:
         raise UserError(f"{path}: safetensors file without alexnet metadata; use 'alexnet convert' first")
+    meta = _parsed_metadata(path, raw)
+    return _weights_file(meta, tensors, tensors.pop(MEAN_IMAGE_KEY, None))
+
+
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names of the dtypes weights may have (and F8_*)
+
+
+def read_weights_header(path: str | os.PathLike) -> tuple[WeightsFile, dict[str, tuple[int, ...]]] | None:
+    """One of our ``.safetensors`` files without its model tensors (``alexnet info``): the
+    :class:`WeightsFile` with an empty ``state_dict`` (its metadata checked as :func:`read_weights` does, and
+    the mean image, which is small) and the tensors' shapes; None for a safetensors file without our
+    metadata. A tensor that is not floating point, or a mean image larger than an image, is a UserError."""
+    from safetensors import safe_open
+
+    from alexnet.weights.preprocess import MAX_RESIZE
+
+    path = Path(path)
     try:
-        meta = json.loads(raw)
-        _check_metadata(meta)
-    except (ValueError, UserError) as e:
-        raise UserError(f"{path}: bad alexnet metadata: {e}") from None
-    mean = tensors.pop(MEAN_IMAGE_KEY, None)
-    return WeightsFile(
-        arch=meta["arch"], state_dict=tensors, num_classes=int(meta["num_classes"]),
-        model_options=meta.get("model_options", {}), classes=meta.get("classes", []),
-        preprocess=meta.get("preprocess", {}), mean_image=None if mean is None else mean.numpy(),
-        extra=meta.get("extra", {}))
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get(META_KEY)
+            if raw is None:
+                return None
+            slices = {k: f.get_slice(k) for k in f.keys()}
+            shapes = {k: tuple(v.get_shape()) for k, v in slices.items()}
+            dtypes = {k: v.get_dtype() for k, v in slices.items()}
+            mean = None
+            if MEAN_IMAGE_KEY in shapes:
+                size = int(np.prod(shapes[MEAN_IMAGE_KEY], dtype=object))
+                if size > 3 * MAX_RESIZE ** 2 or dtypes[MEAN_IMAGE_KEY] not in FLOAT_DTYPES:
+                    raise UserError(f"{path}: weights metadata: the mean image is {dtypes[MEAN_IMAGE_KEY]} "
+                                    f"{'x'.join(map(str, shapes[MEAN_IMAGE_KEY]))}, not an image")
+                mean = f.get_tensor(MEAN_IMAGE_KEY)
+    except UserError:
+        raise
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable safetensors file ({str(e).splitlines()[0] if str(e) else e!r})") \
+            from None
+    meta = _parsed_metadata(path, raw)
+    odd = next((k for k, d in dtypes.items() if d not in FLOAT_DTYPES and not d.startswith("F8")), None)
+    if odd is not None:
+        raise UserError(f"{path}: tensor {odd[:60]!r} holds {dtypes[odd]} values, not floating-point weights")
+    shapes.pop(MEAN_IMAGE_KEY, None)
+    return _weights_file(meta, {}, mean), shapes

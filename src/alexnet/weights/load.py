@@ -44,7 +44,9 @@ _RUN_CHECKPOINTS = ("best.pt", "best.pth", "last.pt", "last.pth", "checkpoint.pt
 _TORCH_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin", ".tar")
 
 
-def _resolve_run_dir(path: Path) -> Path:
+def resolve_run_dir(path: Path) -> Path:
+    """The weights file a run directory stands for: its final ``.safetensors``, else the newest one, else
+    ``best.pt`` / ``last.pt`` (also in a ``checkpoints/`` or ``ckpt/`` folder); else a UserError."""
     for name in _RUN_WEIGHTS:
         if (path / name).is_file():
             return path / name
@@ -56,7 +58,7 @@ def _resolve_run_dir(path: Path) -> Path:
             return path / name
     for sub in ("checkpoints", "ckpt"):
         if (path / sub).is_dir():
-            return _resolve_run_dir(path / sub)
+            return resolve_run_dir(path / sub)
     raise UserError(f"{path}: a directory without weights (*.safetensors) or checkpoints (best.pt, last.pt)")
 
 
@@ -103,7 +105,7 @@ def resolve_weights(source: str | os.PathLike | WeightsFile, *, arch: str | None
             wf = record.to_weights(progress=progress)
         else:
             if path.is_dir():
-                path = _resolve_run_dir(path)
+                path = resolve_run_dir(path)
             if not path.is_file():
                 raise UserError(f"weights not found: {path} (a file, a run directory, or one of: "
                                 f"{', '.join(sorted(RECORDS))})")
