@@ -27,7 +27,6 @@ from alexnet.files import write_atomic
 from alexnet.models.meta import meta_of
 from alexnet.plotting import png_bytes, pyplot
 
-SUMMARY_MAX_BYTES = 1 << 20  # train writes a few kB
 CONFIG_NAMES = ("config.json", "config.yaml", "config.yml", "config.toml", "train_config.json")
 
 
@@ -86,16 +85,14 @@ def read_time(run_dir: Path) -> tuple[list[tuple[str, float]], float | None, str
     import math
 
     from alexnet.training.metrics import PHASES
+    from alexnet.training.rundir import read_summary
 
-    p = run_dir / "summary.json"
-    if not p.is_file():
-        return [], None, "no summary.json in the run directory (the run did not finish)"
-    if p.stat().st_size > SUMMARY_MAX_BYTES:
-        return [], None, f"summary.json is larger than {SUMMARY_MAX_BYTES:,} bytes: not read"
     try:
-        spent = json.loads(p.read_text(encoding="utf-8")).get("time")
-    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
-        return [], None, "summary.json cannot be read"
+        spent = read_summary(run_dir / "summary.json").get("time")
+    except (FileNotFoundError, IsADirectoryError):
+        return [], None, "no summary.json in the run directory (the run did not finish)"
+    except ValueError as e:
+        return [], None, f"summary.json {e}"
     if not isinstance(spent, dict):
         return [], None, "summary.json has no time per phase (written by an older version)"
 

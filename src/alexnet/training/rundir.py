@@ -154,6 +154,24 @@ def write_summary(path: Path, summary: dict) -> None:
     write_atomic(path, json.dumps(summary, indent=2, default=_json_default) + "\n")
 
 
+SUMMARY_MAX_BYTES = 1 << 20  # train writes a few kB
+
+
+def read_summary(path: Path) -> dict:
+    """A run's ``summary.json`` read as untrusted input: a JSON object of at most ``SUMMARY_MAX_BYTES``.
+    FileNotFoundError when there is none; ValueError (its message: what is wrong, after the file's name)
+    for a file that is too large or not such an object."""
+    if path.stat().st_size > SUMMARY_MAX_BYTES:
+        raise ValueError(f"is larger than {SUMMARY_MAX_BYTES:,} bytes: not read")
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        summary = None
+    if not isinstance(summary, dict):
+        raise ValueError("cannot be read")
+    return summary
+
+
 def _json_default(o):
     if isinstance(o, float) and math.isnan(o):
         return None

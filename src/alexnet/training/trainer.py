@@ -25,7 +25,6 @@ weights (tests/test_training_resume.py).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import signal
 import sys
@@ -762,16 +761,13 @@ class Trainer:
             return None
         if self.epoch < c.epochs and not (c.max_steps and self.step >= c.max_steps):
             return None
-        p = self.run_dir / rundir.SUMMARY
-        if self.main and not (self.run_dir / rundir.WEIGHTS).is_file():
+        if not (self.run_dir / rundir.WEIGHTS).is_file():
             return None
         try:
-            if p.stat().st_size > 1 << 20:  # train writes a few kB
-                return None
-            summary = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+            summary = rundir.read_summary(self.run_dir / rundir.SUMMARY)
+        except (OSError, ValueError):
             return None
-        if not isinstance(summary, dict) or summary.get("epochs") != self.epoch or summary.get("steps") != self.step:
+        if summary.get("epochs") != self.epoch or summary.get("steps") != self.step:
             return None
         final = {"epochs": self.epoch, "steps": self.step}
         for k in ("val_top1_err", "val_top5_err", "ten_crop_top1_err", "ten_crop_top5_err"):
@@ -786,14 +782,12 @@ class Trainer:
         c = self.config
         done = self._already_complete()
         if done is not None:
-            for loader in (self.train_loader, self.val_loader):
-                if loader is not None:
-                    loader.close()
+            self._close_loaders()
             budget = count(c.max_steps, "step") if c.max_steps and self.step >= c.max_steps else count(c.epochs, "epoch")
             more = (f"--max-steps 0 (to the end of its {count(c.epochs, 'epoch')})" if self.epoch < c.epochs
                     else f"--epochs {c.epochs + max(1, c.epochs // 2)}")
             self.progress.log(f"{self.run_dir} is already complete ({budget}, its results in {rundir.SUMMARY}); "
-                              f"nothing to do. To train longer: alexnet train --resume {self.run_dir} {more}")
+                              f"nothing to do. To train longer: {self._resume_command()} {more}")
             self.module.eval()
             return TrainResult(config=c, run_dir=self.run_dir, history=list(self.history), final=done,
                                weights=self.run_dir / rundir.WEIGHTS, model=self.module)
@@ -856,9 +850,12 @@ class Trainer:
             self.progress.close()
             if self.tb is not None:
                 self.tb.close()
-            for loader in (self.train_loader, self.val_loader):
-                if loader is not None:
-                    loader.close()
+            self._close_loaders()
+
+    def _close_loaders(self) -> None:
+        for loader in (self.train_loader, self.val_loader):
+            if loader is not None:
+                loader.close()
 
     def _finish(self) -> dict:
         """Final evaluation (centre crop, then the paper's 10 crops) and the weights file."""
