@@ -108,10 +108,7 @@ def _sigterm_interrupts():
 def _continue_command(experiment: str, args, flags) -> str:
     """The command as given (its flags, ``flags(name, value)`` spelling each setting) plus --resume."""
     words = ["alexnet", "experiment", experiment, "--data", str(args.data)]
-    for name in ("val", "per_class"):
-        if getattr(args, name, None) is not None:
-            words += ["--" + name.replace("_", "-"), str(getattr(args, name))]
-    for name in args.config_fields:
+    for name in ("val", "per_class", *args.config_fields):
         if getattr(args, name, None) is not None:
             words += flags(name, getattr(args, name))
     if getattr(args, "target", None) is not None:

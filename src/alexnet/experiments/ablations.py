@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet.errors import BadOptionError, UserError
+from alexnet.experiments.resuming import refusal, same_path
 from alexnet.files import write_atomic
 
 
@@ -307,14 +308,6 @@ class ResumeSettings:
         return f"resuming {self.path}" + (f" with its settings {taken}" if taken else "")
 
 
-def _same_path(earlier: str, now: str) -> bool:
-    """Whether two data paths name the same folder (True when the earlier one is gone or either is
-    missing: then the images' counts are what is compared)."""
-    if not earlier or not now or not Path(earlier).exists() or not Path(now).exists():
-        return True
-    return os.path.samefile(earlier, now)
-
-
 def _model_runs(out: Path) -> list[str]:
     """The models that have a run directory with a checkpoint or a result in ``out``."""
     return [n for n in ABLATIONS if (out / n / RESULT_FILE).exists() or (out / n / CHECKPOINT_FILE).exists()]
@@ -344,13 +337,13 @@ def resume_settings(out_dir: str | os.PathLike, given: dict, *, data: str | os.P
                         "resume from; drop --resume to start over in a new --out") from None
     defaults = asdict(AblationConfig(epochs=1))
     values, taken, differ = dict(given), [], []
-    if data is not None and not _same_path(saved_data, str(data)):
+    if data is not None and not same_path(saved_data, str(data)):
         differ.append(("data", saved_data, str(data)))
     if val is None:  # not given: the earlier run's
         val = saved_val or None
         if val:
             taken.append("val")
-    elif bool(str(val)) != bool(saved_val) or not _same_path(saved_val, str(val)):  # "": none (held out)
+    elif bool(str(val)) != bool(saved_val) or not same_path(saved_val, str(val)):  # "": none (held out)
         differ.append(("val", saved_val, str(val)))
     for name in (*RESUME_SETTINGS, "only"):
         if name not in given or (name == "only" and given[name] is None):  # only None: all, as before
@@ -360,10 +353,7 @@ def resume_settings(out_dir: str | os.PathLike, given: dict, *, data: str | os.P
         elif name != "only" and given[name] != saved[name]:
             differ.append((name, saved[name], given[name]))
     if differ:
-        was = _spelled([(k, old) for k, old, _ in differ])
-        now = _spelled([(k, new) for k, _, new in differ])
-        raise UserError(f"{path} was made with {was} (now: {now}): repeat them with --resume (or leave them out: "
-                        "--resume takes them from it), or drop --resume to start over in a new --out")
+        raise refusal(path, differ, _spelled)
     return ResumeSettings(path, values, str(val) if val else None, taken)
 
 

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 
 from alexnet import runtime
 from alexnet.errors import BadOptionError, UserError
+from alexnet.experiments.resuming import refusal, same_path
 from alexnet.files import write_atomic
 from alexnet.models import create_model
 from alexnet.progress import count
@@ -399,21 +400,6 @@ def _read_earlier(path: Path) -> tuple[ReluTanhResult, bool]:
                         "from; drop --resume to start over in a new --out") from None
 
 
-def _same_data(earlier: str, now: str) -> bool:
-    """Whether two data paths name the same file (True when either is unknown or the earlier one is gone:
-    then the images' count is what is compared)."""
-    if not earlier or not now or not Path(earlier).exists() or not Path(now).exists():
-        return True
-    return os.path.samefile(earlier, now)
-
-
-def _refuse(path: Path, differ: list[tuple[str, object, object]]) -> UserError:
-    was = _spelled([(k, old) for k, old, _ in differ])
-    now = _spelled([(k, new) for k, _, new in differ])
-    return UserError(f"{path} was made with {was} (now: {now}): repeat them with --resume (or leave them out: "
-                     "--resume takes them from it), or drop --resume to start over in a new --out")
-
-
 def resume_settings(out_dir: str | os.PathLike, given: dict, *, data: str | os.PathLike | None = None,
                     per_class: int | None = None) -> ResumeSettings | None:
     """The settings that continue the run in ``out_dir`` (None when it holds no ``result.json``): the
@@ -427,7 +413,7 @@ def resume_settings(out_dir: str | os.PathLike, given: dict, *, data: str | os.P
     earlier, knows_per_class = _read_earlier(path)
     saved, defaults = asdict(earlier.config), asdict(ReluTanhConfig())
     values, taken, differ = dict(given), [], []
-    if data is not None and not _same_data(earlier.data, str(data)):
+    if data is not None and not same_path(earlier.data, str(data)):
         differ.append(("data", earlier.data, str(data)))
     if knows_per_class:
         if per_class is None:
@@ -444,7 +430,7 @@ def resume_settings(out_dir: str | os.PathLike, given: dict, *, data: str | os.P
         elif not _agrees(name, saved[name], given[name]):
             differ.append((name, saved[name], given[name]))
     if differ:
-        raise _refuse(path, differ)
+        raise refusal(path, differ, _spelled)
     return ResumeSettings(path, values, per_class, taken)
 
 
