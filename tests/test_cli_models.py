@@ -64,6 +64,14 @@ def test_help_lists_subcommands():
     assert r.returncode == 0 and "models" in r.stdout and "info" in r.stdout
 
 
+def test_no_command_lists_the_commands_and_is_a_usage_error(capsys):
+    from alexnet.cli.main import main
+
+    assert main([]) == 2   # so a script's `alexnet $CMD` with an empty $CMD does not pass for done
+    out, err = capsys.readouterr()
+    assert out == "" and "train" in err and "evaluate" in err
+
+
 def test_experiment_without_a_name_is_a_usage_error(capsys):
     from alexnet.cli.main import main
 

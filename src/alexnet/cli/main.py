@@ -38,9 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # a usage error (one line printed, 2), --help or --version (0): returned like the rest
         return int(e.code or 0) if not isinstance(e.code, str) else 2
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+    if not getattr(args, "func", None):  # no command: the list of commands, and a usage error's exit code
+        parser.print_help(sys.stderr)
+        return 2
     prog = f"alexnet {args.command}"
     try:
         return int(args.func(args) or 0)
