@@ -175,7 +175,7 @@ def test_fused_paper_sgd_on_cuda_takes_the_eager_steps():
 
 @pytest.mark.parametrize("optimizer", ["paper", "sgd"])
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_graphed_step_replays_the_eager_steps(optimizer, precision):
+def test_graphed_step_replays_the_eager_steps(optimizer, precision, monkeypatch):
     """The step captured as a CUDA graph (alexnet.training.graph) takes the eager steps: 3 uncaptured
     steps, the capture, then replays, with a learning rate that changes at every step (a rate baked into
     the graph would show) and two param groups; the meter's sums and image count agree too."""
@@ -184,6 +184,10 @@ def test_graphed_step_replays_the_eager_steps(optimizer, precision):
     from alexnet.training.graph import WARMUP_STEPS, GraphedStep
     from alexnet.training.metrics import Meter
     from alexnet.training.optim import build_optimizer
+
+    # cuDNN may pick a weight-gradient algorithm with atomics: in bf16 one rounding flipped between the two
+    # models would be a difference of the tolerance's size, not a capture error
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
 
     def net():
         torch.manual_seed(0)

@@ -415,3 +415,14 @@ def test_batch_gather_equals_image_by_image(shared_data, tmp_path, coords):
         loader = Loader(ds, 7, train=False, crop_size=ds.size - 2, workers=1)
         host, layout = loader._host_images(items)
         assert layout == "hwc" and np.array_equal(host.numpy(), out)
+
+
+def test_a_bare_cuda_device_gets_the_current_gpus_index(monkeypatch):
+    # torch.cuda.set_device (each worker thread's first call) refuses torch.device("cuda"): the Loader keeps
+    # the indexed form. Checked here with the current GPU faked, as the CI machine has none.
+    from alexnet import runtime
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert runtime.indexed("cuda") == torch.device("cuda", 1)
+    assert runtime.indexed(torch.device("cuda", 0)) == torch.device("cuda", 0)
+    assert runtime.indexed("cpu") == torch.device("cpu")

@@ -53,6 +53,15 @@ def is_main() -> bool:
     return _env_int("RANK", 0) == 0
 
 
+def indexed(device: str | torch.device) -> torch.device:
+    """``device`` with its index: a bare ``"cuda"`` becomes the current GPU (``cuda:N``), which is what
+    ``torch.cuda.set_device`` and per-thread streams need; other devices are returned as given."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def resolve_device(name: str | None = "auto", *, local_rank: int | None = None) -> torch.device:
     """The device for ``name`` ("auto" or None, "cpu", "cuda", "cuda:N", "mps"), or a one-line UserError.
 

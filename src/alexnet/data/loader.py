@@ -165,7 +165,7 @@ class Loader:
         self.train = bool(train)
         self.crop_size = int(crop_size)
         self.size = size
-        self.device = torch.device(device)
+        self.device = runtime.indexed(device)   # "cuda" -> cuda:N: the worker threads set it as theirs
         self.seed = int(seed)
         self.lighting = float(lighting) if self.train else 0.0
         self.ten_crop = bool(ten_crop)
