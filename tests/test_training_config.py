@@ -159,3 +159,29 @@ def test_a_class_list_that_is_not_text_is_one_line(tmp_path):
     path.write_bytes(b"\xff\xfe n01440764 tench\n")
     with pytest.raises(UserError, match=r"classes.txt is not text \(UTF-8\)$"):
         read_class_file(path)
+
+
+@pytest.mark.parametrize("text", ["arch: alexnet\nopt: {lrn: false, towers: 1}\n",
+                                  "arch: alexnet\nopt: [lrn=false, towers=1]\n",
+                                  "arch: alexnet\nmodel-options: {lrn: false, towers: 1}\n"])
+def test_a_config_file_names_model_options_as_the_flag_does(tmp_path, text):
+    from alexnet.cli.main import build_parser
+    from alexnet.cli.train import build_config
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    cfg = build_config(build_parser().parse_args(["train", "--config", str(path)]))
+    assert cfg.arch == "alexnet" and cfg.model_options == {"lrn": False, "towers": 1}
+    # --opt overrides the file's value of that option and keeps the others
+    cfg = build_config(build_parser().parse_args(["train", "--config", str(path), "--opt", "towers=2"]))
+    assert cfg.model_options == {"lrn": False, "towers": 2}
+
+
+def test_a_config_file_with_opt_and_model_options_is_one_line(tmp_path):
+    from alexnet.cli.main import build_parser
+    from alexnet.cli.train import build_config
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text("opt: {lrn: false}\nmodel_options: {towers: 1}\n")
+    with pytest.raises(UserError, match="'opt' and 'model_options' are the same option"):
+        build_config(build_parser().parse_args(["train", "--config", str(path)]))

@@ -56,7 +56,16 @@ def build_config(args):
 
     values = load_config_file(args.config) if args.config else {}
     values = {str(k).replace("-", "_"): v for k, v in values.items()}
-    values.update(given_options(args))
+    if "opt" in values:  # --opt's own name in a file: a mapping ({lrn: false}) or a list of "NAME=VALUE"
+        if "model_options" in values:
+            raise UserError(f"{args.config}: 'opt' and 'model_options' are the same option; give one of them")
+        opt = values.pop("opt")
+        is_list = isinstance(opt, list) and all(isinstance(o, str) for o in opt)
+        values["model_options"] = parse_options(opt) if is_list else opt
+    flags = given_options(args)
+    if isinstance(values.get("model_options"), dict) and "model_options" in flags:  # --opt adds to the file's
+        flags["model_options"] = {**values["model_options"], **flags["model_options"]}
+    values.update(flags)
     if values.get("data") is None:
         return TrainConfig.demo(**values)
     return TrainConfig.from_dict(values)
