@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -285,6 +286,21 @@ def test_resume_takes_the_settings_not_given_and_ignores_those_that_do_not_chang
     assert "full: already done" in captured.err and "no_dropout: already done" in captured.err
     assert "| `no_dropout` |" in captured.out and "error" not in captured.err
     assert json.loads((out / "ablations.json").read_text())["config"]["batch_size"] == 4
+
+
+def test_resume_needs_neither_data_nor_epochs(finished, monkeypatch, capsys):
+    """EXPERIMENTS.md: --resume takes the settings left out from ablations.json; --data and --epochs too
+    (the parser required them)."""
+    data, out = finished
+    no_training(monkeypatch)
+    assert run_cli(["experiment", "ablations", "--out", str(out), "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert f"with its settings --data {Path(data).resolve()} --batch-size 4" in captured.err, captured.err
+    assert "no_dropout: already done" in captured.err and "| `no_dropout` |" in captured.out
+    # a new run still needs both: one line, as argparse says it
+    assert run_cli(["experiment", "ablations", "--out", str(out / "new")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the following arguments are required: --data, --epochs" in err[0], err
 
 
 def test_resume_continues_an_interrupted_model_from_its_checkpoint(finished, monkeypatch, capsys):

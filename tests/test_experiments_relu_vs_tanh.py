@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -414,6 +415,17 @@ def test_resume_without_the_flags_takes_them_from_result_json(fig1, monkeypatch,
             "--target 30 --batch-size 16 --max-epochs 2") in err
     after = json.loads((out / "result.json").read_text())
     assert after["images"] == 40 and after["config"] == before["config"] and after["results"] == before["results"]
+
+
+def test_resume_without_data_reads_the_earlier_runs(fig1, monkeypatch, capsys):
+    data, out = fig1
+    no_training(monkeypatch)
+    assert run_cli(["experiment", "relu-vs-tanh", "--out", str(out), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert f"with its settings --data {Path(data).resolve()} --per-class 20" in err, err
+    assert "relu: kept from" in err and "tanh: kept from" in err
+    assert run_cli(["experiment", "relu-vs-tanh", "--out", str(out / "new"), "--resume"]) == 2
+    assert "the following arguments are required: --data; " in capsys.readouterr().err
 
 
 def test_settings_that_do_not_change_results_do_not_refuse(fig1, monkeypatch, capsys):

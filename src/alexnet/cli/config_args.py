@@ -121,12 +121,15 @@ def _argparse_kwargs(hint) -> dict:
 def add_config_args(parser: argparse.ArgumentParser, cls: type, names: Iterable[str], *,
                     metavars: Mapping[str, str] | None = None,
                     also: Mapping[str, Mapping[str, object]] | None = None,
-                    aliases: Mapping[str, str] | None = None) -> list[str]:
+                    aliases: Mapping[str, str] | None = None,
+                    optional: Mapping[str, str] | None = None) -> list[str]:
     """Add a flag for each field of ``cls`` in ``names``; returns the names (the ``dest`` of each flag).
 
     ``also``: other recipes whose defaults the help names where they differ, e.g. ``{"the demo": {...}}``.
     ``aliases``: a second flag for a field (``{"val_fraction": "--val-split"}``: the name another command
     uses for the same thing).
+    ``optional``: fields without a default whose flag the command checks itself, with the words the help
+    adds (``{"epochs": "Required, except with --resume (the earlier run's)"}``).
     """
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
@@ -141,8 +144,11 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, names: Iterable[
         text = field_help(cls, name).rstrip(".") + "."
         if shown:
             text += " " + "; ".join(shown)[0].upper() + "; ".join(shown)[1:] + "."
+        if optional and name in optional:
+            text += f" {optional[name].rstrip('.')}."
         spelled = [flag(name)] + ([aliases[name]] if aliases and name in aliases else [])
-        parser.add_argument(*spelled, dest=name, default=None, required=default is dataclasses.MISSING,
+        parser.add_argument(*spelled, dest=name, default=None,
+                            required=default is dataclasses.MISSING and name not in (optional or {}),
                             metavar=(metavars or {}).get(name), help=text.replace("%", "%%"),
                             **_argparse_kwargs(hints[name]))
     return names

@@ -25,6 +25,7 @@ from alexnet.errors import UserError
 # Flags generated from the experiments' config dataclasses (alexnet.cli.config_args), except these fields.
 RELU_TANH_NOT_FLAGS = ("target_error", "activations")  # --target is in percent; both activations always run
 ABLATION_NOT_FLAGS: tuple[str, ...] = ()
+RESUME_TAKES = "Required, except with --resume (the earlier run's)"
 
 
 def register(sub) -> None:
@@ -44,9 +45,9 @@ def register(sub) -> None:
                        description="Figure 1: train cifar_4layer with ReLU and with tanh (each with the best "
                                    "learning rate of a small sweep, no regularisation) and report the epochs "
                                    "each needs to reach 25% running training error.")
-    f.add_argument("--data", required=True, metavar="CIFAR",
+    f.add_argument("--data", metavar="CIFAR",
                    help="CIFAR-10 training images: the .tar.gz of <class>/<image> (../shared/data/"
-                        "cifar10-train.tar.gz), a folder of class folders, or a prepared dataset")
+                        "cifar10-train.tar.gz), a folder of class folders, or a prepared dataset. " + RESUME_TAKES)
     f.add_argument("--per-class", type=int, default=None, metavar="N",
                    help="use a stratified subset of N images per class (default: all)")
     names = [x.name for x in dataclasses.fields(ReluTanhConfig) if x.name not in RELU_TANH_NOT_FLAGS]
@@ -66,13 +67,15 @@ def register(sub) -> None:
                                    "pooling, one tower with half the kernels, no PCA lighting, no dropout) "
                                    "with the same budget and seed; evaluate 1 and 10 crops; write a table "
                                    "in the paper's form.")
-    a.add_argument("--data", required=True, metavar="PREPARED", help="training set prepared by 'alexnet prepare'")
+    a.add_argument("--data", metavar="PREPARED",
+                   help=f"training set prepared by 'alexnet prepare'. {RESUME_TAKES}")
     a.add_argument("--val", metavar="PREPARED", default=None,
                    help="validation set prepared by 'alexnet prepare' (default: hold out --val-fraction of --data)")
     names = [x.name for x in dataclasses.fields(AblationConfig) if x.name not in ABLATION_NOT_FLAGS]
     add_config_args(a, AblationConfig, names, metavars={"only": "NAME,NAME", "train_subset": "N",
                                                         "val_subset": "N"},
-                    aliases={"val_fraction": "--val-split"})  # alexnet train's name for it
+                    aliases={"val_fraction": "--val-split"},  # alexnet train's name for it
+                    optional={"epochs": RESUME_TAKES})
     a.add_argument("--out", default="runs/ablations", help="output folder (default runs/ablations)")
     a.add_argument("--resume", action="store_true",
                    help="skip the models whose results are already in --out, continue an interrupted one from "
@@ -103,6 +106,14 @@ def _sigterm_interrupts():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _require(args, experiment: str, **settings) -> None:
+    """The flags a new run needs (with --resume they come from the earlier run), as argparse says so."""
+    missing = [f"--{name}" for name, value in settings.items() if value is None]
+    if missing:
+        where = f"; {args.out} holds no run to resume" if args.resume else ""
+        raise UserError(f"the following arguments are required: {', '.join(missing)}{where}")
 
 
 def _continue_command(experiment: str, args, flags) -> str:
@@ -164,8 +175,9 @@ def run_relu_vs_tanh(args) -> int:
     if args.resume:  # before any image is read: the earlier run's settings, or a refusal naming the flags
         earlier = resume_settings(args.out, values, data=args.data, per_class=per_class)
         if earlier is not None:
-            values, per_class = earlier.values, earlier.per_class
+            values, per_class, args.data = earlier.values, earlier.per_class, earlier.data
             print(earlier.describe(), file=sys.stderr)
+    _require(args, "relu-vs-tanh", data=args.data)
     config = ReluTanhConfig(**values)
     config.validate()
     resolve_device(config.device)  # a one-line error now for a GPU that is not there
@@ -199,8 +211,9 @@ def run_ablations(args) -> int:
     if args.resume:  # before any data is opened: the earlier run's settings, or a refusal naming the flags
         earlier = resume_settings(args.out, values, data=args.data, val=val)
         if earlier is not None:
-            values, val = earlier.values, earlier.val
+            values, val, args.data = earlier.values, earlier.val, earlier.data
             print(earlier.describe(), file=sys.stderr)
+    _require(args, "ablations", data=args.data, epochs=values.get("epochs"))
     config = AblationConfig(**values)
     resolve_device(config.device)
     set_threads(args.threads)

@@ -300,11 +300,14 @@ class ResumeSettings:
     ``only``) not given."""
     val: str | None
     """The validation set: given, or the earlier run's."""
+    data: str | None = None
+    """The training set: given, or the earlier run's (None: it recorded none)."""
     taken: list[str] = field(default_factory=list)
     """The settings taken from ``path`` that are not the defaults (to say so)."""
 
     def describe(self) -> str:
-        taken = _spelled([(k, self.val if k == "val" else self.values[k]) for k in self.taken])
+        taken = _spelled([(k, {"val": self.val, "data": self.data}.get(k) if k in ("val", "data") else self.values[k])
+                          for k in self.taken])
         return f"resuming {self.path}" + (f" with its settings {taken}" if taken else "")
 
 
@@ -337,7 +340,11 @@ def resume_settings(out_dir: str | os.PathLike, given: dict, *, data: str | os.P
                         "resume from; drop --resume to start over in a new --out") from None
     defaults = asdict(AblationConfig(epochs=1))
     values, taken, differ = dict(given), [], []
-    if data is not None and not same_path(saved_data, str(data)):
+    if data is None:  # not given: the earlier run's
+        data = saved_data or None
+        if data:
+            taken.append("data")
+    elif not same_path(saved_data, str(data)):
         differ.append(("data", saved_data, str(data)))
     if val is None:  # not given: the earlier run's
         val = saved_val or None
@@ -354,7 +361,7 @@ def resume_settings(out_dir: str | os.PathLike, given: dict, *, data: str | os.P
             differ.append((name, saved[name], given[name]))
     if differ:
         raise refusal(path, differ, _spelled)
-    return ResumeSettings(path, values, str(val) if val else None, taken)
+    return ResumeSettings(path, values, str(val) if val else None, str(data) if data else None, taken)
 
 
 def _stratified(labels: np.ndarray, indices: np.ndarray, count: int, seed: int) -> np.ndarray:

@@ -382,11 +382,14 @@ class ResumeSettings:
     values: dict
     """:class:`ReluTanhConfig` fields: those given, and the earlier run's for the results' settings not given."""
     per_class: int | None
+    data: str | None = None
+    """The training images: given, or the earlier run's (None: it recorded none)."""
     taken: list[str] = field(default_factory=list)
     """The settings taken from ``path`` that differ from the defaults (to say so)."""
 
     def describe(self) -> str:
-        taken = _spelled([(k, self.per_class if k == "per_class" else self.values[k]) for k in self.taken])
+        taken = _spelled([(k, {"per_class": self.per_class, "data": self.data}.get(k)
+                           if k in ("per_class", "data") else self.values[k]) for k in self.taken])
         return f"resuming {self.path}" + (f" with its settings {taken}" if taken else "")
 
 
@@ -413,7 +416,11 @@ def resume_settings(out_dir: str | os.PathLike, given: dict, *, data: str | os.P
     earlier, knows_per_class = _read_earlier(path)
     saved, defaults = asdict(earlier.config), asdict(ReluTanhConfig())
     values, taken, differ = dict(given), [], []
-    if data is not None and not same_path(earlier.data, str(data)):
+    if data is None:  # not given: the earlier run's
+        data = earlier.data or None
+        if data:
+            taken.append("data")
+    elif not same_path(earlier.data, str(data)):
         differ.append(("data", earlier.data, str(data)))
     if knows_per_class:
         if per_class is None:
@@ -431,7 +438,7 @@ def resume_settings(out_dir: str | os.PathLike, given: dict, *, data: str | os.P
             differ.append((name, saved[name], given[name]))
     if differ:
         raise refusal(path, differ, _spelled)
-    return ResumeSettings(path, values, per_class, taken)
+    return ResumeSettings(path, values, per_class, str(data) if data else None, taken)
 
 
 def _agrees(name: str, earlier, now) -> bool:
