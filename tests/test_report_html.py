@@ -143,6 +143,26 @@ def test_confused_pairs_are_the_largest_off_diagonal_cells():
     assert [(a, b) for a, b, _, _ in pairs] == [("c", "b"), ("a", "b"), ("b", "a")]
 
 
+def test_the_matrix_has_the_classes_of_the_images_not_of_the_class_list():
+    """Imagenette prepared with the 1000-class list: the matrix of its 10 classes, not none (the report
+    drew none above 60 classes of the list)."""
+    from alexnet.experiments.report import MATRIX_MAX_CLASSES, matrix_to_draw
+
+    names = [f"class{i}" for i in range(1000)]
+    present = np.arange(0, 1000, 100)                        # 10 classes hold images
+    labels = np.repeat(present, 3)
+    conf = np.zeros((1000, 1000), dtype=np.int64)
+    np.add.at(conf, (labels, labels), 1)
+    conf[100, 5] += 1                                        # one prediction of a class without images
+    shown, shown_names, caption = matrix_to_draw(conf, names, labels)
+    assert shown.shape == (10, 10) and shown.trace() == 30 and shown_names == [names[i] for i in present]
+    assert "the 10 classes of the images evaluated, 1 prediction of other classes not shown" in caption
+    everything = np.arange(MATRIX_MAX_CLASSES + 1)
+    assert matrix_to_draw(conf, names, everything) is None   # too many to read: the pairs' table only
+    full = matrix_to_draw(conf[:10, :10], names[:10], np.arange(10))
+    assert full[0].shape == (10, 10) and "classes of the images" not in full[2]
+
+
 def test_external_references_are_found():
     assert browser.external_references('<img src="https://x.org/a.png">')
     assert browser.external_references("<style>@import 'x.css'</style>")

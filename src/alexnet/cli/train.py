@@ -27,7 +27,7 @@ def register(sub) -> None:
         "train", help="train a model (the paper's recipe; a built-in demo without --data)",
         description="Train a registered model and write a run directory (config, metrics.csv, curves.png, "
                     "checkpoints, weights). Defaults are the paper's recipe with an lr warm-up "
-                    "(--warmup-epochs 0: the paper's exactly); without --data, a short CPU demo on generated "
+                    "(--warmup-epochs 0: the paper's); without --data, a short CPU demo on generated "
                     "images (measured times: docs/TIMINGS.md). Under torchrun, trains with "
                     "DistributedDataParallel.")
     p.add_argument("--config", metavar="FILE", help="YAML or TOML file of training options (flags override it)")

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-PCA_UNITS = ("eigen-decomposition of the covariance of RGB pixel values scaled to 0..1 (as the paper's "
-             "published ImageNet values); eigenvalues descending; eigenvectors are the columns of "
+PCA_UNITS = ("eigen-decomposition of the covariance of RGB pixel values scaled to 0..1 (the scale of "
+             "the ImageNet values usually quoted); eigenvalues descending; eigenvectors are the columns of "
              "pca_eigvec, rows R,G,B; the lighting shift in 0..255 units is 255 * eigvec @ (alpha * eigval)")
 
-# Published ImageNet values (docs/PAPER.md), for reference and comparison only.
+# The ImageNet values usually quoted (the paper prints none; docs/PAPER.md), for reference and comparison only.
 IMAGENET_PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045])
 IMAGENET_PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
                                 [-0.5808, -0.0045, -0.8140],

@@ -26,8 +26,10 @@ from alexnet.experiments import html as H
 from alexnet.files import write_atomic
 from alexnet.models.meta import meta_of
 from alexnet.plotting import png_bytes, pyplot
+from alexnet.progress import count
 
 CONFIG_NAMES = ("config.json", "config.yaml", "config.yml", "config.toml", "train_config.json")
+MATRIX_MAX_CLASSES = 60  # a larger matrix is unreadable at a page's width: the table of pairs says it
 
 
 # --------------------------------------------------------------------------------------------- run files
@@ -201,6 +203,22 @@ def confusion_png(conf: np.ndarray, names: list[str]) -> bytes:
     return _png(fig)
 
 
+def matrix_to_draw(conf: np.ndarray, names: list[str], labels: np.ndarray) -> tuple[np.ndarray, list[str], str] | None:
+    """The confusion matrix to draw, its class names and its caption: the rows and columns of the classes
+    that ``labels`` (the images evaluated) hold, so a data set prepared with the 1000-class list but
+    holding 10 of them (Imagenette) gets a 10x10 matrix; None above :data:`MATRIX_MAX_CLASSES` classes."""
+    present = np.unique(labels)
+    if len(present) > MATRIX_MAX_CLASSES:
+        return None
+    shown = conf[np.ix_(present, present)]
+    caption = "confusion matrix, centre crop (rows: true class)"
+    if len(present) < len(conf):
+        left = int(conf.sum() - shown.sum())
+        caption += (f"; the {len(present)} classes of the images evaluated"
+                    + (f", {count(left, 'prediction')} of other classes not shown" if left else ""))
+    return shown, [names[i] for i in present], caption
+
+
 def confused_pairs(conf: np.ndarray, names: list[str], top: int = 10) -> list[tuple[str, str, int, float]]:
     """The largest off-diagonal cells: (true, predicted, count, fraction of the true class's images)."""
     off = conf.copy()
@@ -362,9 +380,9 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
         if outside:
             conf_html += (f'<p class="note">{outside} images were predicted as a class outside the '
                           "dataset's classes (not in the matrix)</p>")
-        if k <= 60:
-            conf_html += H.img_png(confusion_png(conf, names), "confusion matrix",
-                                   "confusion matrix, centre crop (rows: true class)")
+        matrix = matrix_to_draw(conf, names, labels[indices])
+        if matrix is not None:
+            conf_html += H.img_png(confusion_png(matrix[0], matrix[1]), "confusion matrix", matrix[2])
         sections.append(conf_html)
 
         if samples:

@@ -2,7 +2,7 @@
 
     from alexnet.training import TrainConfig, train, resume
     result = train(TrainConfig(data="data/imagenette"))      # the paper's recipe with a warm-up (default)
-    result = train(TrainConfig.paper(data="data/imagenette"))  # the paper's recipe exactly (docs/RECIPE.md)
+    result = train(TrainConfig.paper(data="data/imagenette"))  # the paper's recipe (docs/RECIPE.md)
     result = train(TrainConfig.demo())                         # the built-in demo
     result = train(TrainConfig(arch="cifar_4layer", crop_size=32, lighting=0, epochs=10),
                    dataset=my_array_dataset, callback=lambda row: row["train_top1_err"] < 0.25)

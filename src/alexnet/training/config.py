@@ -5,7 +5,8 @@ momentum 0.9, weight decay 5e-4, lr divided by 10 when the validation error stop
 most), 90 epochs, random 224 crops with reflections and PCA lighting (std 0.1), mean-image subtraction;
 with one departure, a linear lr warm-up (5 epochs, at least 150 steps), without which the paper's net
 dies in its first steps on data with few classes (docs/RECIPE.md). ``PAPER_RECIPE`` holds the
-fields that give the paper's recipe exactly (``TrainConfig.paper()``, or ``--warmup-epochs 0``).
+fields that give the paper's recipe (``TrainConfig.paper()``, or ``--warmup-epochs 0``; where the paper
+leaves a choice, the plateau rule's patience and no cut before a run leaves chance, as docs/RECIPE.md reads it).
 ``TrainConfig.demo()`` is the built-in demo's recipe, which departs from the paper where a short CPU
 run needs it (see ``DEMO_DEPARTURES``).
 
@@ -270,7 +271,7 @@ class TrainConfig:
 
     @classmethod
     def paper(cls, **changes) -> TrainConfig:
-        """The paper's recipe exactly as written (the default without its warm-up)."""
+        """The paper's recipe as written (the default without its warm-up; its open choices: docs/RECIPE.md)."""
         return cls.from_dict({**PAPER_RECIPE, **changes})
 
     @classmethod
@@ -287,7 +288,7 @@ class TrainConfig:
 DEFAULT_WARMUP_EPOCHS = 5.0
 DEFAULT_WARMUP_MIN_STEPS = 150
 PAPER_RECIPE: dict = {"warmup_epochs": 0.0}
-"""Where the default recipe departs from the paper's: applied to ``TrainConfig()``, the paper exactly."""
+"""Where the default recipe departs from the paper's: applied to ``TrainConfig()``, the paper's."""
 
 
 def warmup_steps(config: TrainConfig, steps_per_epoch: int) -> int:
