@@ -26,7 +26,7 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, metavar="PREPARED", help="a dataset made by 'alexnet prepare'")
     p.add_argument("--crops", type=int, choices=(1, 10), default=1,
                    help="1 = centre crop (default), 10 = the paper's four corners + centre and mirrors")
-    p.add_argument("--batch-size", type=int_in(1), default=64, help="images per batch (x10 crops with --crops 10)")
+    p.add_argument("--batch-size", type=int_in(1), default=64, help="images per batch (x10 crops with --crops 10; default 64)")
     p.add_argument("--limit", type=int_in(1), default=None, metavar="N",
                    help="evaluate N images evenly spread over the dataset (a quick estimate)")
     p.add_argument("--workers", type=int_in(1), default=None, metavar="N",

@@ -16,8 +16,8 @@ def register(sub) -> None:
                                    "weights trained with the paper's mean image, the mean image itself "
                                    "(alexnet.mean_image). Needs: pip install 'alexnet[onnx]'.")
     add_weights_args(p, device=False)
-    p.add_argument("--format", choices=("onnx",), default="onnx")
-    p.add_argument("--out", required=True, type=output_path(".onnx"), metavar="M.onnx")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="the format (only onnx; default onnx)")
+    p.add_argument("--out", required=True, type=output_path(".onnx"), metavar="M.onnx", help="the file to write")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     p.set_defaults(func=run)
 

@@ -23,9 +23,10 @@ def register(sub) -> None:
                                    "arch and layer, so that 'alexnet neighbors --features' can refuse "
                                    "stale features; .npy: the (N, D) matrix alone.")
     add_weights_args(p)
-    p.add_argument("--data", required=True, metavar="PREPARED")
-    p.add_argument("--out", required=True, type=output_path(".npz", ".npy"), metavar="FILE.npz|FILE.npy")
-    p.add_argument("--batch-size", type=int_in(1), default=64)
+    p.add_argument("--data", required=True, metavar="PREPARED", help="a dataset prepared by 'alexnet prepare'")
+    p.add_argument("--out", required=True, type=output_path(".npz", ".npy"), metavar="FILE.npz|FILE.npy",
+                   help="where to write the features (.npz with labels and the weights' fingerprint; .npy: the array)")
+    p.add_argument("--batch-size", type=int_in(1), default=64, help="images per batch (default 64)")
     p.add_argument("--workers", type=int_in(1), default=None, metavar="N",
                    help="threads decoding images (default: the CPUs available, at most 8)")
     p.set_defaults(func=run)

@@ -124,9 +124,11 @@ def _training_rows(extra: dict) -> list[tuple[str, str]]:
         return v if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 else None
 
     parts = [_printable(extra["trained_by"], 60)] if isinstance(extra.get("trained_by"), str) else []
-    for key, word in (("epochs", "epochs"), ("steps", "steps"), ("batches_into_epoch", "batches into the next")):
+    for key, noun in (("epochs", "epoch"), ("steps", "step"), ("batches_into_epoch", "batch")):
         if number(key) is not None:
-            parts.append(f"{number(key):,} {word}")
+            n = number(key)
+            parts.append(f"{n:,} {noun if n == 1 else noun + ('es' if noun == 'batch' else 's')}"
+                         + (" into the next" if key == "batches_into_epoch" else ""))
     order = ("val_", "ten_crop_", "train_", "best_")
     keys = sorted((k for k in extra if isinstance(k, str) and k.endswith("_err") and rate(k) is not None),
                   key=lambda k: (next((i for i, p in enumerate(order) if k.startswith(p)), len(order)), k))

@@ -13,7 +13,7 @@ def register(sub) -> None:
                        description="Draw the first layer's kernels as a grid; for the paper's two-tower net "
                                    "as two blocks of 48, one per tower (GPU).")
     add_weights_args(p, device=False)
-    p.add_argument("--out", required=True, type=output_path(*IMAGE_SUFFIXES), metavar="OUT.png")
+    p.add_argument("--out", required=True, type=output_path(*IMAGE_SUFFIXES), metavar="OUT.png", help="the figure (.png, .jpg, .pdf or .svg)")
     p.add_argument("--scale", choices=("kernel", "global"), default="kernel",
                    help="stretch each kernel to full contrast (default; faint kernels look as vivid as "
                         "strong ones) or use one scale for all (0 = grey: shows their relative strength)")

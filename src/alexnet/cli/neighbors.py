@@ -26,17 +26,19 @@ def register(sub) -> None:
                                    "activations are nearest in Euclidean distance, drawn as a grid (one row "
                                    "per query).")
     add_weights_args(p)
-    p.add_argument("--data", required=True, metavar="PREPARED")
+    p.add_argument("--data", required=True, metavar="PREPARED",
+                   help="the dataset prepared by 'alexnet prepare' whose images are searched")
     p.add_argument("--query", required=True, nargs="+", metavar="IMAGE",
                    help="query images (files or folders); the plot draws the first 16, --json lists all")
     p.add_argument("--k", type=int_in(1), default=6,
                    help="neighbours per query (default 6; at most the dataset's images). The plot draws the "
                         "nearest 20; --json lists all k")
-    p.add_argument("--out", required=True, type=output_path(*IMAGE_SUFFIXES), metavar="grid.png")
+    p.add_argument("--out", required=True, type=output_path(*IMAGE_SUFFIXES), metavar="grid.png",
+                   help="the figure: each query and its nearest images")
     p.add_argument("--features", default=None, metavar="FILE",
                    help="the dataset's features from 'alexnet features' (.npz; default: computed now). "
                         "Refused if they were computed with other weights")
-    p.add_argument("--batch-size", type=int_in(1), default=64)
+    p.add_argument("--batch-size", type=int_in(1), default=64, help="images per batch (default 64)")
     p.add_argument("--workers", type=int_in(1), default=None, metavar="N",
                    help="threads decoding the dataset's images (default: the CPUs available, at most 8)")
     p.add_argument("--json", action="store_true", help="also print the neighbours as JSON")

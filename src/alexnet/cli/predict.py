@@ -30,8 +30,8 @@ def register(sub) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
     add_weights_args(p)
     p.add_argument("--topk", type=int_in(1), default=5, help="classes per image (default 5)")
-    p.add_argument("--crops", type=int, choices=(1, 10), default=1, help="1 = centre crop, 10 = the paper's 10")
-    p.add_argument("--batch-size", type=int_in(1), default=32)
+    p.add_argument("--crops", type=int, choices=(1, 10), default=1, help="1 = centre crop (default), 10 = the paper's 10")
+    p.add_argument("--batch-size", type=int_in(1), default=32, help="images per batch (default 32)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument("--plot", metavar="OUT.png", default=None, type=output_path(*IMAGE_SUFFIXES),
                    help="draw the images with their top-5 bars (the paper's Figure 4, left): the first "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from alexnet.data.prepare import prepare_dataset
+from alexnet.progress import count
 
 SHOW_SKIPPED = 20
 
@@ -69,5 +70,5 @@ def run(args) -> int:
               + ", ".join(again[:SHOW_SKIPPED]) + (" ..." if len(again) > SHOW_SKIPPED else ""), file=sys.stderr)
     print(f"prepared {args.out}: {meta['count']} images written, {len(skipped)} skipped, {meta['found']} found; "
           f"{present} of {meta['num_classes']} classes present; {meta['size']}x{meta['size']} {fmt}, "
-          f"{len(meta['shards'])} shards, {mb:.1f} MB")
+          f"{count(len(meta['shards']), 'shard')}, {mb:.1f} MB")
     return 0

@@ -106,9 +106,11 @@ class AblationConfig:
     val_fraction: float = 0.1
     """Fraction of the training data held out for validation when no validation set is given."""
     train_subset: int | None = None
-    """Train on a stratified subset of this many training images (a small-scale run); None: all."""
+    """Train on a stratified subset of about this many training images: N // classes of each class (a
+    small-scale run); None: all."""
     val_subset: int | None = None
-    """Evaluate on a stratified subset of this many validation images; None: all."""
+    """Evaluate on a stratified subset of about this many validation images: N // classes of each class
+    (at least one); None: all."""
     only: list[str] | None = None
     """Run only these of full, no_lrn, no_overlap, one_tower, no_lighting, no_dropout (full is always run:
     the differences need it); None: all."""

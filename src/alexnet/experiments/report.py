@@ -314,7 +314,7 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
     if metrics:
         last = metrics[-1]
         sections.append("<h2>Learning curves</h2>" + H.img_png(curves_png(metrics), "learning curves",
-                        f"{len(metrics)} epochs from metrics.csv; training error is over each epoch's "
+                        f"{count(len(metrics), 'epoch')} from metrics.csv; training error is over each epoch's "
                         "augmented crops, validation error on the centre crop")
                         + H.table(["", "value"], [(k, _fmt(v, percent=k.endswith("_err"))) for k, v in last.items()],
                                   numeric=[False, True]))

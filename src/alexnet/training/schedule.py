@@ -26,7 +26,7 @@ class Schedule:
         self.warmup_steps = int(warmup_steps)
 
     def _warmup(self, step: int, lr: float) -> float:
-        # Linear warm-up from base_lr / warmup_steps (not in the paper; off by default).
+        # Linear warm-up from base_lr / warmup_steps (not in the paper; the trainer's default sets one).
         if step < self.warmup_steps:
             return lr * (step + 1) / self.warmup_steps
         return lr
@@ -54,7 +54,8 @@ class PlateauSchedule(Schedule):
     in a row (the authors decided by hand; the patience is our choice).
 
     A network still at chance level has not "stopped improving": it has not started. While the best error
-    is not below ``chance_err - CHANCE_MARGIN`` (``chance_err`` = 1 - 1/classes, given by the trainer),
+    is not below ``chance_err - CHANCE_MARGIN`` (``chance_err``, given by the trainer: the error of always
+answering the most frequent class, 1 - 1/classes when they are balanced),
     epochs without improvement are not counted, so the lr is never cut before the run has learned
     something (docs/RECIPE.md: cutting a stalled run's lr three times in 17 small epochs only made sure it
     never recovered). A run that stays at chance is reported by the trainer instead.

@@ -63,12 +63,12 @@ DEAD_CHECK_TOLERANCE = 0.05
 """An epoch whose training loss is within this share of a constant guess's has the last hidden layer
 looked at: a net whose ReLUs died can keep a few units and a hair better than chance (docs/RECIPE.md)."""
 DEAD_UNITS = 0.05
+"""Below this share of the last hidden layer's units responding to any image, a net at chance is dead."""
 BEST_NOTE_MARGIN = 0.01
 """The final validation error this much (absolute) above the best epoch's: the run says where the best is."""
 LEARNED_MARGIN = 0.10
 """An earlier epoch whose training top-1 error was this far (absolute) below chance had learned: a later
 epoch back at chance is a collapse (the learning rate too high), not a net that has yet to start."""
-"""Below this share of the last hidden layer's units responding to any image, a net at chance is dead."""
 PROBE_IMAGES = 64
 CURVES_EVERY_S = 30.0
 """``curves.png`` is redrawn at an epoch's end when this many seconds have passed since its last drawing,
@@ -730,7 +730,7 @@ class Trainer:
               f"{', fused optimizer' if self.config.fused_optimizer else ''}"
               f"{', the step as one CUDA graph' if self.resolved.cuda_graph else ''}"
               f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}"
-              f"{f', {torch.get_num_threads()} threads' if self.device.type == 'cpu' else ''}")
+              + (", " + count(torch.get_num_threads(), "thread") if self.device.type == "cpu" else ""))
         if self.warmup_steps > self.total_steps:
             peak = self.schedule.lr(max(self.total_steps - 1, 0))
             p.log(f"note: the run ends ({count(self.total_steps, 'step')}) inside its {self.warmup_steps}-step "
