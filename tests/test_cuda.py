@@ -149,7 +149,7 @@ def test_grouped_convolutions_on_cuda_compute_the_same_however_they_run(monkeypa
     out, grads = grouped_conv_outputs(model, x)
     for impl in ("nchw", "split"):
         torch.testing.assert_close(out[impl], out["cudnn"], rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(grads[impl], grads["cudnn"], rtol=1e-3, atol=1e-3 * float(grads["cudnn"].abs().max()))
+        torch.testing.assert_close(grads[impl], grads["cudnn"], rtol=1e-3, atol=2e-3 * float(grads["cudnn"].abs().max()))
 
 
 def test_fused_paper_sgd_on_cuda_takes_the_eager_steps():

@@ -417,6 +417,26 @@ def test_grouped_convolutions_compute_the_same_however_they_run(channels_last):
     assert {k: v.shape for k, v in model.state_dict().items()} == keys
     for impl in ("nchw", "split"):
         torch.testing.assert_close(out[impl], out["cudnn"], rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(grads[impl], grads["cudnn"], rtol=1e-4, atol=1e-4 * float(grads["cudnn"].abs().max()))
+        # different kernels sum in different orders: each is ~1e-4 (0.07% of the largest) from a float64
+        # reference here, so the weight gradients are compared at 0.2% of the largest
+        torch.testing.assert_close(grads[impl], grads["cudnn"], rtol=1e-4, atol=2e-3 * float(grads["cudnn"].abs().max()))
     with pytest.raises(BadOptionError, match="grouped_conv must be one of"):
         set_grouped_conv(model, "fast")
+
+
+def test_nchw_grouped_convolutions_hand_the_convolution_nchw_operands(monkeypatch):
+    """In a channels_last net, "nchw" must give the convolution an NCHW input and weight: cuDNN (and
+    oneDNN) run channels_last when either operand is, so an NCHW input alone changed nothing."""
+    import torch.nn.functional as F
+
+    from alexnet.models import GroupedConv2d
+
+    conv = GroupedConv2d(8, 8, 3, padding=1, groups=2).to(memory_format=torch.channels_last)
+    conv.impl = "nchw"
+    x = torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    seen, real = [], F.conv2d
+    monkeypatch.setattr(F, "conv2d", lambda inp, w, *a: seen.append((inp.is_contiguous(), w.is_contiguous()))
+                        or real(inp, w, *a))
+    y = conv(x)
+    assert seen == [(True, True)]
+    assert y.is_contiguous(memory_format=torch.channels_last)  # handed back in the net's format

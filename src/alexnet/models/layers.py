@@ -76,7 +76,8 @@ class GroupedConv2d(nn.Conv2d):
             return super().forward(x)
         if self.impl == "nchw":
             nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-            y = super().forward(x.contiguous())
+            # the weight too: cuDNN runs NHWC when either operand is channels_last (as the net's weights are)
+            y = self._conv_forward(x.contiguous(), self.weight.contiguous(), self.bias)
             return y.contiguous(memory_format=torch.channels_last) if nhwc else y
         xs = x.chunk(self.groups, dim=1)
         ws = self.weight.chunk(self.groups, dim=0)
