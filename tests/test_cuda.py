@@ -134,7 +134,10 @@ def test_window_sum_lrn_on_cuda_equals_torchs():
         torch.testing.assert_close(compiled(x), ref, rtol=1e-5, atol=1e-6)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             low = local_response_norm(x.bfloat16(), 5, 2e-5, 0.75, 2.0)
+            low_compiled = compiled(x.bfloat16())   # what a compiled bf16 training step runs
         torch.testing.assert_close(low.float(), ref, rtol=2e-2, atol=2e-2)
+        torch.testing.assert_close(low_compiled.float(), ref, rtol=2e-2, atol=2e-2)
+        assert low_compiled.dtype == torch.bfloat16
 
 
 def test_grouped_convolutions_on_cuda_compute_the_same_however_they_run(monkeypatch):

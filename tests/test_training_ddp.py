@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from alexnet.weights import read_weights
@@ -54,3 +55,15 @@ def test_two_gloo_processes_equal_one_process_with_the_same_global_batch(tmp_pat
             assert abs(float(r1[key]) - float(r2[key])) < 1e-4, (key, r1[key], r2[key])
     # one writer: no stray temporary files from a second rank
     assert not [p for p in (tmp_path / "two").iterdir() if p.name.startswith(".")]
+
+
+def test_more_processes_than_gpus_is_one_line(monkeypatch):
+    """torchrun --nproc_per_node 2 on a one-GPU machine: one line, not CUDA's 'invalid device ordinal'."""
+    from alexnet.errors import UserError
+    from alexnet.training.distributed import init_distributed
+
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "1"), ("LOCAL_RANK", "1"), ("LOCAL_WORLD_SIZE", "2")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(UserError, match=r"LOCAL_RANK=1 but this machine has 1 GPU\(s\)"):
+        init_distributed("cuda")

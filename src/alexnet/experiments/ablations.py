@@ -411,8 +411,13 @@ def train_and_evaluate(ablation: Ablation, config: AblationConfig, *, data: str,
     ``train_ds`` / ``val_ds``: in-memory subsets for a small-scale run (else the trainer opens ``data``
     and ``val``, or holds out ``val_fraction`` of ``data`` with the seed). SIGINT/SIGTERM during the
     training raise :class:`TrainingInterrupted` once the trainer has saved its checkpoint."""
+    import torch
+
     import alexnet.training
 
+    # Each model compiles its own graphs (on a GPU); the earlier models' would count towards dynamo's
+    # recompile limit (8) and leave the last ablations running uncompiled. No model reuses another's.
+    torch._dynamo.reset()
     t0 = time.perf_counter()
     if resume:
         same_computation = {"device": config.device or "auto", "workers": config.workers}

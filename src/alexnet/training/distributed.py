@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from alexnet.errors import UserError
+
 
 @dataclass
 class DistContext:
@@ -70,6 +72,9 @@ def init_distributed(device_type: str) -> DistContext:
     if not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":
+            if local_rank >= torch.cuda.device_count():  # more processes on this node than GPUs
+                raise UserError(f"torchrun started process LOCAL_RANK={local_rank} but this machine has "
+                                f"{torch.cuda.device_count()} GPU(s): --nproc_per_node at most that, or --device cpu")
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend)
         initialized_here = True
