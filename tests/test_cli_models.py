@@ -92,7 +92,14 @@ def test_an_unwritable_out_is_one_line_not_a_traceback(tmp_path, capsys, monkeyp
     code = main(["train", "--out", str(blocker / "run"), "--arch", "cifar_4layer", "--demo-images", "40",
                  "--demo-size", "36", "--demo-classes", "4", "--epochs", "1", "--batch-size", "8"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code != 0 and len(err) == 1 and "Not a directory" in err[0] and str(blocker) in err[0], err
+    assert code == 2 and len(err) == 1 and f"{blocker} is a file, not a folder" in err[0], err
+    for out, says in ((blocker, f"{blocker} is a file, not a folder"), ("/dev/null", "/dev/null is a file")):
+        assert main(["train", "--out", str(out), "--epochs", "1"]) == 2
+        assert says in capsys.readouterr().err
+    for args, says in ((["--resume", str(blocker)], f"{blocker} is a file, not a run directory"),
+                       (["--config", str(tmp_path)], f"{tmp_path} is a folder, not a config file")):
+        assert main(["train", *args]) == 2
+        assert says in capsys.readouterr().err
 
 
 def test_files_asked_for_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
@@ -114,6 +121,29 @@ def test_files_asked_for_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert target.read_text() == "the previous report"
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+    # the error names the file asked for, not the temporary one it was written under
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError) as e:
+        write_atomic(target, "x")
+    assert e.value.filename == str(target)
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--weights", "W", "--data", "D", "--per-class"],
+                                     ["predict", "--weights", "W", "x.jpg", "--plot"],
+                                     ["kernels", "--weights", "W", "--out"]])
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path, capsys, command):
+    """The walkthrough: evaluate ran 24 s, then lost its result to --per-class afile/x.csv."""
+    from alexnet.cli.main import main
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    suffix = ".csv" if "--per-class" in command else ".png"
+    assert main([*command, str(blocker / "deeper" / f"x{suffix}")]) == 2  # before W, D or x.jpg are looked at
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{blocker} is a file, not a folder" in err[0], err
+    assert main([*command, str(tmp_path / "new" / f"x{suffix}")]) == 2   # a folder still to make is fine:
+    assert "cannot write" not in capsys.readouterr().err                  # the error is about W then
+    assert not (tmp_path / "new").exists()                                # and nothing was created
 
 
 # --- `alexnet info` on weights -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ import yaml
 
 from alexnet.data import ArrayDataset
 from alexnet.data.demo import make_demo_images
+from alexnet.errors import UserError
 from alexnet.training import NonFiniteLossError, TrainConfig, load_checkpoint, resume, train
 from alexnet.training.datasets import WithStats
 from alexnet.training.metrics import PHASES, WallClock
@@ -111,6 +112,16 @@ def test_fresh_run_refuses_an_existing_run(tmp_path, tiny):
     train(_config(tmp_path, epochs=1, ten_crop=False), dataset=tiny, progress=False)
     with pytest.raises(Exception, match="already holds a run"):
         train(_config(tmp_path, epochs=1), dataset=tiny, progress=False)
+
+
+def test_a_run_into_a_prepared_dataset_is_refused(tmp_path, tiny):
+    """The walkthrough: train --out DATASET mixed last.pt and weights with meta.json and shards/."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "meta.json").write_text("{}")
+    (tmp_path / "run" / "shards").mkdir()
+    with pytest.raises(UserError, match="holds a prepared dataset: choose another --out"):
+        train(_config(tmp_path, epochs=1, ten_crop=False), dataset=tiny, progress=False)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["meta.json", "shards"]
 
 
 def test_callback_gets_train_error_and_can_stop(tmp_path, tiny):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from alexnet.errors import UserError
@@ -18,6 +19,39 @@ def output_file(path: str | os.PathLike) -> Path:
     return path
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse in one line, before any work, a file that could not be written at ``path``: a folder is
+    there, its folder (or the nearest one that exists, where the rest will be created) is a file, or that
+    folder cannot take a new file."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder: give a file name to write")
+    _check_can_create_in(path.absolute().parent, path)
+
+
+def check_writable_folder(path: str | os.PathLike) -> None:
+    """The same for a folder to write into (a run directory): refused when a file is there, or when it (or
+    the nearest folder above it that exists) cannot take a new file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} is a file, not a folder")
+    _check_can_create_in(path.absolute(), path)
+
+
+def _check_can_create_in(folder: Path, asked: Path) -> None:
+    """Whether a file can be made in ``folder`` or the nearest folder above it that exists (tried with a
+    temporary file, which covers read-only and special file systems as well as permissions)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"cannot write {asked}: {folder} is a file, not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".alexnet-probe"):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write {asked}: {e.strerror or type(e).__name__} in {folder}") from None
+
+
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     """Write ``data`` to ``path`` under a temporary name in the same folder, flush it to disk and rename
     it into place: a reader (or a user after a crash or a full disk) sees the whole file or none. The
@@ -30,6 +64,8 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # name the file asked for, not our temporary one
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from alexnet.errors import UserError
+from alexnet.files import check_writable
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -50,8 +51,10 @@ def output_path(*suffixes: str):
             raise argparse.ArgumentTypeError("must not be empty")
         if suffixes and not text.lower().endswith(suffixes):
             raise argparse.ArgumentTypeError(f"must end in {' or '.join(suffixes)}, got {text!r}")
-        if os.path.isdir(text):
-            raise argparse.ArgumentTypeError(f"{text} is a folder: give a file name to write")
+        try:
+            check_writable(text)
+        except UserError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
         return text
 
     parse.__name__ = "path"
@@ -113,7 +116,6 @@ def set_threads(n: int | None) -> None:
         return
     if n < 1:
         raise UserError(f"--threads must be at least 1, got {n}")
-    import os
 
     import torch
 

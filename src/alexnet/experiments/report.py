@@ -287,7 +287,8 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UserError(f"run directory not found: {run_dir}")
+        raise UserError(f"{run_dir} is a file, not a run directory" if run_dir.exists()
+                        else f"run directory not found: {run_dir}")
     if samples < 0:
         raise UserError(f"samples must be >= 0, got {samples}")
     if max_images is not None and max_images < 1:

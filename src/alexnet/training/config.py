@@ -368,6 +368,8 @@ DEMO_DEPARTURES = (
 def load_config_file(path: str | Path) -> dict:
     """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file of training options into a dict."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a config file (YAML or TOML)")
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:

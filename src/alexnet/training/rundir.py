@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 
 from alexnet.errors import UserError
-from alexnet.files import write_atomic
+from alexnet.files import check_writable_folder, write_atomic
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_top1_err", "train_top5_err", "val_top1_err", "val_top5_err",
                   "lr", "images_per_s", "seconds", "stalled")
@@ -64,7 +64,11 @@ def remove_temporaries(path: Path) -> list[Path]:
 
 def check_fresh(path: Path) -> None:
     """Refuse to start a new run over one that has a checkpoint (that is what ``--resume`` is for). A run
-    stopped before its first checkpoint left nothing to continue: its folder may be started afresh."""
+    stopped before its first checkpoint left nothing to continue: its folder may be started afresh. A
+    folder that holds a prepared dataset, a file, or a place where nothing can be written, are refused too."""
+    check_writable_folder(path)
+    if (path / "meta.json").is_file() and (path / "shards").is_dir():
+        raise UserError(f"{path} holds a prepared dataset: choose another --out for the run")
     if (path / LAST).exists():
         raise UserError(f"{path} already holds a run; continue it with --resume {path}, or choose another --out")
 

@@ -1008,7 +1008,8 @@ def resume(run_dir: str | Path, *, dataset=None, val_dataset=None, progress: boo
     ``epochs`` to train longer, ``device``, ``workers``)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UserError(f"run directory not found: {run_dir}")
+        raise UserError(f"{run_dir} is a file, not a run directory" if run_dir.exists()
+                        else f"run directory not found: {run_dir}")
     path = run_dir / rundir.LAST
     if not path.exists():
         if (run_dir / "meta.json").is_file():
