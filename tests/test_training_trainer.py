@@ -124,6 +124,22 @@ def test_a_run_into_a_prepared_dataset_is_refused(tmp_path, tiny):
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["meta.json", "shards"]
 
 
+def test_one_class_is_refused_and_tiny_crops_of_large_images_are_noted(tmp_path, tiny, capsys):
+    import numpy as np
+
+    one = ArrayDataset(tiny.images, np.zeros(len(tiny), dtype=np.int64), classes=tiny.classes[:1])
+    with pytest.raises(UserError, match="are all of one class: a classifier needs images of at least 2"):
+        train(_config(tmp_path, epochs=1, ten_crop=False), dataset=one, progress=False)
+    # cifar_4layer's 32-px crops of 100-px images: 10.2% of each (of 256-px ones in the walkthrough: 1.6%)
+    images, labels, classes = make_demo_images(16, 100, seed=3, num_classes=2)
+    large = ArrayDataset(images, labels, classes=classes)
+    train(_config(tmp_path, epochs=1, ten_crop=False, batch_size=4, max_steps=1), dataset=large)
+    out = capsys.readouterr().out
+    assert "note: 32x32 crops of 100x100 images see 10.2% of each image" in out, out
+    train(_config(tmp_path, out=str(tmp_path / "b"), epochs=1, ten_crop=False, max_steps=1), dataset=tiny)
+    assert "crops of" not in capsys.readouterr().out
+
+
 def test_callback_gets_train_error_and_can_stop(tmp_path, tiny):
     seen = []
 

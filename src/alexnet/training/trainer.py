@@ -197,6 +197,12 @@ class Trainer:
         if r.crop_size > self.dataset.size:
             raise UserError(f"crop size {r.crop_size} is larger than the {self.dataset.size}x{self.dataset.size} "
                             "images of the dataset (set --crop-size)")
+        labels = getattr(self.dataset, "labels", None)
+        if labels is not None:
+            held = np.asarray(labels) if data.train_idx is None else np.asarray(labels)[np.asarray(data.train_idx)]
+            if len(held) and len(np.unique(held)) < 2:  # 0% error from the first step, and nothing learned
+                raise UserError(f"the training images ({self.data_desc}) are all of one class: a classifier "
+                                "needs images of at least 2")
         self.train_loader = self.loader(self.dataset, train=True, indices=data.train_idx)
         self.steps_per_epoch = len(self.train_loader)
         if self.steps_per_epoch == 0:
@@ -736,6 +742,11 @@ class Trainer:
             p.log(f"note: the run ends ({count(self.total_steps, 'step')}) inside its {self.warmup_steps}-step "
                   f"warm-up: the learning rate rises to {peak:.3g}, never to --lr {c.lr:g}; train longer, or "
                   "shorten the warm-up with --warmup-epochs")
+        size, crop = self.dataset.size, self.resolved.crop_size
+        if size >= 3 * crop:  # e.g. cifar_4layer's 32-px crops of 256-px images: 1.6% of each, also at predict
+            p.log(f"note: {crop}x{crop} crops of {size}x{size} images see {crop * crop / size / size:.1%} of each "
+                  f"image; for a net of {crop}-px input prepare the images at about that size (alexnet prepare "
+                  "--size; docs/DATA.md)")
         if self.demo:
             p.log("demo: the built-in generated images (nothing downloaded), a short recipe for a CPU")
         diff = departures(c, demo=self.demo)
