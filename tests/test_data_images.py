@@ -129,3 +129,18 @@ def test_warped_squares_are_the_same_in_prepare_and_predict(photo, tmp_path):
                                          workers=1, progress=False).path)
     predicted = Preprocess(resize=SIZE, crop_size=SIZE - 8, warp=True).square(src / "odd.jpg")
     assert np.array_equal(predicted, ds.get_uint8(0))
+
+
+def test_a_bad_pixel_limit_in_the_environment_is_one_line(monkeypatch, capsys):
+    """ALEXNET_MAX_IMAGE_PIXELS=abc was ignored (the default kept), =-5 made every image 'too large'."""
+    from alexnet.cli.main import main
+    from alexnet.data.images import max_image_pixels
+
+    for value in ("abc", "-5", "0", "1.5"):
+        monkeypatch.setenv("ALEXNET_MAX_IMAGE_PIXELS", value)
+        assert main(["models"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"ALEXNET_MAX_IMAGE_PIXELS must be a whole number of pixels >= 1, got {value!r}" \
+            in err[0], err
+    monkeypatch.setenv("ALEXNET_MAX_IMAGE_PIXELS", "1_000_000")
+    assert max_image_pixels() == 1_000_000

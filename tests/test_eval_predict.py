@@ -125,6 +125,10 @@ def test_unreadable_file_is_a_user_error(images):
         load_image(images["bad"] / "truncated.jpg")
     with pytest.raises(UserError, match="not an image"):
         load_image(images["bad"] / "notes.jpg")
+    empty = images["bad"].parent / "empty.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(UserError, match="empty file"):   # as prepare says it
+        load_image(empty)
 
 
 def test_cli_predicts_the_rest_and_exits_nonzero_on_bad_files(weights, images, capsys):
@@ -224,3 +228,8 @@ def test_cli_only_bad_files(weights, images, capsys):
                  str(images["bad"] / "notes.jpg")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and err[-1] == "alexnet predict: 2 of 2 images could not be read", err
+    # --json names them too, with their reasons (it gave only the count)
+    assert main(["predict", "--weights", str(weights), str(images["bad"] / "notes.jpg"), "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["failed"] == 1 and doc["images"] == []
+    assert doc["errors"][0]["source"].endswith("notes.jpg") and "not an image" in doc["errors"][0]["error"]

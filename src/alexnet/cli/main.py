@@ -43,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     prog = f"alexnet {args.command}"
     try:
+        from alexnet.data.images import max_image_pixels
+
+        max_image_pixels()  # a bad ALEXNET_MAX_IMAGE_PIXELS: one line now, not a reason on every image later
         return int(args.func(args) or 0)
     except UserError as e:
         return fail(prog, str(e))

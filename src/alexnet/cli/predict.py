@@ -69,7 +69,7 @@ def run(args) -> int:
     if args.topk > len(classes):
         print(f"alexnet predict: --topk {args.topk}: the model has {len(classes)} classes; listing them all",
               file=sys.stderr)
-    failures, results, shown = 0, [], []  # shown: (square, prediction) of the first --plot-max, for the plot
+    failures, results, shown = [], [], []  # failures: (path, reason); shown: (square, prediction) of the first --plot-max, for the plot
 
     def flush(batch):
         squares = torch.from_numpy(np.stack([sq for _, sq in batch]))
@@ -90,7 +90,7 @@ def run(args) -> int:
     with torch.inference_mode():
         for path, sq, err in _load_squares(files, pre):
             if err is not None:
-                failures += 1
+                failures.append({"source": path, "error": err})
                 print(f"alexnet predict: error: {err}", file=sys.stderr)
                 continue
             batch.append((path, sq))
@@ -102,7 +102,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"weights": str(args.weights), "crops": args.crops,
                           "images": [p.to_dict() for p in results],
-                          "failed": failures}, indent=2))
+                          "failed": len(failures), "errors": failures}, indent=2))
     if args.plot and shown:
         labels = [guess_label(p.source, classes) for _, p in shown]
         out = plot_predictions([sq for sq, _ in shown], [p for _, p in shown], args.plot,
@@ -114,6 +114,6 @@ def run(args) -> int:
                   f"lists all {len(results)})", file=sys.stderr)
     if failures:
         if len(files) > 1:  # one image: its own line already says it all
-            print(f"alexnet predict: {failures} of {len(files)} images could not be read", file=sys.stderr)
+            print(f"alexnet predict: {len(failures)} of {len(files)} images could not be read", file=sys.stderr)
         return 1
     return 0

@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from alexnet.data.crops import center_offset
+from alexnet.errors import UserError
 
 RESAMPLE = Image.Resampling.BILINEAR
 DRAFT_MARGIN = 2  # decode JPEGs at no less than this multiple of the output size
@@ -47,11 +48,16 @@ def max_image_pixels() -> int:
     """The most pixels any reader of this project decodes from one image (after JPEG's reduced-scale
     decoding): 250 million (750 MB of RGB), or ``ALEXNET_MAX_IMAGE_PIXELS``. A larger image, a
     "decompression bomb" or not, is an unreadable file: skipped by prepare, refused by predict."""
-    value = os.environ.get("ALEXNET_MAX_IMAGE_PIXELS", "")
-    try:
-        return int(value) if value.strip() else DEFAULT_MAX_IMAGE_PIXELS
-    except ValueError:
+    value = os.environ.get("ALEXNET_MAX_IMAGE_PIXELS", "").strip()
+    if not value:
         return DEFAULT_MAX_IMAGE_PIXELS
+    try:
+        limit = int(value.replace("_", ""))
+    except ValueError:
+        limit = 0
+    if limit < 1:  # a typo must not quietly become the default, nor every image "too large"
+        raise UserError(f"ALEXNET_MAX_IMAGE_PIXELS must be a whole number of pixels >= 1, got {value!r}")
+    return limit
 
 
 def check_pixels(w: int, h: int) -> str | None:
@@ -108,6 +114,8 @@ def open_rgb(source: bytes | str | os.PathLike, *, size: int | None = None, warp
         if not len(source):
             raise BadImage("empty file")
         source = io.BytesIO(source)
+    elif os.path.isfile(source) and os.path.getsize(source) == 0:  # as prepare, which reads bytes, says it
+        raise BadImage("empty file")
     try:
         with _our_pixel_limit(), Image.open(source) as img:
             w, h = img.size
