@@ -543,3 +543,157 @@ def _png(side: int) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.full((side, side, 3), 90, np.uint8)).save(buf, "PNG")
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------- a user walkthrough's findings
+
+def test_files_beside_the_class_folders_are_found_and_skipped(tmp_path):
+    """They were ignored silently: neither in 'found' nor listed as skipped."""
+    src = write_folder(tmp_path / "src", {"a/x.png": _png(20), "b/y.png": _png(20), "loose.png": _png(20),
+                                          "README.txt": b"notes", ".hidden": b"not a file anyone means"})
+    code, out, err = run_cli(["prepare", str(src), str(tmp_path / "out"), "--workers", "1", "--no-progress"])
+    assert code == 0, err
+    assert "2 images written, 2 skipped, 4 found" in out
+    assert "skipped README.txt: not in a class folder" in err and "skipped loose.png: not in a class folder" in err
+    # the same tree in a tar: files directly in SUBDIR (or at the top, beside the class folders) likewise
+    tar = make_tar(tmp_path / "s.tar.gz", {f"set/{k}": (src / k).read_bytes() for k in
+                                           ("a/x.png", "b/y.png", "loose.png")}, mode="w:gz")
+    ds = prepare_dataset(tar, tmp_path / "t", subdir="set", workers=1, progress=False)
+    assert ds.meta["found"] == 3 and ds.meta["skipped"] == [{"path": "loose.png", "reason": "not in a class folder"}]
+    top = make_tar(tmp_path / "top.tar", {k: (src / k).read_bytes() for k in ("a/x.png", "b/y.png", "loose.png")})
+    assert prepare_dataset(top, tmp_path / "t2", workers=1, progress=False).meta["found"] == 3
+
+
+def test_classes_file_of_names_tabs_and_a_bom(tmp_path):
+    """Each of these failed with 'class folder(s) ... are not in the classes file'."""
+    src = write_folder(tmp_path / "src", {"chain saw/x.png": _png(20), "tench/y.png": _png(20)})
+    cases = {
+        "names.txt": "chain saw\ntench\nEnglish springer\n",  # one class name per line, with spaces
+        "tabs.txt": "n03000684\tchain saw\nn01440764\ttench\nn02102040\tEnglish springer\n",  # id<TAB>name
+        "bom.txt": "\ufeffchain saw\ntench\nEnglish springer\n",  # a Windows editor's byte order mark
+    }
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        ds = prepare_dataset(src, tmp_path / name.replace(".", "_"), classes_file=tmp_path / name, workers=1,
+                             progress=False)
+        assert [c["name"] for c in ds.classes] == ["chain saw", "tench", "English springer"], name
+        assert {ds.path_of(i): int(ds.labels[i]) for i in range(2)} == {"chain saw/x.png": 0, "tench/y.png": 1}
+    assert [c["wnid"] for c in read_synsets(tmp_path / "tabs.txt")] == ["n03000684", "n01440764", "n02102040"]
+    assert read_synsets(tmp_path / "bom.txt")[0]["wnid"] == "chain"  # the synset reading: id, then name
+    # a mismatch shows what the file was read as
+    (tmp_path / "other.txt").write_text("n01 goldfish\nn02 shark\n")
+    with pytest.raises(UserError) as e:
+        prepare_dataset(src, tmp_path / "o", classes_file=tmp_path / "other.txt", progress=False)
+    assert "chain saw, tench" in str(e.value) and "id 'n01' name 'goldfish'" in str(e.value), str(e.value)
+    assert not (tmp_path / "o").exists()
+
+
+def test_classes_file_formats_that_worked_still_read_the_same(shared_data, tmp_path):
+    syn = read_synsets(shared_data / "synset_words.txt")
+    assert syn[0] == {"index": 0, "wnid": "n01440764", "name": "tench, Tinca tinca"} and len(syn) == 1000
+    (tmp_path / "ids.txt").write_text("b\na\n")  # plain one id per line
+    assert read_synsets(tmp_path / "ids.txt") == [{"index": 0, "wnid": "b", "name": "b"},
+                                                   {"index": 1, "wnid": "a", "name": "a"}]
+    src = write_folder(tmp_path / "src", {"a/x.png": _png(20), "b/y.png": _png(20)})
+    ds = prepare_dataset(src, tmp_path / "out", classes_file=tmp_path / "ids.txt", workers=1, progress=False)
+    assert [ds.classes[i]["wnid"] for i in ds.labels] == ["a", "b"]
+    # a folder named by a synset's name matches that line (the id wins where both could); a name two
+    # lines share matches neither: "crane" is a bird and a machine in synset_words.txt
+    from alexnet.data.classes import read_class_file
+
+    cf = read_class_file(shared_data / "synset_words.txt")
+    classes, index = cf.match(["n01440764", "tench, Tinca tinca"], "src")
+    assert classes == syn and index == {"n01440764": 0, "tench, Tinca tinca": 0}
+    with pytest.raises(UserError, match="crane"):
+        cf.match(["crane"], "src")
+    (tmp_path / "dup.txt").write_text("n01 a\nn01 b\n")
+    with pytest.raises(UserError, match="already listed on line 1"):
+        read_synsets(tmp_path / "dup.txt")
+
+
+def test_a_resumed_prepare_says_what_this_run_did(tmp_path, monkeypatch):
+    """It printed the whole dataset's count and the workers asked for: 'wrote 9469 images in 3.1s
+    (13 shards, 2 workers)' after 24 of 37 shards were kept; '(1 shards, 1000 workers)'."""
+    src = write_folder(tmp_path / "src", {f"{c}/{i}.png": _png(20) for c in "ab" for i in range(5)})
+    real = prepare_mod._write_shard
+    calls = []
+
+    def dies_after_three(task):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(task["chunk"])
+        return real(task)
+
+    monkeypatch.setattr(prepare_mod, "_write_shard", dies_after_three)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_dataset(src, tmp_path / "out", size=16, shard_size=2, workers=1, progress=False)
+    monkeypatch.setattr(prepare_mod, "_write_shard", real)
+    said = []
+    prepare_dataset(src, tmp_path / "out", size=16, shard_size=2, workers=1000, progress=False, log=said.append)
+    assert said[-1].startswith("wrote 4 images (2 shards) in ") and said[-1].endswith(
+        " with 2 workers; kept 6 images (3 shards) from before"), said
+    said.clear()
+    prepare_dataset(src, tmp_path / "one", size=16, workers=1000, progress=False, log=said.append)
+    assert said[-1].startswith("wrote 10 images (1 shard) in ") and said[-1].endswith(" in this process"), said
+
+
+def test_a_failed_prepare_leaves_nothing_it_made(tmp_path, capsys):
+    """A missing SRC, a bad --classes file or images that all fail to decode left an empty OUT (or
+    OUT/.partial and OUT/shards) behind."""
+    src = write_folder(tmp_path / "src", {"a/x.png": b"not an image", "b/y.png": b""})
+    good = write_folder(tmp_path / "good", {"a/x.png": _png(20)})
+    (tmp_path / "bad.txt").write_text("a\n\nb\n")
+    cases = [
+        ([str(tmp_path / "missing"), str(tmp_path / "new" / "out")], "SRC not found"),
+        ([str(good), str(tmp_path / "new" / "out"), "--classes", str(tmp_path / "bad.txt")], "empty line"),
+        ([str(good), str(tmp_path / "new" / "out"), "--classes", str(tmp_path / "nope.txt")], "not found"),
+        ([str(src), str(tmp_path / "new" / "out")], "none of the 2 files found could be decoded"),
+    ]
+    for argv, needle in cases:
+        code, out, err = run_cli(["prepare", *argv, "--workers", "1", "--no-progress"])
+        assert code == 2 and needle in err, err
+        assert not (tmp_path / "new").exists(), argv
+    # an OUT that was there stays, with what it held; only what the prepare made goes
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    code, out, err = run_cli(["prepare", str(src), str(tmp_path / "mine"), "--workers", "1", "--no-progress"])
+    assert code == 2 and sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
+
+
+def test_an_empty_src_and_a_split_that_does_not_apply_are_refused(tmp_path, monkeypatch):
+    src = write_folder(tmp_path / "src", {"a/x.png": _png(20)})
+    (tmp_path / "ILSVRC2012_img_val.tar").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        (["", "out"], "SRC must name a folder or an archive, got an empty path"),
+        ([str(src), "out", "--split", "val"], "--split applies only to the ILSVRC-2012 files"),
+        ([str(tmp_path / "ILSVRC2012_img_val.tar"), "out", "--split", "train"], "contradicts"),
+    ]
+    for argv, needle in cases:
+        code, out, err = run_cli(["prepare", *argv, "--no-progress"])
+        assert code == 2 and len(err.splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_interrupted_prepare_says_how_to_resume(tmp_path, monkeypatch):
+    src = write_folder(tmp_path / "src", {f"a/{i}.png": _png(20) for i in range(6)})
+    real = prepare_mod._write_shard
+    calls = []
+
+    def dies_after_one(task):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(task["chunk"])
+        return real(task)
+
+    monkeypatch.setattr(prepare_mod, "_write_shard", dies_after_one)
+    argv = ["prepare", str(src), str(tmp_path / "out"), "--shard-size", "2", "--workers", "1", "--no-progress"]
+    code, out, err = run_cli(argv)
+    assert code == 130
+    assert err.strip() == (f"alexnet prepare: interrupted; 1 finished shard kept in {tmp_path / 'out'}; run the "
+                           "same command again to resume (it writes only the rest)"), err
+    calls.clear()
+    monkeypatch.setattr(prepare_mod, "_write_shard", lambda task: (_ for _ in ()).throw(KeyboardInterrupt))
+    code, out, err = run_cli(["prepare", str(src), str(tmp_path / "o2"), "--workers", "1", "--no-progress"])
+    assert code == 130 and "nothing kept" in err and "run the same command again" in err, err
+    assert not (tmp_path / "o2").exists()

@@ -363,3 +363,101 @@ def test_a_damaged_jpeg_reads_as_the_loaders_one_line_error_everywhere(good, tmp
     loader.close()
     assert str(by_get.value) == str(by_loader.value) and "\n" not in str(by_get.value)
     assert "prepare it again" in str(by_get.value)
+
+
+def _link_tree(root):
+    """Class folders holding a hard link, symlinks to files and to a folder, and links that lead nowhere
+    (dangling, a loop, an absolute path outside the tree)."""
+    import os
+
+    src = root / "src"
+    for c in ("a", "b"):
+        (src / c).mkdir(parents=True)
+    for i, name in enumerate(("a/1.png", "a/2.png", "b/3.png")):
+        Image.fromarray(np.full((20, 20, 3), 60 * i, np.uint8)).save(src / name)
+    os.link(src / "a" / "1.png", src / "b" / "hard.png")
+    os.symlink("../a/2.png", src / "b" / "sym.png")
+    os.symlink("../a", src / "b" / "alias")  # a folder again: listed once
+    os.symlink("missing.png", src / "b" / "gone.png")
+    os.symlink("loop2.png", src / "b" / "loop1.png")
+    os.symlink("loop1.png", src / "b" / "loop2.png")
+    os.symlink("/nonexistent-alexnet-test/x.png", src / "b" / "abs.png")
+    return src
+
+
+@pytest.mark.parametrize("mode", ["w", "w:gz"])
+def test_links_in_a_tar_are_read_as_in_the_folder(tmp_path, mode):
+    """A tar kept only regular files: a hard-linked image was neither found nor skipped. Links that
+    resolve inside the archive are read; the others are found and skipped with the reason."""
+    import tarfile
+
+    src = _link_tree(tmp_path)
+    tar = tmp_path / ("src.tar" if mode == "w" else "src.tar.gz")
+    with tarfile.open(tar, mode) as tf:
+        tf.add(src, arcname="src")
+    folder = prepare_dataset(src, tmp_path / "f", size=16, workers=1, progress=False)
+    ds = prepare_dataset(tar, tmp_path / "t", size=16, workers=2, shard_size=2, progress=False)
+    written = sorted(ds.path_of(i) for i in range(len(ds)))
+    assert written == sorted(folder.path_of(i) for i in range(len(folder))) == [
+        "a/1.png", "a/2.png", "b/3.png", "b/hard.png", "b/sym.png"]
+    assert ds.meta["found"] == folder.meta["found"] == 9
+    reasons = {s["path"]: s["reason"] for s in ds.meta["skipped"]}
+    assert set(reasons) == {s["path"] for s in folder.meta["skipped"]}
+    assert "not in the archive" in reasons["b/gone.png"] and "outside the archive" in reasons["b/abs.png"]
+    assert "loop" in reasons["b/loop1.png"] and "loop" in reasons["b/loop2.png"]
+    assert ds.meta["folders_listed_already"] == folder.meta["folders_listed_already"] == ["b/alias"]
+    by_path = {folder.path_of(i): i for i in range(len(folder))}
+    for i in range(len(ds)):  # each link read its target's bytes, under its own class
+        j = by_path[ds.path_of(i)]
+        np.testing.assert_array_equal(ds.get_uint8(i), folder.get_uint8(j))
+        assert ds.labels[i] == folder.labels[j]
+
+
+def test_a_long_chain_of_tar_links_is_a_loop(tmp_path):
+    import io
+    import tarfile
+
+    from alexnet.data.sources import MAX_LINK_DEPTH, open_source
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buf, "PNG")
+    with tarfile.open(tmp_path / "c.tar", "w") as tf:
+        info = tarfile.TarInfo("a/0.png")
+        info.size = len(buf.getvalue())
+        tf.addfile(info, io.BytesIO(buf.getvalue()))
+        for i in range(1, MAX_LINK_DEPTH + 3):  # a/i.png -> a/(i-1).png
+            info = tarfile.TarInfo(f"a/{i}.png")
+            info.type, info.linkname = tarfile.SYMTYPE, f"{i - 1}.png"
+            tf.addfile(info)
+    source = open_source(tmp_path / "c.tar")
+    assert len(source) + len(source.skipped) == MAX_LINK_DEPTH + 3
+    assert len(source.skipped) == 2 and all("loop" in s["reason"] for s in source.skipped)
+
+
+@pytest.mark.parametrize("src,out,needle", [
+    ("m7", "m7/prepared", "is inside SRC"),
+    ("m7", "m7", "SRC m7 is OUT"),
+    ("m7", "m7/a/deeper", "is inside SRC"),
+    ("data/m7", "data", "is inside OUT"),
+])
+def test_out_and_src_folders_apart(tmp_path, monkeypatch, capsys, src, out, needle):
+    """OUT inside SRC was made before SRC was listed: an empty class 'prepared' shifted the indices, and a
+    later prepare of SRC read the dataset's shards as images."""
+    monkeypatch.chdir(tmp_path)
+    for c in ("a", "b"):
+        (tmp_path / src / c).mkdir(parents=True)
+        Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / src / c / "x.png")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    assert main(["prepare", src, out, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing created
+
+
+def test_out_inside_src_beside_the_subdir_read_is_fine(tmp_path):
+    for c in ("a", "b"):
+        (tmp_path / "set" / "train" / c).mkdir(parents=True)
+        Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "set" / "train" / c / "x.png")
+    ds = prepare_dataset(tmp_path / "set", tmp_path / "set" / "prepared", subdir="train", size=16, workers=1,
+                         progress=False)
+    assert len(ds) == 2 and [c["wnid"] for c in ds.classes] == ["a", "b"]

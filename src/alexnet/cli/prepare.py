@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
+from alexnet.data.format import PARTIAL
 from alexnet.data.prepare import prepare_dataset
 from alexnet.progress import count
 
@@ -23,8 +25,9 @@ def register(sub) -> None:
                     "Run the same command again to finish an interrupted prepare.")
     p.add_argument("src", metavar="SRC", help="the images (see above)")
     p.add_argument("out", metavar="OUT", help="folder to write the prepared dataset to")
-    p.add_argument("--classes", metavar="FILE", help="synset list ('<wnid> <name>' per line, line i = "
-                   "class i) fixing class order and names, e.g. synset_words.txt")
+    p.add_argument("--classes", metavar="FILE", help="class list fixing class order and names, line i = "
+                   "class i: '<wnid> <name>' (synset_words.txt), '<id><TAB><name>' or one name per line; a "
+                   "class folder matches a line's id, the whole line or its name")
     p.add_argument("--labels", metavar="FILE", help="label list for a flat folder: '<file> <class index>' "
                    "per line (Caffe style)")
     p.add_argument("--size", type=int, default=256, help="stored image side (default 256, the paper's)")
@@ -36,8 +39,8 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=None, help="worker processes (default: all CPUs)")
     p.add_argument("--subdir", metavar="DIR", help="use only this folder inside SRC (e.g. imagenette/train "
                    "in an archive that also holds val)")
-    p.add_argument("--split", choices=("train", "val"), help="ILSVRC-2012: which split (default: train if "
-                   "its tar is there)")
+    p.add_argument("--split", choices=("train", "val"), help="ILSVRC-2012 only (a folder holding its tars): "
+                   "which split (default: train if its tar is there)")
     p.add_argument("--shard-size", type=int, default=None, help="images per shard (default: up to 1024)")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset in OUT made with other "
                    "settings")
@@ -45,15 +48,29 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _kept(out: Path) -> str:
+    """What an interrupted prepare leaves for the next run (its finished shards stay until then)."""
+    partial = out / PARTIAL
+    if not (partial / "plan.json").is_file():
+        return "no shard was finished (nothing kept); run the same command again to start over"
+    done = sum(1 for p in partial.glob("[0-9]*.json"))
+    return (f"{count(done, 'finished shard')} kept in {out}; run the same command again to resume "
+            "(it writes only the rest)")
+
+
 def run(args) -> int:
     def log(msg: str) -> None:
         print(f"alexnet prepare: {msg}", file=sys.stderr, flush=True)
 
-    ds = prepare_dataset(args.src, args.out, classes_file=args.classes, labels_file=args.labels,
-                         size=args.size, warp=args.warp, format=args.format, quality=args.quality,
-                         workers=args.workers, progress=not args.no_progress, subdir=args.subdir,
-                         split=args.split, shard_size=args.shard_size, overwrite=args.overwrite,
-                         log=None if args.no_progress else log)
+    try:
+        ds = prepare_dataset(args.src, args.out, classes_file=args.classes, labels_file=args.labels,
+                             size=args.size, warp=args.warp, format=args.format, quality=args.quality,
+                             workers=args.workers, progress=not args.no_progress, subdir=args.subdir,
+                             split=args.split, shard_size=args.shard_size, overwrite=args.overwrite,
+                             log=None if args.no_progress else log)
+    except KeyboardInterrupt:
+        print(f"alexnet prepare: interrupted; {_kept(Path(args.out))}", file=sys.stderr, flush=True)
+        return 130
     meta = ds.meta
     skipped = meta["skipped"]
     for s in skipped[:SHOW_SKIPPED]:

@@ -1,4 +1,5 @@
-"""Class lists: synset files (``<wnid> <name>`` per line, line i = class i) and Caffe-style label lists.
+"""Class lists: classes files (``<wnid> <name>``, ``<id><TAB><name>`` or a name per line; line i = class i)
+and Caffe-style label lists.
 
 A class is a plain dict ``{"index": int, "wnid": str, "name": str}`` so that it goes into ``meta.json``
 (and weights files, predictions) unchanged.
@@ -7,6 +8,7 @@ A class is a plain dict ``{"index": int, "wnid": str, "name": str}`` so that it 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from alexnet.errors import UserError
@@ -33,27 +35,94 @@ def read_synsets(path: str | Path) -> list[dict]:
     The name is optional (a bare wnid list works too). Blank lines at the end are ignored; a blank line
     in the middle is an error, because it would shift every later class index.
     """
+    return read_class_file(path).by_id()
+
+
+@dataclass
+class ClassFile:
+    """A classes file as read: one class per line (line i = class i), each line split into an id and a
+    name, at its tab if it has one (``id<TAB>name``), else at its first space (``n01440764 tench, ...``).
+
+    Which reading is meant shows only when class folders are looked up in it (:meth:`match`): a file of
+    plain class names with spaces (``chain saw``) is then read one name per line.
+    """
+
+    path: Path
+    lines: list[str]  # each line, stripped
+    ids: list[str]
+    names: list[str]  # "" where the line has no name part
+
+    def by_id(self) -> list[dict]:
+        """The classes as ``<id> <name>`` lines (the synset_words.txt reading)."""
+        self._unique(self.ids)
+        return [{"index": i, "wnid": w, "name": n or w} for i, (w, n) in enumerate(zip(self.ids, self.names, strict=True))]
+
+    def by_line(self) -> list[dict]:
+        """The classes as one name per line (names may hold spaces)."""
+        self._unique(self.lines)
+        return [{"index": i, "wnid": line, "name": line} for i, line in enumerate(self.lines)]
+
+    def _unique(self, keys: list[str]) -> None:
+        """A class listed twice would give two indices to one folder: refused, naming both lines."""
+        seen: dict[str, int] = {}
+        for lineno, key in enumerate(keys, 1):
+            if key in seen:
+                raise UserError(f"{self.path}:{lineno}: {key!r} already listed on line {seen[key]}")
+            seen[key] = lineno
+
+    def match(self, folders: Sequence[str], where: str) -> tuple[list[dict], dict[str, int]]:
+        """Classes and a folder name -> class index map for the class folders ``folders``.
+
+        Every folder an id: the ``<id> <name>`` reading, as always. Every folder a whole line: one class
+        name per line. Otherwise each folder is looked up by id, then whole line, then name (a name that
+        two lines share matches neither). A folder found nowhere is an error showing what was read.
+        """
+        wanted = set(folders)
+        if wanted <= set(self.ids):
+            classes = self.by_id()
+            return classes, {c["wnid"]: c["index"] for c in classes}
+        if wanted <= set(self.lines):
+            classes = self.by_line()
+            return classes, {c["wnid"]: c["index"] for c in classes}
+        by_name: dict[str, list[int]] = {}
+        for i, name in enumerate(self.names):
+            by_name.setdefault(name, []).append(i)
+        lookup = {**{n: i[0] for n, i in by_name.items() if len(i) == 1 and n},
+                  **{line: i for i, line in enumerate(self.lines)}, **{w: i for i, w in enumerate(self.ids)}}
+        unknown = sorted(wanted - lookup.keys())
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            read = "; ".join(f"id {w!r}" + (f" name {n!r}" if n else "")
+                             for w, n in zip(self.ids[:3], self.names[:3], strict=True))
+            raise UserError(f"class folder(s) {shown} in {where} are not in the classes file {self.path} "
+                            f"(its {len(self.lines)} lines read as: {read}"
+                            f"{'; ...' if len(self.lines) > 3 else ''})")
+        return self.by_id(), {f: lookup[f] for f in wanted}
+
+
+def read_class_file(path: str | Path) -> ClassFile:
+    """Read a classes file (see :class:`ClassFile`); a UTF-8 byte order mark is dropped."""
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # utf-8-sig: Windows editors start a UTF-8 file with a BOM, which would stick to the first id
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except FileNotFoundError:
         raise UserError(f"classes file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read classes file {path}: {e}") from None
     while lines and not lines[-1].strip():
         lines.pop()
-    classes, seen = [], {}
+    ids, names = [], []
     for lineno, line in enumerate(lines, 1):
-        wnid, _, name = line.strip().partition(" ")
-        if not wnid:
+        line = line.strip()
+        if not line:
             raise UserError(f"{path}:{lineno}: empty line (line i must be class i)")
-        if wnid in seen:
-            raise UserError(f"{path}:{lineno}: {wnid!r} already listed on line {seen[wnid]}")
-        seen[wnid] = lineno
-        classes.append({"index": lineno - 1, "wnid": wnid, "name": name.strip() or wnid})
-    if not classes:
+        wnid, _, name = line.partition("\t" if "\t" in line else " ")
+        ids.append(wnid.strip())
+        names.append(name.strip())
+    if not ids:
         raise UserError(f"classes file {path} lists no classes")
-    return classes
+    return ClassFile(path, [line.strip() for line in lines], ids, names)
 
 
 def read_label_list(path: str | Path) -> list[tuple[str, int]]:

@@ -51,11 +51,11 @@ from alexnet.data.format import (
     shard_name,
 )
 from alexnet.data.images import BadImage, encode_jpeg, preprocess
-from alexnet.data.sources import Source, open_source, read_items
+from alexnet.data.sources import Source, check_source_args, is_ilsvrc_folder, open_source, read_items
 from alexnet.data.stats import PCA_UNITS, PixelStats
 from alexnet.errors import BadOptionError, UserError
 from alexnet.files import write_atomic
-from alexnet.progress import Progress
+from alexnet.progress import Progress, count
 
 MAX_SHARD = 1024  # images per shard at most: 200 MB raw / ~25 MB JPEG at 256x256
 
@@ -76,7 +76,8 @@ def prepare_dataset(src: str | Path, out: str | Path, *, classes_file: str | Pat
     ``workers`` processes (default: all CPUs; 1 = in this process). ``progress``: a tqdm bar on a
     terminal, else a log line now and then. ``overwrite``: replace a dataset made with other settings.
     Re-running after an interruption finishes the job. Raises :class:`UserError` for a missing or
-    unreadable ``src``, an unknown layout, bad options or an unwritable ``out``.
+    unreadable ``src``, an unknown layout, bad options, an unwritable ``out`` or one inside the folder
+    ``src`` (or holding it); a prepare that fails before any image is stored removes what it made.
     """
     if format not in FORMATS:
         raise BadOptionError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -95,18 +96,36 @@ def prepare_dataset(src: str | Path, out: str | Path, *, classes_file: str | Pat
     say = log or (lambda msg: None)
     if not str(out).strip():
         raise BadOptionError("OUT must name a folder, got an empty path (it would write into the current one)")
+    # Everything that needs no listing is checked before anything is made: a mistake leaves no OUT behind.
+    check_source_args(src, classes_file=classes_file, labels_file=labels_file, subdir=subdir, split=split)
     src, out = Path(src), Path(out)
-    if not src.exists():
-        raise UserError(f"SRC not found: {src}")
     _check_writable(out)
+    _check_apart(src, out, subdir=subdir, labels_file=labels_file)
 
     t0 = time.monotonic()
     source = open_source(src, classes_file=classes_file, labels_file=labels_file, subdir=subdir, split=split)
     settings = _settings(source, size=size, warp=warp, fmt=format, quality=int(quality))
     settings_id = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
-    say(f"found {len(source)} files in {len(set(source.labels.tolist()))} classes "
-        f"({source.layout}: {source.description}) in {time.monotonic() - t0:.1f}s")
+    not_read = f"; {len(source.skipped)} of them not read (listed as skipped)" if source.skipped else ""
+    say(f"found {len(source) + len(source.skipped)} files in {len(set(source.labels.tolist()))} classes "
+        f"({source.layout}: {source.description}) in {time.monotonic() - t0:.1f}s{not_read}")
 
+    # OUT is made only now, after the listing: made earlier inside SRC it would have been listed as a class.
+    made = _make_out(out)
+    had_partial, had_shards = (out / PARTIAL).exists(), (out / SHARDS).exists()
+    try:
+        return _prepare(source, out, settings, settings_id, size=size, warp=warp, fmt=format,
+                        quality=int(quality), workers=workers, progress=progress, shard_size=shard_size,
+                        overwrite=overwrite, say=say)
+    except BaseException:
+        if not had_partial:
+            _undo_failed(out, made, had_shards)
+        raise
+
+
+def _prepare(source: Source, out: Path, settings: dict, settings_id: str, *, size, warp, fmt, quality, workers,
+             progress, shard_size, overwrite, say) -> PreparedDataset:
+    """The part of :func:`prepare_dataset` that writes to ``out``."""
     meta_path = out / META
     if meta_path.is_file():
         try:
@@ -144,37 +163,103 @@ def prepare_dataset(src: str | Path, out: str | Path, *, classes_file: str | Pat
     ss = int(plan["shard_size"])
     chunks = [(s, min(s + ss, len(source))) for s in range(0, len(source), ss)]
 
-    done = {c for c in range(len(chunks)) if _shard_done(out, c, format, settings_id)}
+    done = {c for c in range(len(chunks)) if _shard_done(out, c, fmt, settings_id)}
     todo = [c for c in range(len(chunks)) if c not in done]
     if done:
-        say(f"resuming: {len(done)} of {len(chunks)} shards already written")
+        say(f"resuming: {len(done)} of {count(len(chunks), 'shard')} already written")
     bar = Progress(len(source), "prepare", initial=sum(chunks[c][1] - chunks[c][0] for c in done),
                    enabled=progress, say=say)
     t1 = time.monotonic()
     try:
-        _write_shards(source, out, chunks, todo, settings_id, size=size, warp=warp, fmt=format,
-                      quality=int(quality), workers=workers, bar=bar)
+        used, written = _write_shards(source, out, chunks, todo, settings_id, size=size, warp=warp, fmt=fmt,
+                                      quality=quality, workers=workers, bar=bar)
     finally:
         bar.close()
-    dataset = _finalize(source, out, chunks, settings, settings_id, size=size, warp=warp, fmt=format,
-                        quality=int(quality))
-    elapsed = time.monotonic() - t1
-    say(f"wrote {len(dataset)} images in {elapsed:.1f}s ({len(todo)} shards, {workers} workers)")
+    dataset = _finalize(source, out, chunks, settings, settings_id, size=size, warp=warp, fmt=fmt,
+                        quality=quality)
+    # What this run did, not the whole dataset: a resumed prepare kept the finished shards, and no more
+    # workers run than there are shards to write.
+    line = f"wrote {count(written, 'image')} ({count(len(todo), 'shard')}) in {time.monotonic() - t1:.1f}s"
+    if used:
+        line += f" with {count(used, 'worker')}" if used > 1 else " in this process"
+    if done:
+        line += f"; kept {count(len(dataset) - written, 'image')} ({count(len(done), 'shard')}) from before"
+    say(line)
     return dataset
 
 
 # --------------------------------------------------------------------------- planning helpers
 
+def _check_apart(src: Path, out: Path, *, subdir: str | None, labels_file) -> None:
+    """Refuse an OUT inside the folder that is listed as class folders (it would be listed too: an extra
+    class shifting every index, and a later prepare of SRC reading this dataset's files as images), and a
+    folder SRC that is OUT or inside it (the dataset's files would be mixed into it)."""
+    if not src.is_dir():
+        return
+    s, o = src.resolve(), out.resolve()
+    if o == s or o in s.parents:
+        raise UserError(f"SRC {src} is {'OUT' if o == s else f'inside OUT {out}'}: the prepared dataset "
+                        "goes into a folder of its own; choose an OUT apart from SRC")
+    listed = (src / subdir).resolve() if subdir else s
+    if labels_file is None and not is_ilsvrc_folder(src, subdir) and (o == listed or listed in o.parents):
+        raise UserError(f"OUT {out} is inside SRC {src}, whose folders are read as classes: choose an OUT "
+                        "outside SRC")
+
+
 def _check_writable(out: Path) -> None:
+    """OUT can be made and written to; nothing is created yet (see _make_out)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"OUT {out} exists and is not a folder")
+    base = out
+    while not base.exists() and base != base.parent:  # the nearest folder that is there already
+        base = base.parent
+    if not base.is_dir():
+        raise UserError(f"OUT {out} is not writable: {base} is not a folder")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise UserError(f"OUT {out} is not writable: permission denied on {base}")
+
+
+def _make_out(out: Path) -> list[Path]:
+    """Make OUT (and missing parents), check it takes a file; return the folders made, innermost first."""
+    made = []
+    p = out
+    while not p.exists() and p != p.parent:
+        made.append(p)
+        p = p.parent
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
+        _remove_folders(made)
         raise UserError(f"OUT {out} is not writable: {e.strerror or e}") from None
+    return made
+
+
+def _remove_folders(made: list[Path]) -> None:
+    for p in made:  # innermost first; rmdir removes only an empty folder, never what someone put there
+        with contextlib.suppress(OSError):
+            p.rmdir()
+
+
+def _undo_failed(out: Path, made: list[Path], had_shards: bool) -> None:
+    """After a failed prepare that started afresh: if no finished shard holds an image (nothing a re-run
+    could keep), remove what this prepare made, its own file names only, and the folders it created."""
+    records = sorted((out / PARTIAL).glob("[0-9]*.json"))
+    for rec in records:
+        try:
+            if json.loads(rec.read_text()).get("written"):
+                return
+        except (OSError, ValueError):
+            continue
+    shutil.rmtree(out / PARTIAL, ignore_errors=True)
+    if not had_shards:
+        for f in (out / SHARDS).glob("[0-9][0-9][0-9][0-9][0-9].*"):
+            with contextlib.suppress(OSError):
+                f.unlink()
+        made = [out / SHARDS, *made]
+    _remove_folders(made)
 
 
 def _settings(source: Source, *, size, warp, fmt, quality) -> dict:
@@ -183,10 +268,13 @@ def _settings(source: Source, *, size, warp, fmt, quality) -> dict:
     for k in source.keys:
         h.update(k.encode("utf-8", "surrogateescape") + b"\0")
     h.update(source.labels.tobytes())
-    return {"format_version": FORMAT_VERSION, "source": source.description, "layout": source.layout,
+    settings = {"format_version": FORMAT_VERSION, "source": source.description, "layout": source.layout,
             "listing": source.settings, "files": h.hexdigest(), "found": len(source),
             "classes": hashlib.sha256(json.dumps(source.classes).encode()).hexdigest(),
             "size": size, "warp": bool(warp), "format": fmt, "quality": quality if fmt == "jpeg" else None}
+    if source.skipped:  # (only then: the settings of every earlier listing stay what they were)
+        settings["not_read"] = hashlib.sha256(json.dumps(source.skipped).encode()).hexdigest()
+    return settings
 
 
 def _remove_outputs(out: Path, everything: bool) -> None:
@@ -218,9 +306,10 @@ def _shard_done(out: Path, chunk: int, fmt: str, settings_id: str) -> bool:
 # --------------------------------------------------------------------------- writing shards
 
 def _write_shards(source: Source, out: Path, chunks, todo, settings_id, *, size, warp, fmt, quality,
-                  workers, bar: Progress) -> None:
+                  workers, bar: Progress) -> tuple[int, int]:
+    """Write shards ``todo``; return (worker processes used, 1 = this one; images written)."""
     if not todo:
-        return
+        return 0, 0
     common = {"out": str(out), "settings_id": settings_id, "size": size, "warp": warp, "fmt": fmt,
               "quality": quality}
 
@@ -236,16 +325,24 @@ def _write_shards(source: Source, out: Path, chunks, todo, settings_id, *, size,
                 yield {**common, "chunk": c, "start": start, "keys": source.keys[start:stop],
                        "reader": source.reader(start, stop)}
 
+    written = 0
+
+    def finished(result: dict) -> None:
+        nonlocal written
+        written += result["written"]
+        bar.update(result["found"])
+
     if workers <= 1 or len(todo) == 1:
         for task in tasks():
-            bar.update(_write_shard(task)["found"])
-        return
+            finished(_write_shard(task))
+        return 1, written
     # fork where there is one: the workers need nothing but this module (PIL, numpy, files), and
     # spawn/forkserver would re-run a user's script without a __main__ guard in every worker.
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    used = min(workers, len(todo))
     with warnings.catch_warnings(), cf.ProcessPoolExecutor(
-            max_workers=min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
+            max_workers=used, mp_context=ctx, initializer=_init_worker,
             initargs=(os.getpid(),)) as pool:
         # Python >= 3.12 warns about fork() in a process with threads (torch's, tqdm's): the workers
         # take no lock those threads could hold, so the warning does not apply.
@@ -255,15 +352,16 @@ def _write_shards(source: Source, out: Path, chunks, todo, settings_id, *, size,
             for task in tasks():
                 pending.add(pool.submit(_write_shard, task))
                 while len(pending) >= workers + 2:  # bounded: a streamed archive is not read ahead far
-                    finished, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                    for f in finished:
-                        bar.update(f.result()["found"])
+                    done, pending = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                    for f in done:
+                        finished(f.result())
             for f in cf.as_completed(pending):
-                bar.update(f.result()["found"])
+                finished(f.result())
         except BaseException:
             for f in pending:
                 f.cancel()
             raise
+    return used, written
 
 
 def _init_worker(parent: int | None = None) -> None:
@@ -335,7 +433,8 @@ def _write_shard(task: dict) -> dict:
 def _finalize(source: Source, out: Path, chunks, settings, settings_id, *, size, warp, fmt,
               quality) -> PreparedDataset:
     stats = PixelStats(size)
-    written, skipped, shard_of, local, offsets, lengths, shards = [], [], [], [], [], [], []
+    written, shard_of, local, offsets, lengths, shards = [], [], [], [], [], []
+    skipped = list(source.skipped)  # found in the listing but not read: first
     for c in range(len(chunks)):
         rec = json.loads(_record_path(out, c).read_text())
         with np.load(out / PARTIAL / f"{c:05d}.stats.npz") as st:
@@ -348,10 +447,11 @@ def _finalize(source: Source, out: Path, chunks, settings, settings_id, *, size,
         offsets += rec["offsets"]
         lengths += rec["lengths"]
         shards.append({"file": shard_name(c, fmt), "count": n, "bytes": rec["bytes"]})
-    if len(written) + len(skipped) != len(source):  # pragma: no cover
-        raise RuntimeError(f"{len(written)} written + {len(skipped)} skipped != {len(source)} found")
+    found = len(source) + len(source.skipped)
+    if len(written) + len(skipped) != found:  # pragma: no cover
+        raise RuntimeError(f"{len(written)} written + {len(skipped)} skipped != {found} found")
     if not written:
-        raise UserError(f"none of the {len(source)} files found could be decoded "
+        raise UserError(f"none of the {found} files found could be decoded "
                         f"(first: {skipped[0]['path']}: {skipped[0]['reason']})")
     written_idx = np.asarray(written, np.int64)
     labels = source.labels[written_idx]
@@ -369,7 +469,7 @@ def _finalize(source: Source, out: Path, chunks, settings, settings_id, *, size,
     meta = {
         "format_version": FORMAT_VERSION,
         "count": len(written),
-        "found": len(source),
+        "found": found,
         "classes": source.classes,
         "num_classes": len(source.classes),
         "class_counts": counts.tolist(),

@@ -4,7 +4,8 @@
 2. ``ilsvrc2012``: the official ``ILSVRC2012_img_{train,val}.tar`` + ``ILSVRC2012_devkit_t12.tar.gz``,
    labelled and ordered as ``torchvision.datasets.ImageNet`` does (its devkit parser is used);
 3. ``labels``: a flat folder of images with a Caffe-style list ``<file> <class index>``;
-4. ``tar``: a ``.tar`` / ``.tar.gz`` holding layout 1, read in place (never unpacked to disk).
+4. ``tar``: a ``.tar`` / ``.tar.gz`` holding layout 1, read in place (never unpacked to disk); a hard
+   link or symlink is read as the file it leads to inside the archive, and never followed out of it.
 
 :func:`open_source` lists a source: it fixes the classes, the order of the files ("found" files, each
 with its label) and how to read each file's bytes. Decoding happens later, in the prepare workers.
@@ -16,15 +17,17 @@ can only be read front to back, so one reader streams it and hands the bytes to 
 from __future__ import annotations
 
 import os
+import posixpath
 import tarfile
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from alexnet.data.classes import make_classes, read_label_list, read_synsets
+from alexnet.data.classes import ClassFile, make_classes, read_class_file, read_label_list
 from alexnet.errors import UserError
 
 ILSVRC_TRAIN = "ILSVRC2012_img_train.tar"
@@ -33,6 +36,9 @@ ILSVRC_DEVKIT = "ILSVRC2012_devkit_t12.tar.gz"
 
 # Compressed-archive signatures: gzip, bzip2, xz. Anything else opened by tarfile is a plain tar.
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+# A link in a tar is followed through at most this many links (a longer chain is taken for a loop).
+MAX_LINK_DEPTH = 32
+NOT_IN_CLASS_FOLDER = "not in a class folder"
 
 
 def _ignored(name: str) -> bool:
@@ -53,9 +59,12 @@ class Source:
     archive: Path | None = None  # uncompressed tar: bytes offsets[i] : offsets[i] + lengths[i]
     offsets: np.ndarray | None = None
     lengths: np.ndarray | None = None
-    stream: Path | None = None  # compressed tar: regular-file member number member_index[i], in order
+    stream: Path | None = None  # compressed tar: member number member_index[i] (counting every member)
     member_index: np.ndarray | None = None
     settings: dict = field(default_factory=dict)  # what else defines the listing (for resume checks)
+    # Found but never read, {"path", "reason"}: files beside the class folders, links in a tar that lead
+    # nowhere inside it. Counted in "found" and listed as skipped, so that nothing found goes unmentioned.
+    skipped: list[dict] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -78,41 +87,39 @@ class Source:
         """Read a compressed tar once, front to back; yield ``(chunk number, [bytes or OSError, ...])``
         for each ``(start, stop)`` range of found files, in the order the chunks complete."""
         assert self.stream is not None and self.member_index is not None
-        wanted: dict[int, tuple[int, int]] = {}  # member number -> (chunk, position in chunk)
+        # member number -> [(chunk, position in chunk), ...]: a file and a link to it read the same member
+        wanted: dict[int, list[tuple[int, int]]] = {}
         pending: dict[int, list] = {}
         for c, (start, stop) in enumerate(chunks):
             pending[c] = [None] * (stop - start)
             for pos, i in enumerate(range(start, stop)):
-                wanted[int(self.member_index[i])] = (c, pos)
+                wanted.setdefault(int(self.member_index[i]), []).append((c, pos))
         remaining = {c: len(v) for c, v in pending.items()}
         for c in [c for c, n in remaining.items() if n == 0]:
             yield c, pending.pop(c)
         if not wanted:
             return
-        number = -1
         try:
             with tarfile.open(self.stream, "r|*") as tf:
-                for m in tf:
-                    if not m.isreg():
-                        continue
-                    number += 1
+                for number, m in enumerate(tf):
                     if number not in wanted:
                         continue
-                    c, pos = wanted.pop(number)
                     try:
-                        f = tf.extractfile(m)
-                        pending[c][pos] = f.read() if f is not None else OSError("not a regular file")
+                        f = tf.extractfile(m) if m.isreg() else None
+                        data = f.read() if f is not None else OSError("not a regular file")
                     except (OSError, tarfile.TarError) as e:
-                        pending[c][pos] = OSError(f"cannot read from archive: {e}")
-                    remaining[c] -= 1
-                    if remaining[c] == 0:
-                        yield c, pending.pop(c)
+                        data = OSError(f"cannot read from archive: {e}")
+                    for c, pos in wanted.pop(number):
+                        pending[c][pos] = data
+                        remaining[c] -= 1
+                        if remaining[c] == 0:
+                            yield c, pending.pop(c)
                     if not wanted:
                         break
         except (OSError, tarfile.TarError, EOFError) as e:
             raise UserError(f"{self.stream}: archive is damaged or truncated ({e})") from None
         if wanted:  # the archive changed since it was listed
-            raise UserError(f"{self.stream}: {len(wanted)} listed files are missing on the second read; "
+            raise UserError(f"{self.stream}: {sum(map(len, wanted.values()))} listed files are missing on the second read; "
                             "was the archive modified during prepare?")
 
 
@@ -156,14 +163,11 @@ def open_source(src: str | Path, *, classes_file: str | Path | None = None,
     val). ``split`` picks ``train`` / ``val`` of the official ILSVRC-2012 files.
     Raises :class:`UserError` for a missing ``src`` or a layout it cannot tell.
     """
+    check_source_args(src, classes_file=classes_file, labels_file=labels_file, subdir=subdir, split=split)
     src = Path(src)
-    if not src.exists():
-        raise UserError(f"SRC not found: {src}")
-    synsets = read_synsets(classes_file) if classes_file else None
+    synsets = read_class_file(classes_file) if classes_file else None
     if labels_file is not None:
         return _open_labels(src, labels_file, synsets, subdir)
-    if split not in (None, "train", "val"):
-        raise UserError(f"split must be 'train' or 'val', got {split!r}")
     if src.is_file():
         if src.name in (ILSVRC_TRAIN, ILSVRC_VAL):
             return _open_ilsvrc(src.parent, src, synsets, "train" if src.name == ILSVRC_TRAIN else "val")
@@ -173,13 +177,44 @@ def open_source(src: str | Path, *, classes_file: str | Path | None = None,
         return _open_tar(src, synsets, subdir)
     if not src.is_dir():
         raise UserError(f"SRC {src} is neither a file nor a folder")
-    if subdir is None and ((src / ILSVRC_TRAIN).exists() or (src / ILSVRC_VAL).exists()):
+    if is_ilsvrc_folder(src, subdir):
         split = split or ("train" if (src / ILSVRC_TRAIN).exists() else "val")
         tar = src / (ILSVRC_TRAIN if split == "train" else ILSVRC_VAL)
         if not tar.exists():
             raise UserError(f"{src} has no {tar.name} for split {split!r}")
         return _open_ilsvrc(src, tar, synsets, split)
     return _open_folder(src, synsets, subdir)
+
+
+def check_source_args(src: str | Path, *, classes_file=None, labels_file=None, subdir: str | None = None,
+                      split: str | None = None) -> None:
+    """The checks of :func:`open_source` that need no listing, so that a caller can make them before it
+    creates anything: SRC exists, the classes file reads, ``split`` fits the source."""
+    if not str(src).strip():
+        raise UserError("SRC must name a folder or an archive, got an empty path (it would read the current "
+                        "folder)")
+    src = Path(src)
+    if not src.exists():
+        raise UserError(f"SRC not found: {src}")
+    if classes_file:
+        read_class_file(classes_file)
+    if split is None:
+        return
+    if split not in ("train", "val"):
+        raise UserError(f"split must be 'train' or 'val', got {split!r}")
+    # --split picks one of the official ILSVRC-2012 tars; anywhere else it would be silently ignored.
+    given = {ILSVRC_TRAIN: "train", ILSVRC_VAL: "val"}.get(src.name) if src.is_file() else None
+    if given is not None and split != given:
+        raise UserError(f"--split {split} contradicts SRC {src.name} (the {given} split); give the folder "
+                        "holding both tars, or the other tar")
+    if labels_file is not None or (given is None and not (src.is_dir() and is_ilsvrc_folder(src, subdir))):
+        raise UserError(f"--split applies only to the ILSVRC-2012 files ({ILSVRC_TRAIN}, {ILSVRC_VAL}); "
+                        f"{src} is not one of them nor a folder holding them")
+
+
+def is_ilsvrc_folder(src: Path, subdir: str | None) -> bool:
+    """A folder holding the official ILSVRC-2012 tars (read as such unless ``subdir`` picks a folder)."""
+    return subdir is None and ((src / ILSVRC_TRAIN).exists() or (src / ILSVRC_VAL).exists())
 
 
 def _is_tar(path: Path) -> bool:
@@ -189,20 +224,15 @@ def _is_tar(path: Path) -> bool:
         raise UserError(f"cannot read {path}: {e.strerror or e}") from None
 
 
-def _class_index(names: Sequence[str], synsets: list[dict] | None, where: str) -> tuple[list[dict], dict]:
-    """Classes and a name -> index map: the synset list's order, or the sorted names."""
-    if synsets is None:
-        classes = make_classes(sorted(set(names)))
-    else:
-        classes = synsets
-        unknown = sorted(set(names) - {c["wnid"] for c in classes})
-        if unknown:
-            shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
-            raise UserError(f"class folder(s) {shown} in {where} are not in the classes file")
+def _class_index(names: Sequence[str], synsets: ClassFile | None, where: str) -> tuple[list[dict], dict]:
+    """Classes and a folder name -> index map: the classes file's order, or the sorted names."""
+    if synsets is not None:
+        return synsets.match(names, where)
+    classes = make_classes(sorted(set(names)))
     return classes, {c["wnid"]: c["index"] for c in classes}
 
 
-def _open_folder(src: Path, synsets: list[dict] | None, subdir: str | None) -> Source:
+def _open_folder(src: Path, synsets: ClassFile | None, subdir: str | None) -> Source:
     root = src / subdir if subdir else src
     if not root.is_dir():
         raise UserError(f"no folder {subdir!r} in {src}")
@@ -211,7 +241,7 @@ def _open_folder(src: Path, synsets: list[dict] | None, subdir: str | None) -> S
     except OSError as e:
         raise UserError(f"cannot list {root}: {e.strerror or e}") from None
     class_dirs = [e.name for e in entries if e.is_dir() and not _ignored(e.name)]
-    loose = [e.name for e in entries if e.is_file() and not _ignored(e.name)]
+    loose = [e.name for e in entries if not e.is_dir() and not _ignored(e.name)]
     if not class_dirs:
         if loose:
             raise UserError(f"{root} holds files but no class folders: give --labels FILE for a flat "
@@ -258,16 +288,18 @@ def _open_folder(src: Path, synsets: list[dict] | None, subdir: str | None) -> S
     settings: dict = {"subdir": subdir}
     if repeated:
         settings["folders_listed_already"] = repeated
+    # Files beside the class folders belong to no class: found, and said to be skipped (not dropped unseen).
+    skipped = [{"path": name, "reason": NOT_IN_CLASS_FOLDER} for name in loose]
     return Source("folder", str(root.resolve()), classes, keys, np.asarray(labels, np.int64), root=root,
-                  settings=settings)
+                  settings=settings, skipped=skipped)
 
 
-def _open_labels(src: Path, labels_file, synsets: list[dict] | None, subdir: str | None) -> Source:
+def _open_labels(src: Path, labels_file, synsets: ClassFile | None, subdir: str | None) -> Source:
     entries = read_label_list(labels_file)
     if synsets is None:
         classes = make_classes([str(i) for i in range(max(i for _, i in entries) + 1)])
     else:
-        classes = synsets
+        classes = synsets.by_id()
         bad = [(f, i) for f, i in entries if i >= len(classes)]
         if bad:
             raise UserError(f"labels file gives class {bad[0][1]} for {bad[0][0]!r} but the classes file "
@@ -282,7 +314,8 @@ def _open_labels(src: Path, labels_file, synsets: list[dict] | None, subdir: str
         # A tar of a flat folder: files are matched by their path inside the archive, or by the name.
         listing = _list_tar(src)
         by_path = {}
-        for n, (name, _, _) in enumerate(listing):
+        for n, member in enumerate(listing):
+            name = member.name
             rel = name[len(subdir) + 1:] if subdir and name.startswith(subdir.rstrip("/") + "/") else name
             by_path.setdefault(rel, n)
             by_path.setdefault(rel.rsplit("/", 1)[-1], n)
@@ -300,67 +333,136 @@ def _is_compressed(path: Path) -> bool:
         return f.read(6).startswith(_COMPRESSED_MAGIC)
 
 
-def _list_tar(path: Path) -> list[tuple[str, int, int]]:
-    """Regular files of a tar, in archive order: (name, data offset, size). One pass, nothing extracted."""
-    out = []
+class Member(NamedTuple):
+    """A file of a tar as listed: its name and where its bytes are (for a link: its target's)."""
+
+    name: str
+    number: int  # the member holding the bytes, counting every member in archive order
+    offset: int
+    size: int
+    problem: str | None = None  # why it cannot be read: a link that leads nowhere inside the archive
+    folder: bool = False  # a symlink to a folder of the archive (its files are listed under that folder)
+
+
+def _norm(name: str) -> str | None:
+    """A member name or link target as the archive's own path, or None if it points outside the archive."""
+    if name.startswith("/"):
+        return None
+    name = posixpath.normpath(name)
+    return None if name == ".." or name.startswith("../") else name
+
+
+def _list_tar(path: Path) -> list[Member]:
+    """The files of a tar (regular files and links), in archive order. One pass, nothing extracted."""
+    out: list[Member] = []
+    links: dict[int, tuple[str, str | None]] = {}  # position in out -> (kind, target path in the archive)
+    latest: dict[str, int] = {}  # archive path -> position in out of the last member of that name
+    folders: set[str] = set()
     try:
         with tarfile.open(path, "r:*") as tf:
-            for m in tf:
-                if m.isreg():
-                    name = m.name[2:] if m.name.startswith("./") else m.name
-                    out.append((name, m.offset_data, m.size))
+            for number, m in enumerate(tf):
+                name = m.name[2:] if m.name.startswith("./") else m.name
+                if m.isdir():
+                    folders.add(posixpath.normpath(name))
+                    continue
+                if not (m.isreg() or m.islnk() or m.issym()):
+                    continue  # devices, fifos: nothing to read
+                if m.islnk():  # a hard link names an earlier member, by its path in the archive
+                    target = _norm(m.linkname)
+                    links[len(out)] = ("hard", target, latest.get(target) if target else None)
+                elif m.issym():  # a symlink is relative to its own folder, and may point forward
+                    target = None if m.linkname.startswith("/") else _norm(
+                        posixpath.join(posixpath.dirname(name), m.linkname))
+                    links[len(out)] = ("sym", target, None)
+                latest[posixpath.normpath(name)] = len(out)
+                out.append(Member(name, number, m.offset_data, m.size))
     except (OSError, tarfile.TarError, EOFError) as e:
         raise UserError(f"{path}: archive is damaged or truncated ({e})") from None
-    return out
+    for f in list(folders) + [m.name for m in out]:  # the folders a member's path implies
+        while "/" in f:
+            f = f.rsplit("/", 1)[0]
+            folders.add(f)
+    return [_resolve(out, links, latest, folders, p) if p in links else m for p, m in enumerate(out)]
 
 
-def _tar_source(layout, path: Path, classes, keys, labels, listing, order, settings) -> Source:
-    """A Source over members ``order`` (member numbers) of ``path``, random-access if uncompressed."""
+def _resolve(out: list[Member], links: dict, latest: dict[str, int], folders: set[str], p: int) -> Member:
+    """Follow link ``p`` to the regular file it leads to, inside the archive and at most MAX_LINK_DEPTH
+    links deep (tarfile.extractfile would follow a loop until Python's recursion limit)."""
+    seen = set()
+    q = p
+    while q in links:
+        kind, target, earlier = links[q]
+        if target is None:
+            return out[p]._replace(problem="link points outside the archive")
+        if q in seen or len(seen) >= MAX_LINK_DEPTH:
+            return out[p]._replace(problem="link loop (or a chain of more than "
+                                           f"{MAX_LINK_DEPTH} links)")
+        seen.add(q)
+        nxt = earlier if kind == "hard" else latest.get(target)
+        if nxt is None:
+            if kind == "sym" and target in folders:
+                return out[p]._replace(problem="link to a folder", folder=True)
+            return out[p]._replace(problem=f"link target {target} is not in the archive")
+        q = nxt
+    return out[p]._replace(number=out[q].number, offset=out[q].offset, size=out[q].size)
+
+
+def _tar_source(layout, path: Path, classes, keys, labels, listing: list[Member], order, settings) -> Source:
+    """A Source over files ``order`` (positions in ``listing``) of ``path``, random-access if uncompressed.
+    Links that lead nowhere inside the archive are found but skipped, with the reason."""
+    skipped = [{"path": k, "reason": listing[p].problem} for k, p in zip(keys, order, strict=True) if listing[p].problem]
+    if skipped:
+        ok = np.asarray([not listing[p].problem for p in order], bool)
+        keys, labels, order = [k for k, good in zip(keys, ok, strict=True) if good], labels[ok], order[ok]
     desc = str(path.resolve())
     if _is_compressed(path):
         # Read front to back: put the files in archive order, so that shards fill one after another
         # while the archive streams by (in any other order every shard would wait for the last bytes).
-        perm = np.argsort(order, kind="stable")
-        keys, labels, order = [keys[i] for i in perm], labels[perm], order[perm]
-        return Source(layout, desc, classes, keys, labels, stream=path, member_index=order, settings=settings)
-    offsets = np.asarray([listing[n][1] for n in order], np.int64)
-    lengths = np.asarray([listing[n][2] for n in order], np.int64)
+        numbers = np.asarray([listing[p].number for p in order], np.int64)
+        perm = np.argsort(numbers, kind="stable")
+        keys, labels, numbers = [keys[i] for i in perm], labels[perm], numbers[perm]
+        return Source(layout, desc, classes, keys, labels, stream=path, member_index=numbers,
+                      settings=settings, skipped=skipped)
+    offsets = np.asarray([listing[p].offset for p in order], np.int64)
+    lengths = np.asarray([listing[p].size for p in order], np.int64)
     return Source(layout, desc, classes, keys, labels, archive=path, offsets=offsets, lengths=lengths,
-                  settings=settings)
+                  settings=settings, skipped=skipped)
 
 
-def _open_tar(path: Path, synsets: list[dict] | None, subdir: str | None) -> Source:
+def _open_tar(path: Path, synsets: ClassFile | None, subdir: str | None) -> Source:
     listing = _list_tar(path)
-    prefix = subdir.strip("/") + "/" if subdir else None
-    picked = []  # (member number, key, class name)
+    prefix = subdir.strip("/") + "/" if subdir else ""
+    picked = []  # (position in listing, key, class name)
+    loose = []  # keys of the files beside the class folders
+    folder_links = []  # keys of symlinks to folders
     containers = set()
-    for n, (name, _, _) in enumerate(listing):
-        if _ignored(name):
+    for n, member in enumerate(listing):
+        if _ignored(member.name) or not member.name.startswith(prefix):
             continue
-        if prefix is not None:
-            if not name.startswith(prefix):
-                continue
-            parts = name[len(prefix):].split("/")
-            if len(parts) < 2:
-                continue  # a file directly in SUBDIR belongs to no class
-            picked.append((n, name[len(prefix):], parts[0]))
+        key = member.name[len(prefix):]
+        parts = key.split("/")
+        if member.folder:
+            folder_links.append(key)
+        elif len(parts) < 2:  # directly in SUBDIR (or at the archive's top): belongs to no class
+            loose.append(key)
+        elif subdir:
+            picked.append((n, key, parts[0]))
         else:
-            parts = name.split("/")
-            if len(parts) < 2:
-                continue  # a file at the archive's top belongs to no class
             containers.add("/".join(parts[:-2]))
-            picked.append((n, name, parts[-2]))
+            picked.append((n, key, parts[-2]))
     if not picked:
         raise UserError(f"no class folders with files found in {path}" +
                         (f" under {subdir!r}" if subdir else ""))
-    if prefix is None:
+    if not subdir:
         if len(containers) > 1:
             shown = ", ".join(repr(c or ".") for c in sorted(containers)[:4])
             raise UserError(f"{path} holds class folders in more than one place ({shown}); "
                             "pick one with --subdir")
         container = containers.pop()
-        if container:
+        if container:  # the files at the archive's top lie outside the folder of class folders
             picked = [(n, key[len(container) + 1:], cls) for n, key, cls in picked]
+            folder_links = [k[len(container) + 1:] for k in folder_links if k.startswith(container + "/")]
+            loose = []
     # Same order as a folder: classes sorted, then paths sorted (a compressed archive is then read in
     # its own order; see _tar_source).
     picked.sort(key=lambda t: (t[2], t[1]))
@@ -368,7 +470,14 @@ def _open_tar(path: Path, synsets: list[dict] | None, subdir: str | None) -> Sou
     keys = [key for _, key, _ in picked]
     labels = np.asarray([index[cls] for _, _, cls in picked], np.int64)
     order = np.asarray([n for n, _, _ in picked], np.int64)
-    return _tar_source("tar", path, classes, keys, labels, listing, order, {"subdir": subdir})
+    settings: dict = {"subdir": subdir}
+    if folder_links:
+        # A symlink to a folder is not followed: that folder's files are listed under its own name, as
+        # the folder source lists a folder reached again through a link once; recorded the same way.
+        settings["folders_listed_already"] = sorted(folder_links)
+    source = _tar_source("tar", path, classes, keys, labels, listing, order, settings)
+    source.skipped = [{"path": key, "reason": NOT_IN_CLASS_FOLDER} for key in sorted(loose)] + source.skipped
+    return source
 
 
 # --------------------------------------------------------------------------- ILSVRC-2012
@@ -403,7 +512,7 @@ def read_ilsvrc_devkit(devkit: Path) -> tuple[dict[str, tuple[str, ...]], list[s
         return tv_imagenet.load_meta_file(tmp)
 
 
-def _open_ilsvrc(folder: Path, tar: Path, synsets: list[dict] | None, split: str) -> Source:
+def _open_ilsvrc(folder: Path, tar: Path, synsets: ClassFile | None, split: str) -> Source:
     wnid_to_classes, val_wnids = read_ilsvrc_devkit(folder / ILSVRC_DEVKIT)
     # torchvision.datasets.ImageNet: classes are the sorted WNIDs (ImageFolder over wnid folders), and
     # the i-th validation image in sorted file-name order has label val_wnids[i].
@@ -411,7 +520,7 @@ def _open_ilsvrc(folder: Path, tar: Path, synsets: list[dict] | None, split: str
         classes = [{"index": i, "wnid": w, "name": ", ".join(wnid_to_classes[w])}
                    for i, w in enumerate(sorted(wnid_to_classes))]
     else:
-        classes = synsets
+        classes = synsets.by_id()
     index = {c["wnid"]: c["index"] for c in classes}
     keys, labels, offsets, lengths = [], [], [], []
     try:
