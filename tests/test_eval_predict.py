@@ -217,6 +217,17 @@ def test_many_predictions_make_a_wide_page_not_a_tall_strip(tmp_path):
     assert PLOT_LIMIT == 32 and width > height and height < 1600, (width, height)
 
 
+def test_hidden_files_under_a_folder_are_passed_over_as_prepare_does(tmp_path):
+    """The walkthrough: predict read .git/ and macOS's ._x.png (and failed on it) where prepare skips them."""
+    from alexnet.evaluation.predict import iter_image_files
+
+    for name in ("a/1.png", "a/._1.png", ".hidden/2.png", "a/.git/3.jpg", "__MACOSX/a/4.png", "b/5.JPG"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert iter_image_files([tmp_path]) == [str(tmp_path / "a/1.png"), str(tmp_path / "b/5.JPG")]
+    assert iter_image_files([tmp_path / "a/._1.png"]) == [str(tmp_path / "a/._1.png")]  # named: read as asked
+
+
 def test_cli_only_bad_files(weights, images, capsys):
     """One bad image: one line (its reason), exit 1; several: a line each, then the count."""
     assert main(["predict", "--weights", str(weights), str(images["bad"] / "notes.jpg")]) == 1

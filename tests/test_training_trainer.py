@@ -56,6 +56,16 @@ def test_run_directory_holds_everything(tmp_path, tiny):
     assert w.mean_image.shape == (36, 36, 3)
     for k, v in r.model.state_dict().items():
         assert torch.equal(w.state_dict[k], v.cpu())
+    # the returned model predicts as the same weights loaded from the run: the run's classes and mean image
+    import alexnet
+    from alexnet.evaluation.predict import predict
+
+    assert [c["name"] for c in r.model.meta.classes] == tiny_names()
+    squares = [tiny.get_uint8(i) for i in range(3)]
+    ours, loaded = predict(r.model.eval(), squares), predict(alexnet.load(d), squares)
+    for a, b in zip(ours, loaded, strict=True):  # (the returned module may be in channels_last: float noise)
+        assert [t["name"] for t in a.top] == [t["name"] for t in b.top]
+        assert [t["probability"] for t in a.top] == pytest.approx([t["probability"] for t in b.top], abs=1e-6)
     # checkpoints load with weights_only=True and hold plain data
     state = load_checkpoint(d / "last.pt")
     assert state["position"] == {"epoch": 2, "batch": 0, "step": 6}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -256,3 +258,55 @@ def test_a_checkpoints_training_record_keeps_only_plain_numbers(small_paper_net,
     junk = {"position": {"epoch": "4", "step": -1, "batch": True}, "history": "no", "best": [1], "epoch": 2.5}
     assert training_record(junk) == {}
     assert training_record({"epoch": 3}) == {"epochs": 3}  # another tool's checkpoint
+
+
+def test_save_weights_keeps_the_models_own_options_classes_and_preprocessing(tmp_path):
+    """The API walkthrough: save_weights(path, model) recorded model_options {} for a model built with
+    lrn=False, activation=tanh: alexnet.load then built another network (outputs off by up to 1.6)."""
+    torch.manual_seed(0)
+    m = alexnet.create_model("alexnet", num_classes=10, lrn=False, activation="tanh", overlap_pool=False).eval()
+    back = alexnet.load(save_weights(tmp_path / "w.safetensors", m))
+    assert back.meta.options == {"lrn": False, "activation": "tanh", "overlap_pool": False}
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.equal(back(x), m(x))
+    # a loaded model saved again keeps its classes and preprocessing without being told
+    back.meta.classes = CLASSES
+    again = read_weights(save_weights(tmp_path / "again.safetensors", back))
+    assert again.classes == CLASSES and again.model_options == back.meta.options
+    assert again.preprocess == back.meta.preprocess.to_metadata()
+
+
+@pytest.mark.parametrize("classes, needle", [([{"name": "a"}], "1 classes named for 10 outputs"),
+                                             (["a"] * 10, "classes must be a list of objects with a name")])
+def test_save_weights_refuses_what_load_would_refuse(small_paper_net, tmp_path, classes, needle):
+    from alexnet.errors import BadOptionError
+
+    with pytest.raises(BadOptionError, match=f"save_weights: {needle}"):
+        save_weights(tmp_path / "w.safetensors", small_paper_net, classes=classes)
+    with pytest.raises(BadOptionError, match="needs arch="):
+        save_weights(tmp_path / "w.safetensors", torch.nn.Linear(2, 2))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tiny_file_declaring_a_huge_model_is_refused_before_it_is_built(good_weights, tmp_path, monkeypatch):
+    """A 252-byte file with num_classes 1,000,000 (or tensors that do not fit) made load allocate 16 GB."""
+    from safetensors.torch import save_file
+
+    from alexnet.weights.file import WeightsFile
+
+    monkeypatch.setattr(WeightsFile, "build_model", lambda self: pytest.fail("the model was built"))
+    for classes, needle in ((1_000_000, "num_classes must be an integer in 1..100000"),
+                            (50_000, r"missing .*the weights do not fit|the weights do not fit")):
+        path = tmp_path / f"huge{classes}.safetensors"
+        meta = {"arch": "alexnet_owt", "num_classes": classes}
+        save_file({"classifier.6.bias": torch.zeros(1)}, str(path), metadata={"alexnet": json.dumps(meta)})
+        with pytest.raises(UserError, match=needle):
+            alexnet.load(path)
+    # a .pth of one stored value expanded to 50,000 x 4096 (5 KB of file)
+    sd = alexnet.create_model("alexnet_owt", num_classes=2).state_dict()
+    sd["classifier.6.weight"] = torch.zeros(1).expand(50_000, 4096)
+    sd["classifier.6.bias"] = torch.zeros(1).expand(50_000)
+    torch.save(sd, tmp_path / "expanded.pth")
+    with pytest.raises(UserError, match="classifier.6.weight repeats one stored value .*stride 0"):
+        alexnet.load(tmp_path / "expanded.pth", arch="alexnet_owt")

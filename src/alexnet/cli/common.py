@@ -20,7 +20,6 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-MAX_CLASSES = 100_000  # a model's outputs: ImageNet-21k has 21,841 classes; fc8 at 100k is 1.6 GB
 MAX_THREADS = 4096  # torch.set_num_threads(100000) crashes the process; no machine has that many cores
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import torch
 
-from alexnet.cli.common import MAX_CLASSES, add_model_options_arg, format_table, int_in, parse_options
+from alexnet.cli.common import add_model_options_arg, format_table, int_in, parse_options
 from alexnet.errors import BadOptionError, UnknownModelError, UserError
 from alexnet.models import count_parameters, create_model, list_models, model_info, summarize
+from alexnet.weights.file import MAX_CLASSES
 
 SHOWN_CLASSES = 5  # class names printed for a weights file
 WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt", ".caffemodel")

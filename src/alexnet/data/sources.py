@@ -41,7 +41,7 @@ MAX_LINK_DEPTH = 32
 NOT_IN_CLASS_FOLDER = "not in a class folder"
 
 
-def _ignored(name: str) -> bool:
+def ignored_name(name: str) -> bool:
     """Hidden files, macOS resource forks (``._x.JPEG``) and ``__MACOSX`` folders are not images."""
     return any(part.startswith(".") or part == "__MACOSX" for part in name.split("/") if part)
 
@@ -240,8 +240,8 @@ def _open_folder(src: Path, synsets: ClassFile | None, subdir: str | None) -> So
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as e:
         raise UserError(f"cannot list {root}: {e.strerror or e}") from None
-    class_dirs = [e.name for e in entries if e.is_dir() and not _ignored(e.name)]
-    loose = [e.name for e in entries if not e.is_dir() and not _ignored(e.name)]
+    class_dirs = [e.name for e in entries if e.is_dir() and not ignored_name(e.name)]
+    loose = [e.name for e in entries if not e.is_dir() and not ignored_name(e.name)]
     if not class_dirs:
         if loose:
             raise UserError(f"{root} holds files but no class folders: give --labels FILE for a flat "
@@ -264,11 +264,11 @@ def _open_folder(src: Path, synsets: ClassFile | None, subdir: str | None) -> So
                 dirnames[:] = []
                 continue
             listed.add(real)
-            dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
+            dirnames[:] = sorted(d for d in dirnames if not ignored_name(d))
             rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
-            files += [f"{rel}/{f}" for f in sorted(filenames) if not _ignored(f)]
+            files += [f"{rel}/{f}" for f in sorted(filenames) if not ignored_name(f)]
             if rel == name:
-                direct_files += sum(1 for f in filenames if not _ignored(f))
+                direct_files += sum(1 for f in filenames if not ignored_name(f))
                 second_level.append(set(dirnames))
         per_class[name] = files
     if not any(per_class.values()):
@@ -437,7 +437,7 @@ def _open_tar(path: Path, synsets: ClassFile | None, subdir: str | None) -> Sour
     folder_links = []  # keys of symlinks to folders
     containers = set()
     for n, member in enumerate(listing):
-        if _ignored(member.name) or not member.name.startswith(prefix):
+        if ignored_name(member.name) or not member.name.startswith(prefix):
             continue
         key = member.name[len(prefix):]
         parts = key.split("/")
@@ -532,7 +532,7 @@ def _open_ilsvrc(folder: Path, tar: Path, synsets: ClassFile | None, split: str)
                     if wnid not in index:
                         raise UserError(f"{tar}: class {wnid} is not in the class list")
                     with tarfile.open(fileobj=outer.extractfile(m), mode="r:") as inner:
-                        files = sorted((im for im in inner if im.isreg() and not _ignored(im.name)),
+                        files = sorted((im for im in inner if im.isreg() and not ignored_name(im.name)),
                                        key=lambda im: im.name)
                     for im in files:
                         keys.append(f"{wnid}/{im.name}")
@@ -540,7 +540,7 @@ def _open_ilsvrc(folder: Path, tar: Path, synsets: ClassFile | None, split: str)
                         offsets.append(m.offset_data + im.offset_data)
                         lengths.append(im.size)
             else:  # 50,000 flat JPEGs, labelled by sorted name
-                members = sorted((m for m in outer if m.isreg() and not _ignored(m.name)),
+                members = sorted((m for m in outer if m.isreg() and not ignored_name(m.name)),
                                  key=lambda m: m.name)
                 if len(members) != len(val_wnids):
                     raise UserError(f"{tar} holds {len(members)} images but the devkit labels "

@@ -105,8 +105,11 @@ def predict(model: nn.Module, images, *, topk: int = 5, ten_crop: bool = False,
 
 
 def iter_image_files(inputs: Iterable[str | os.PathLike]) -> list[str]:
-    """Files named, and image files (by extension) under directories named, in order, each once."""
+    """Files named, and image files (by extension) under directories named, in order, each once; under a
+    directory, hidden files and folders and macOS's ``._x`` / ``__MACOSX`` are passed over, as prepare does."""
     from pathlib import Path
+
+    from alexnet.data.sources import ignored_name
 
     exts = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
     out: list[str] = []
@@ -116,7 +119,8 @@ def iter_image_files(inputs: Iterable[str | os.PathLike]) -> list[str]:
         # A dangling symlink is listed too: it then fails to open and is counted with the unreadable files,
         # instead of vanishing from both lists.
         files = sorted(f for f in p.rglob("*") if (f.is_file() or (f.is_symlink() and not f.exists()))
-                       and f.suffix.lower() in exts) if p.is_dir() else [p]
+                       and f.suffix.lower() in exts and not ignored_name(f.relative_to(p).as_posix())
+                       ) if p.is_dir() else [p]
         for f in files:
             key = os.fspath(f)
             if key not in seen:

@@ -233,6 +233,13 @@ class Trainer:
         self.module = initialize(create_model(c.arch, num_classes=len(self.classes), **c.model_options),
                                  c.init).to(self.device)
         set_grouped_conv(self.module, r.grouped_conv)
+        # what alexnet.load(run_dir) gives the same weights: TrainResult.model predicts with the run's classes
+        # and mean image, and save_weights(path, result.model) writes them
+        from alexnet.weights.preprocess import Preprocess
+
+        self.module.meta.classes = [dict(cl) for cl in self.classes]
+        self.module.meta.preprocess = Preprocess.from_metadata(
+            self._preprocess_metadata(), self.dataset.mean_image if c.mean == "image" else None)
         if r.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
         torch.manual_seed(c.seed + self.dist.rank)  # dropout masks differ between ranks
@@ -904,19 +911,22 @@ class Trainer:
         self.dist.barrier()
         return final
 
+    def _preprocess_metadata(self) -> dict:
+        """How ``alexnet predict`` must preprocess an image for this run's model (the weights' metadata)."""
+        ds = self.dataset
+        return {"resize": int(ds.size), "crop_size": self.resolved.crop_size,
+                "mean_rgb": [float(v) for v in ds.mean_rgb],
+                "std_rgb": None if self.resolved.pixel_std is None else [float(v) for v in self.resolved.pixel_std],
+                "mean": self.config.mean, "warp": bool(getattr(ds, "meta", {}).get("warp", False))}
+
     def _save_weights(self, final: dict) -> None:
         """The trained weights as ``.safetensors``, with what ``alexnet predict`` needs to preprocess."""
         from alexnet.weights import save_weights
 
-        ds = self.dataset
-        preprocess = {"resize": int(ds.size), "crop_size": self.resolved.crop_size,
-                      "mean_rgb": [float(v) for v in ds.mean_rgb],
-                      "std_rgb": None if self.resolved.pixel_std is None else [float(v) for v in self.resolved.pixel_std],
-                      "mean": self.config.mean, "warp": bool(getattr(ds, "meta", {}).get("warp", False))}
         save_weights(self.run_dir / rundir.WEIGHTS, self.module, arch=self.config.arch,
                      model_options=dict(self.config.model_options), classes=self.classes,
-                     preprocess=preprocess,
-                     mean_image=ds.mean_image if self.config.mean == "image" else None,
+                     preprocess=self._preprocess_metadata(),
+                     mean_image=self.dataset.mean_image if self.config.mean == "image" else None,
                      extra={"trained_by": "alexnet train", "epochs": self.epoch, "steps": self.step,
                             **{k: v for k, v in final.items() if k.endswith("_err") and v is not None}})
         self.progress.log(f"weights: {self.run_dir / rundir.WEIGHTS}")

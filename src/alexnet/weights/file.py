@@ -62,13 +62,29 @@ def save_weights(path: str | os.PathLike, model: nn.Module, *, arch: str | None 
                  model_options: dict | None = None, classes: list[dict] | None = None,
                  preprocess: dict | None = None, mean_image: np.ndarray | None = None,
                  extra: dict | None = None) -> Path:
-    """Write ``model``'s weights and metadata to ``path`` (atomically: temp file + rename)."""
+    """Write ``model``'s weights and metadata to ``path`` (atomically: temp file + rename).
+
+    What is not given comes from ``model.meta`` (:func:`~alexnet.models.meta.meta_of`): the arch and its
+    options, and, for a model from :func:`alexnet.load` or ``alexnet.train``, its classes, preprocessing
+    and mean image, so that the file rebuilds the same network. Metadata that :func:`read_weights` would
+    refuse is refused here, before anything is written (:class:`~alexnet.errors.BadOptionError`)."""
+    from alexnet.errors import BadOptionError
+
     path = Path(path)
     module = getattr(model, "_orig_mod", model)  # torch.compile wrapper
     module = getattr(module, "module", module)  # DistributedDataParallel wrapper
-    arch = arch or meta_of(module).arch
+    own = meta_of(module)
+    arch = arch or own.arch
     if arch is None:
-        raise ValueError("save_weights needs arch= for a model not built by create_model")
+        raise BadOptionError("save_weights needs arch= for a model not built by create_model")
+    if model_options is None:
+        model_options = dict(own.options or {})
+    if classes is None and own.classes:
+        classes = [dict(c) for c in own.classes]
+    if preprocess is None and hasattr(own.preprocess, "to_metadata"):
+        preprocess = own.preprocess.to_metadata()
+        if mean_image is None and own.preprocess.uses_mean_image:
+            mean_image = own.preprocess.mean_image
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
     if mean_image is not None:
         tensors[MEAN_IMAGE_KEY] = torch.from_numpy(np.ascontiguousarray(mean_image, dtype=np.float32))
@@ -81,12 +97,16 @@ def save_weights(path: str | os.PathLike, model: nn.Module, *, arch: str | None 
         "preprocess": preprocess or {},
         "extra": extra or {},
     }
+    try:
+        _check_metadata(meta)
+    except ValueError as e:  # e.g. 1 class named for 10 outputs: a file that could not be read back
+        raise BadOptionError(f"save_weights: {e}") from None
     # Serialised in memory and written by the shared atomic writer: complete or absent, the umask's
     # permissions (safetensors' save_file creates 0600), no temporary left after a failed write.
     return write_atomic(path, save(tensors, metadata={META_KEY: json.dumps(meta)}))
 
 
-MAX_CLASSES = 1_000_000
+MAX_CLASSES = 100_000  # a model's outputs: ImageNet-21k has 21,841 classes; fc8 at 100k is 1.6 GB
 
 
 def _check_metadata(meta) -> None:

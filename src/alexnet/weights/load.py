@@ -135,8 +135,33 @@ def resolve_weights(source: str | os.PathLike | WeightsFile, *, arch: str | None
         if len(classes) != wf.num_classes:
             raise UserError(f"{len(classes)} class names given for a model with {wf.num_classes} outputs")
         wf.classes = [{**c, "index": i} for i, c in enumerate(classes)]
+    _check_shapes(wf, source)
     _check_tensors(wf, source)
     return wf
+
+
+def _check_shapes(wf: WeightsFile, source) -> None:
+    """The tensors against the model the metadata names, built on the meta device (no memory): a file of a
+    few bytes that declares a million classes, or whose tensors do not fit, is refused before anything
+    the size of the model is allocated."""
+    from alexnet.models import create_model
+    from alexnet.weights.file import MAX_CLASSES
+
+    where = source if not isinstance(source, WeightsFile) else "the weights"
+    if not 1 <= wf.num_classes <= MAX_CLASSES:
+        raise UserError(f"{where}: {wf.num_classes} classes: at most {MAX_CLASSES:,} are read")
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in
+                    create_model(wf.arch, num_classes=wf.num_classes, **wf.model_options).state_dict().items()}
+    got = {k: tuple(t.shape) for k, t in wf.state_dict.items()}
+    missing, unexpected = sorted(expected.keys() - got.keys()), sorted(got.keys() - expected.keys())
+    wrong = [f"{k} {got[k]} (the model's: {expected[k]})" for k in expected if k in got and got[k] != expected[k]]
+    problems = ([f"missing {', '.join(missing[:3])}"] if missing else []) + \
+        ([f"unexpected {', '.join(unexpected[:3])}"] if unexpected else []) + wrong[:3]
+    if problems:
+        options = f" {wf.model_options}" if wf.model_options else ""
+        raise UserError(f"{where}: the weights do not fit {wf.arch}{options} with {wf.num_classes} classes: "
+                        + "; ".join(problems))
 
 
 def _check_tensors(wf: WeightsFile, source) -> None:
@@ -144,6 +169,11 @@ def _check_tensors(wf: WeightsFile, source) -> None:
     silently, and a NaN makes every prediction NaN (a diverged run's weights, or a damaged file)."""
     where = source if not isinstance(source, WeightsFile) else "the weights"
     for name, t in wf.state_dict.items():
+        if any(stride == 0 and size > 1 for stride, size in zip(t.stride(), t.shape, strict=True)):
+            # one stored value repeated (torch.expand): no trained weight looks so, and checking its values
+            # would allocate the whole extent a few bytes of file declare
+            raise UserError(f"{where}: tensor {name} repeats one stored value along a dimension (stride 0): "
+                            "not trained weights")
         if not t.is_floating_point():
             raise UserError(f"{where}: tensor {name} holds {str(t.dtype).replace('torch.', '')} values, not "
                             "floating-point weights")
