@@ -627,3 +627,16 @@ def test_augment_on_chooses_the_loader_path_and_trains_the_same(tmp_path, tiny, 
         assert b["val_top1_err"] == a["val_top1_err"]
     with pytest.raises(UserError, match="--augment-on must be one of auto, batched, workers"):
         TrainConfig(augment_on="gpu")
+
+
+def test_curves_title_shortens_a_long_data_path():
+    """A 150-character absolute --data ran off both edges of curves.png's title."""
+    from types import SimpleNamespace
+
+    from alexnet.training.trainer import Trainer
+
+    long = "/" + "/".join(["a-rather-long-folder-name"] * 5) + "/imagenette"
+    fake = SimpleNamespace(data_desc=long, config=SimpleNamespace(data=long, arch="alexnet"))
+    assert Trainer._curves_title.fget(fake) == "alexnet on …/a-rather-long-folder-name/imagenette"
+    short = SimpleNamespace(data_desc="/data/nette", config=SimpleNamespace(data="/data/nette", arch="alexnet"))
+    assert Trainer._curves_title.fget(short) == "alexnet on /data/nette"

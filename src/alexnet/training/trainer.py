@@ -69,6 +69,9 @@ BEST_NOTE_MARGIN = 0.01
 LEARNED_MARGIN = 0.10
 """An earlier epoch whose training top-1 error was this far (absolute) below chance had learned: a later
 epoch back at chance is a collapse (the learning rate too high), not a net that has yet to start."""
+CURVES_TITLE_DATA_CHARS = 60
+"""A data path longer than this is shown by its last two folders in curves.png's title (a 150-character
+absolute path ran off both edges)."""
 PROBE_IMAGES = 64
 CURVES_EVERY_S = 30.0
 """``curves.png`` is redrawn at an epoch's end when this many seconds have passed since its last drawing,
@@ -634,7 +637,12 @@ class Trainer:
 
     @property
     def _curves_title(self) -> str:
-        return f"{self.config.arch} on {self.data_desc}"
+        """``arch on DATA``, with DATA (an absolute path) shortened to its last folders to fit the figure."""
+        desc = self.data_desc
+        if self.config.data and len(desc) > CURVES_TITLE_DATA_CHARS:
+            parts = Path(self.config.data).parts
+            desc = str(Path("…", *parts[-2:])) if len(parts) > 2 else desc
+        return f"{self.config.arch} on {desc}"
 
     def _draw_late_curves(self) -> None:
         """A run that stops before its last epoch (a signal, ``max_steps``, a callback) draws the curves of
