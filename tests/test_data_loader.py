@@ -426,3 +426,23 @@ def test_a_bare_cuda_device_gets_the_current_gpus_index(monkeypatch):
     assert runtime.indexed("cuda") == torch.device("cuda", 1)
     assert runtime.indexed(torch.device("cuda", 0)) == torch.device("cuda", 0)
     assert runtime.indexed("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("fmt", ["raw", "jpeg"])
+def test_a_prepared_dataset_is_a_torch_dataset_too(tmp_path, fmt):
+    """The API walkthrough: DataLoader(PreparedDataset) failed ('not subscriptable'); now (image, label)
+    pairs as torchvision's datasets give them: uint8 (3, S, S) and the class index."""
+    from alexnet.data import prepare_dataset
+    from conftest import random_image_folder
+
+    ds = prepare_dataset(random_image_folder(tmp_path, 3, 20), tmp_path / "p", size=16, format=fmt, workers=1,
+                         progress=False)
+    x, y = ds[4]
+    assert x.dtype == torch.uint8 and x.shape == (3, 16, 16) and y == int(ds.labels[4])
+    assert torch.equal(x, torch.from_numpy(ds.get_uint8(4)).permute(2, 0, 1))
+    xs, ys = next(iter(torch.utils.data.DataLoader(ds, batch_size=6)))
+    assert xs.shape == (6, 3, 16, 16) and ys.tolist() == [int(v) for v in ds.labels]
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+    with pytest.raises(TypeError, match="integers"):
+        ds[0.5]

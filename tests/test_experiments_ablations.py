@@ -351,3 +351,16 @@ def test_resume_with_nothing_to_resume_starts_and_says_so(tiny_prepared, tmp_pat
                     "--resume"]) == 0
     assert f"note: {out} holds no ablations.json to resume from: starting from the beginning" in capsys.readouterr().err
     assert [(which, model) for which, model, _ in calls] == [("train", "full"), ("train", "no_dropout")]
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda: AblationConfig(epochs=1.5), "epochs must be an integer, got 1.5"),
+    (lambda: AblationConfig(epochs=2, only="full"), "only must be a list of strings or None"),
+    (lambda: __import__("alexnet.experiments.relu_vs_tanh", fromlist=["x"]).ReluTanhConfig(lrs=(0.1, "x")),
+     "lrs must be a list of finite numbers"),
+])
+def test_the_experiments_configs_check_types_from_python(make, needle):
+    from alexnet.errors import BadOptionError
+
+    with pytest.raises(BadOptionError, match=needle):
+        make().validate()

@@ -290,8 +290,8 @@ def test_real_cifar_subset_learns(shared_data):
     (["--lrs", "0.01,,0.1"], "empty entry"),
     (["--lrs", "0.01,"], "empty entry"),
     (["--lrs", "0.01,0"], "positive finite"),
-    (["--lrs", "nan"], "positive finite"),
-    (["--lrs", "0.01,inf"], "positive finite"),
+    (["--lrs", "nan"], "finite numbers"),
+    (["--lrs", "0.01,inf"], "finite numbers"),
 ])
 def test_bad_seeds_and_learning_rates_are_one_line(tmp_path, capsys, argv, message):
     images, labels = easy_images(2)

@@ -1,12 +1,13 @@
 """TrainConfig: the paper's defaults, validation, files (YAML/TOML), and one-line CLI errors."""
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
-from alexnet.errors import UserError
+from alexnet.errors import BadOptionError, UserError
 from alexnet.training import TrainConfig, departures, load_config_file
 from alexnet.training.config import warmup_steps
 
@@ -59,6 +60,126 @@ def test_bad_values_raise_one_line(changes, needle):
     with pytest.raises(UserError) as e:  # BadOptionError, or UnknownModelError for a name
         TrainConfig.from_dict(changes)
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+_NAN, _INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"epochs": 1.5}, "--epochs must be an integer, got 1.5"),  # trained 2 epochs
+    ({"patience": 0.5}, "--patience must be an integer, got 0.5"),
+    ({"seed": 1.5}, "--seed must be an integer, got 1.5"),
+    ({"epochs": "5"}, "--epochs must be an integer, got '5'"),  # TypeError: '<' not supported
+    ({"epochs": True}, "--epochs must be an integer, got True"),
+    ({"batch_size": None}, "--batch-size must be an integer, got None"),
+    ({"batch_size": 16.5}, "--batch-size must be an integer, got 16.5"),
+    ({"crop_size": "32"}, "--crop-size must be an integer or None, got '32'"),
+    ({"workers": 2.5}, "--workers must be an integer or None, got 2.5"),
+    ({"lr": _NAN}, "--lr must be a finite number, got nan"),
+    ({"lr": _INF}, "--lr must be a finite number, got inf"),
+    ({"lr": "0.01"}, "--lr must be a finite number, got '0.01'"),
+    ({"lr": True}, "--lr must be a finite number, got True"),
+    ({"lr": 10**400}, "--lr must be a finite number, got 1000"),
+    ({"weight_decay": _NAN}, "--weight-decay must be a finite number, got nan"),
+    ({"lighting": _NAN}, "--lighting must be a finite number, got nan"),
+    ({"momentum": -_INF}, "--momentum must be a finite number, got -inf"),
+    ({"warmup_epochs": _NAN}, "--warmup-epochs must be a finite number or None, got nan"),
+    ({"bias_decay": "no"}, "--bias-decay must be true or false, got 'no'"),  # truthy: decay stayed on
+    ({"ten_crop": 0}, "--ten-crop must be true or false, got 0"),
+    ({"compile": "yes"}, "--compile must be true or false or None, got 'yes'"),
+    ({"arch": 3}, "--arch must be a string, got 3"),
+    ({"device": None}, "--device must be a string, got None"),
+    ({"out": ""}, "--out must not be an empty path"),  # wrote the run into the current directory
+    ({"data": ""}, "--data must not be an empty path"),
+    ({"val": ""}, "--val must not be an empty path"),
+    ({"data": 123}, "--data must be a path or None, got 123"),  # a TypeError later in train
+    ({"out": b"runs/a"}, "--out must be a path or None, got b'runs/a'"),
+    ({"model_options": [("lrn", False)]}, "model_options must be a mapping"),
+    ({"model_options": {1: 2}}, "model_options must be named by strings"),
+])
+def test_the_python_api_checks_each_type(changes, message):
+    """TrainConfig(...) itself, not only from_dict: a one-line BadOptionError naming the flag."""
+    with pytest.raises(BadOptionError) as e:
+        TrainConfig(**changes)
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_a_long_or_multiline_value_is_shown_on_one_line():
+    import numpy as np
+
+    with pytest.raises(BadOptionError) as e:
+        TrainConfig(batch_size=np.arange(100).reshape(10, 10))
+    text = str(e.value)
+    assert text.startswith("--batch-size must be an integer, got array(") and "\n" not in text and len(text) < 120
+
+
+def test_the_python_api_normalises_integral_floats_ints_and_paths(tmp_path):
+    import numpy as np
+
+    c = TrainConfig(batch_size=16.0, epochs=np.int64(3), lr=1, lighting=np.float32(0.5), warmup_epochs=0,
+                    data=tmp_path / "d", val=tmp_path / "v", out=tmp_path / "run")
+    assert (c.batch_size, c.epochs, c.lr, c.lighting, c.warmup_epochs) == (16, 3, 1.0, 0.5, 0.0)
+    assert [type(v) for v in (c.batch_size, c.epochs, c.lr, c.lighting, c.warmup_epochs)] == [int, int] + [float] * 3
+    assert (c.data, c.val, c.out) == (str(tmp_path / "d"), str(tmp_path / "v"), str(tmp_path / "run"))
+    assert TrainConfig.from_dict(c.to_dict()) == c
+    assert c.replace(out=tmp_path / "other").out == str(tmp_path / "other")  # from_dict takes a Path too
+    assert TrainConfig(crop_size=None, workers=None, compile=None, warmup_epochs=None) == TrainConfig()
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"out": ""}, "--out must not be an empty path"),  # was None: the default directory
+    ({"data": ""}, "--data must not be an empty path"),  # was None: the demo, e.g. --data "$UNSET"
+    ({"val": ""}, "--val must not be an empty path"),
+    ({"lr": 10**400}, "--lr must be a finite number"),  # was an OverflowError
+    ({"lr": "nan"}, "--lr must be a finite number"),
+    ({"epochs": 1.5}, "--epochs must be an integer"),
+    ({"bias_decay": "maybe"}, "--bias-decay must be true or false"),
+])
+def test_from_dict_refuses_the_same_values(changes, message):
+    with pytest.raises(BadOptionError) as e:
+        TrainConfig.from_dict(changes)
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_yaml_values_still_read_as_before(tmp_path):
+    """YAML 1.1 reads 1e-3 as a string and 4.0 as a float: from_dict still takes them as the flags would."""
+    y = tmp_path / "a.yaml"
+    y.write_text("lr: 1e-3\nepochs: 4.0\nwarmup-epochs: 1\nbias_decay: no\ncrop_size: null\ndata: none\n"
+                 "weight_decay: 0\nout: runs/x\n")
+    values = load_config_file(y)
+    assert values["lr"] == "1e-3" and values["bias_decay"] is False  # what PyYAML makes of them
+    c = TrainConfig.from_dict(values)
+    assert (c.lr, c.epochs, c.warmup_epochs, c.bias_decay, c.crop_size, c.data, c.weight_decay, c.out) == \
+        (0.001, 4, 1.0, False, None, None, 0.0, "runs/x")
+    assert type(c.epochs) is int and type(c.warmup_epochs) is float
+
+
+def test_check_field_types_serves_any_config_dataclass():
+    """The helper other configs (ReluTanhConfig, AblationConfig) can call with their own words."""
+    from dataclasses import dataclass
+
+    from alexnet.training.config import check_field_types
+
+    @dataclass
+    class Sweep:
+        lrs: tuple[float, ...] = (0.01,)
+        only: list[str] | None = None
+        steps: int = 1
+        out: str = "x"
+
+    def words(name):
+        return name.replace("_", " ")
+
+    s = Sweep(lrs=[1, 0.5], only=("a",), steps=2.0)
+    check_field_types(s, label=words, paths=("out",))
+    assert (s.lrs, s.only, s.steps) == ((1.0, 0.5), ["a"], 2) and type(s.steps) is int
+    for bad, message in [({"lrs": (0.1, "x")}, "lrs must be a list of finite numbers, got (0.1, 'x')"),
+                         ({"lrs": (0.1, _NAN)}, "lrs must be a list of finite numbers"),
+                         ({"only": "full"}, "only must be a list of strings or None, got 'full'"),
+                         ({"steps": True}, "steps must be an integer, got True"),
+                         ({"out": ""}, "out must not be an empty path")]:
+        with pytest.raises(BadOptionError, match=f"^{re.escape(message)}"):
+            check_field_types(Sweep(**bad), label=words, paths=("out",))
 
 
 def test_coercion_from_text():

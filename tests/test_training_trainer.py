@@ -640,3 +640,19 @@ def test_curves_title_shortens_a_long_data_path():
     assert Trainer._curves_title.fget(fake) == "alexnet on …/a-rather-long-folder-name/imagenette"
     short = SimpleNamespace(data_desc="/data/nette", config=SimpleNamespace(data="/data/nette", arch="alexnet"))
     assert Trainer._curves_title.fget(short) == "alexnet on /data/nette"
+
+
+def test_a_dataset_that_is_not_ours_is_one_line(tmp_path, tiny):
+    """train(cfg, dataset=torchvision.datasets.FakeData(...)) failed with AttributeError: 'classes'."""
+    class Pairs:  # what a torchvision dataset offers: len and (image, label) items
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return torch.zeros(3, 8, 8), 0
+
+    with pytest.raises(UserError, match="dataset= takes a PreparedDataset or an ArrayDataset .* got Pairs"):
+        train(_config(tmp_path, epochs=1), dataset=Pairs(), progress=False)
+    with pytest.raises(UserError, match="val_dataset= takes a PreparedDataset"):
+        train(_config(tmp_path, epochs=1), dataset=tiny, val_dataset=Pairs(), progress=False)
+    assert not (tmp_path / "run").exists()

@@ -12,11 +12,12 @@ import numpy as np
 import torch
 
 from alexnet.data.classes import make_classes
+from alexnet.data.format import ImageItems
 from alexnet.data.stats import PCA_UNITS, compute_stats
 from alexnet.errors import UserError
 
 
-class ArrayDataset:
+class ArrayDataset(ImageItems):
     """``ArrayDataset(images, labels, classes=None)``: ``images`` uint8 (N, S, S, 3) RGB, ``labels`` (N,).
 
     ``classes``: class dicts ``{index, wnid, name}`` or plain names (default: "0", "1", ...). The
@@ -88,4 +89,7 @@ class ArrayDataset:
 
     def get_uint8(self, index: int) -> np.ndarray:
         """Image ``index``: a new uint8 (S, S, 3) array."""
-        return self.images[int(index)].copy()
+        index = int(index)
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"image {index} out of range for {len(self)} images")
+        return self.images[index].copy()

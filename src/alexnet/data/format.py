@@ -195,7 +195,19 @@ def _prepare_hint(path: Path) -> str:
     return "alexnet prepare SRC OUT"
 
 
-class PreparedDataset:
+class ImageItems:
+    """``dataset[i]`` as torchvision's datasets give it: ``(image, label)``, the image a uint8 (3, S, S) RGB
+    tensor, so that a plain ``torch.utils.data.DataLoader`` (with ``torchvision.transforms.v2``) reads a
+    prepared dataset too. The :class:`~alexnet.data.Loader` is the fast path (whole batches, no Python
+    per image, the augmentation on the device)."""
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"dataset indices are integers, got {type(index).__name__}")
+        return torch.from_numpy(self.get_uint8(index)).permute(2, 0, 1), int(self.labels[int(index)])
+
+
+class PreparedDataset(ImageItems):
     """A dataset written by :func:`~alexnet.data.prepare_dataset` (``alexnet prepare``).
 
     ``PreparedDataset(path)`` opens ``path`` (raises :class:`UserError` if it is missing or an unfinished

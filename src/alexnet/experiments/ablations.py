@@ -118,6 +118,9 @@ class AblationConfig:
     """Images per evaluation batch (x10 with 10 crops)."""
 
     def validate(self) -> None:
+        from alexnet.training.config import check_field_types
+
+        check_field_types(self, label=lambda name: name.replace("_", " "))  # types first: a Python caller's
         if self.epochs < 1:
             raise BadOptionError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:

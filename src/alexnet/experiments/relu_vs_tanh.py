@@ -93,6 +93,9 @@ class ReluTanhConfig:
     """``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
 
     def validate(self) -> None:
+        from alexnet.training.config import check_field_types
+
+        check_field_types(self, label=lambda name: name.replace("_", " "))  # types first: a Python caller's
         if not self.lrs or any(not (lr > 0 and math.isfinite(lr)) for lr in self.lrs):
             raise BadOptionError(f"learning rates must be positive finite numbers, got {list(self.lrs)}")
         if self.sweep_epochs < 1:

@@ -17,10 +17,15 @@ validated on construction: a bad value raises :class:`alexnet.errors.BadOptionEr
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
+import numbers
+import os
 import re
 import sys
 import types
 import typing
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +41,7 @@ CUDAGRAPH_COMPILE_MODES = ("reduce-overhead", "max-autotune")  # the modes that 
 GROUPED_CONVS = GROUPED_CONV_IMPLS
 AUGMENT_ON = ("auto", "batched", "workers")  # alexnet.data.Loader(augment=)
 MEAN_MODES = ("image", "channel")
+PATH_FIELDS = ("data", "val", "out")  # str | None fields that name a path: os.PathLike taken, "" refused
 # Seeds are 0..2**63-1: what every consumer takes (numpy refuses negative seeds, torch.manual_seed refuses
 # seeds beyond 64 bits) and what fits the int64 of a checkpoint or a JSON reader in another language.
 MAX_SEED = 2**63 - 1
@@ -173,12 +179,19 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> None:
-        """Raise BadOptionError (one line) for a value outside what the trainer accepts."""
+        """Raise BadOptionError (one line) for a value of the wrong type (:func:`check_field_types`: the
+        field's annotation, integral floats and ints taken for int and float fields, paths as str) or
+        outside what the trainer accepts."""
         from alexnet.models import model_info
 
-        model_info(self.arch)  # UnknownModelError for a bad name
         if not isinstance(self.model_options, dict):
-            raise BadOptionError(f"model_options must be a mapping, got {self.model_options!r}")
+            raise BadOptionError(f"model_options must be a mapping, got {_show(self.model_options)}")
+        bad_keys = [k for k in self.model_options if not isinstance(k, str)]
+        if bad_keys:
+            raise BadOptionError(f"model_options must be named by strings (as --opt NAME=VALUE), got {bad_keys[0]!r}")
+        # Types first (the value checks below compare them): 16.0 -> 16, 1 -> 1.0, a Path -> str.
+        check_field_types(self, paths=PATH_FIELDS)
+        model_info(self.arch)  # UnknownModelError for a bad name
 
         def positive(name: str, allow_zero: bool = False) -> None:
             value = getattr(self, name)
@@ -417,16 +430,126 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _coerce(name: str, value, hint):
-    """``value`` as the type ``hint`` (int, float, bool, str, dict, or ``X | None``)."""
+_WHAT = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string",
+         dict: "a mapping of name: value", tuple: "a list", list: "a list"}
+_PLURAL = {int: "integers", float: "finite numbers", bool: "true or false values", str: "strings"}
+
+
+def _show(value) -> str:
+    """``repr(value)`` on one line, at most 60 characters (an array's repr has several)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _optional(hint):
+    """``(X, True)`` for ``X | None``, else ``(hint, False)``."""
     args = typing.get_args(hint)
-    if (typing.get_origin(hint) in (typing.Union, types.UnionType)) and type(None) in args:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0], True
+    return hint, False
+
+
+@functools.cache
+def _field_hints(cls: type) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def check_field_types(config, *, label: Callable[[str], str] = _flag, paths: Collection[str] = ()) -> None:
+    """Check each field of the dataclass instance ``config`` against its annotation and normalise it in
+    place (frozen dataclasses too); a :class:`BadOptionError` of one line, naming the field as ``label``
+    does (``--batch-size`` by default), for a value of the wrong type.
+
+    The Python API's rule (``from_dict`` also takes text, from YAML and the command line): ``int`` takes
+    an int or an integral float (16.0 -> 16), ``float`` an int or float that is finite (-> float), ``bool``
+    only True or False, ``str`` a str; never a bool for a number, nor a str for a number or a bool.
+    ``X | None`` also takes None; ``tuple[X, ...]`` / ``list[X]`` a tuple or list (-> the annotated one),
+    each element checked as ``X``; ``dict`` a dict. ``paths``: str fields that name a file or folder,
+    which take an ``os.PathLike`` too (-> str) and refuse the empty string. Other annotations: unchecked.
+    Meant for any config dataclass (``ReluTanhConfig``, ``AblationConfig`` could call it from their
+    ``validate`` with their own ``label``)."""
+    hints = _field_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        checked = _check_type(label(f.name), value, hints[f.name], path=f.name in paths)
+        if checked is not value:
+            object.__setattr__(config, f.name, checked)
+
+
+def _check_type(label: str, value, hint, *, path: bool = False):
+    """``value`` as the type ``hint`` says (see :func:`check_field_types`), or a BadOptionError."""
+    hint, optional = _optional(hint)
+    if value is None and optional:
+        return None
+    origin, args = typing.get_origin(hint) or hint, typing.get_args(hint)
+    if origin not in _WHAT:
+        return value
+    what = "a path" if path else _WHAT[origin]
+    if origin in (tuple, list) and args:
+        what = f"a list of {_PLURAL.get(args[0], 'values')}"
+    bad = BadOptionError(f"{label} must be {what}{' or None' if optional else ''}, got {_show(value)}")
+    if origin is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if isinstance(value, bool) or (origin is not str and isinstance(value, str)):
+        raise bad  # True is an int and a str is a sequence, but neither is what such a field means
+    if origin is int:
+        if isinstance(value, numbers.Integral):
+            return value if type(value) is int else int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise bad
+    if origin is float:
+        if not isinstance(value, numbers.Real):
+            raise bad
+        try:
+            result = float(value)
+        except OverflowError:  # an int beyond a float's range
+            raise bad from None
+        if not math.isfinite(result):
+            raise bad
+        return value if type(value) is float else result
+    if origin is str:
+        if path and isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str):
+            raise bad
+        if path and not value:
+            raise BadOptionError(f"{label} must not be an empty path{' (leave it out for the default)' if optional else ''}")
+        return value
+    if origin is dict:
+        if isinstance(value, dict):
+            return value
+        raise bad
+    # tuple or list
+    if not isinstance(value, (tuple, list)):
+        raise bad
+    kinds = [args[0]] * len(value) if args and (args[-1] is Ellipsis or origin is list) else list(args)
+    if args and len(kinds) != len(value):  # a tuple[X, Y] of another length
+        raise bad
+    try:
+        items = [_check_type(label, v, k) for v, k in zip(value, kinds, strict=True)] if args else list(value)
+    except BadOptionError:
+        raise bad from None  # named as the whole list
+    if type(value) is origin and all(a is b for a, b in zip(items, value, strict=True)):
+        return value
+    return origin(items)
+
+
+def _coerce(name: str, value, hint):
+    """``value`` as the type ``hint`` (int, float, bool, str, dict, or ``X | None``), text included (YAML,
+    TOML and the command line: "1e-3" -> 0.001, "true" -> True, "none" -> None)."""
+    path = name in PATH_FIELDS
+    hint, optional = _optional(hint)
+    if optional:
+        if path and isinstance(value, str) and not value:
+            raise BadOptionError(f"{_flag(name)} must not be an empty path (leave it out for the default)")
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "auto", "")):
             return None
-        hint = next(a for a in args if a is not type(None))
-    what = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string",
-            dict: "a mapping of name: value"}.get(hint, str(hint))
-    bad = BadOptionError(f"{_flag(name)} must be {what}, got {value!r}")
+    what = "a path" if path else _WHAT.get(hint, str(hint))
+    bad = BadOptionError(f"{_flag(name)} must be {what}, got {_show(value)}")
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -451,12 +574,14 @@ def _coerce(name: str, value, hint):
             raise bad
         try:
             result = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise bad from None
-        if result != result or result in (float("inf"), float("-inf")):
+        if not math.isfinite(result):
             raise bad
         return result
     if hint is str:
+        if path and isinstance(value, os.PathLike):
+            return os.fspath(value)  # a bytes path: refused by check_field_types
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise bad

@@ -58,11 +58,23 @@ def _open(path, relative_to: Path | None):
     return PreparedDataset(p)
 
 
+DATASET_NEEDS = ("classes", "labels", "size", "mean_image", "get_uint8")
+
+
+def _check_dataset(dataset, name: str) -> None:
+    """A dataset handed to the trainer is one of ours (the Loader reads whole batches from its storage)."""
+    if dataset is not None and not all(hasattr(dataset, a) for a in DATASET_NEEDS):
+        raise UserError(f"{name}= takes a PreparedDataset or an ArrayDataset (ArrayDataset(images, labels, "
+                        f"classes=...) wraps uint8 (N, S, S, 3) arrays), got {type(dataset).__name__}")
+
+
 def run_datasets(c: TrainConfig, dataset=None, val_dataset=None, *, relative_to: Path | None = None) -> RunData:
     """The run's training and validation data (see the module docstring). ``relative_to``: where to look
     for relative data paths that do not exist from here (the run directory, for a report)."""
     from alexnet.data import split_indices
 
+    for given, name in ((dataset, "dataset"), (val_dataset, "val_dataset")):
+        _check_dataset(given, name)
     if dataset is not None:
         train_desc = f"{c.data} ({dataset!r})" if c.data else repr(dataset)  # e.g. an in-memory subset of it
     elif c.data is not None:
