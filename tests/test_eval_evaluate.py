@@ -366,3 +366,15 @@ def test_a_damaged_prepared_dataset_is_one_line_for_evaluate_and_features(tiny_d
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0] and re.search(needle, err[0]), err
     assert not (tmp_path / "f.npz").exists()
+
+
+def test_evaluate_takes_a_path_and_refuses_a_bad_batch_size(tiny_damageable):
+    """The API walkthrough: evaluate(m, "prepared") raised AttributeError, batch_size=0 a ValueError of range()."""
+    root, weights = tiny_damageable
+    model = alexnet.load(weights)
+    by_path = evaluate(model, root / "raw", progress=False)
+    by_object = evaluate(model, alexnet.data.PreparedDataset(root / "raw"), progress=False)
+    assert by_path.images == 6 and by_path.top1_error == by_object.top1_error
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(UserError, match="batch_size must be a positive integer"):
+            evaluate(model, root / "raw", batch_size=bad, progress=False)

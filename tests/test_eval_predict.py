@@ -81,6 +81,23 @@ def test_predict_api_returns_topk_with_names_and_probabilities(model, images):
     assert len(single) == 1 and len(single[0].top) == 2
 
 
+def test_predict_takes_torchvision_style_tensors(model, images):
+    """The API walkthrough: predict(m, torch.rand(3, 224, 224)) raised TypeError (a path was expected)."""
+    from torchvision.io import decode_image
+
+    path = images["real"][0]
+    chw = decode_image(str(path))                                   # uint8 (3, H, W), as torchvision reads it
+    by_path, = alexnet.predict(model, path, topk=3)
+    for given in (chw, [chw], chw[None], chw.float() / 255):
+        got = alexnet.predict(model, given, topk=3)
+        assert len(got) == 1 and [t["index"] for t in got[0].top] == [t["index"] for t in by_path.top]
+        assert got[0].top[0]["probability"] == pytest.approx(by_path.top[0]["probability"], abs=1e-3)
+    for bad, needle in ((chw.permute(1, 2, 0), r"must be \(C, H, W\)"), (chw.float(), "values in 0..1"),
+                        (chw.long(), "uint8 or floating point")):
+        with pytest.raises(UserError, match=needle):
+            alexnet.predict(model, bad)
+
+
 def test_grayscale_equals_replicated_rgb(images):
     gray = load_image(images["kinds"] / "gray16.png")  # 16-bit: scaled to 8 bits
     assert gray.mode == "RGB"

@@ -310,3 +310,12 @@ def test_a_tiny_file_declaring_a_huge_model_is_refused_before_it_is_built(good_w
     torch.save(sd, tmp_path / "expanded.pth")
     with pytest.raises(UserError, match="classifier.6.weight repeats one stored value .*stride 0"):
         alexnet.load(tmp_path / "expanded.pth", arch="alexnet_owt")
+
+
+def test_load_takes_class_names_and_refuses_a_device_in_one_line(small_paper_net, tmp_path):
+    path = save_weights(tmp_path / "w.safetensors", small_paper_net)
+    names = [f"kind {i}" for i in range(10)]
+    assert [c["name"] for c in alexnet.load(path, classes=names).meta.classes] == names  # was a TypeError
+    for device, needle in (("gpu", "not a device"), ("cuda:7", "cuda:7")):
+        with pytest.raises(UserError, match=needle):                                    # was a RuntimeError
+            alexnet.load(path, device=device)

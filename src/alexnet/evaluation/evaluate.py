@@ -208,7 +208,8 @@ def evaluate(model: nn.Module, dataset, *, crops: int = 1, batch_size: int = 64,
              class_map: list[int] | None = None, progress: bool = True, workers: int | None = None,
              rank: int | None = None, world_size: int | None = None) -> EvalResult:
     """Evaluate ``model`` (from :func:`alexnet.load`, or any model with ImageNet's mean assumed) on a
-    ``PreparedDataset`` (anything with ``classes``, ``labels``, ``len`` and ``get_uint8(i)``).
+    ``PreparedDataset`` (anything with ``classes``, ``labels``, ``len`` and ``get_uint8(i)``), or the path
+    of one.
 
     The dataset's classes must be the model's, or a subset of them (matched by WNID/name, e.g. Imagenette
     against ImageNet weights); predictions are over all of the model's classes either way. Under
@@ -217,6 +218,12 @@ def evaluate(model: nn.Module, dataset, *, crops: int = 1, batch_size: int = 64,
     """
     if crops not in (1, 10):
         raise UserError(f"crops must be 1 (centre) or 10 (the paper's ten patches), got {crops}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(dataset, (str, os.PathLike)):
+        from alexnet.evaluation.data import open_prepared
+
+        dataset = open_prepared(dataset)
     rank, world_size, distributed = _dist_info(rank, world_size)
     device = _device_of(model)
     num_outputs = int(getattr(model, "num_classes", 0) or 0)

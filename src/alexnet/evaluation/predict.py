@@ -70,6 +70,8 @@ def top_classes(probs: torch.Tensor, classes: Sequence[dict], k: int) -> list[li
 def _as_list(images) -> list:
     if isinstance(images, (str, os.PathLike, np.ndarray)) or hasattr(images, "getpixel"):
         return [images]
+    if isinstance(images, torch.Tensor):  # one (C, H, W) image, or a batch (N, C, H, W)
+        return list(images) if images.ndim == 4 else [images]
     return list(images)
 
 
@@ -79,7 +81,8 @@ def _name(image, i: int) -> str:
 
 def predict(model: nn.Module, images, *, topk: int = 5, ten_crop: bool = False,
             batch_size: int = 32) -> list[Prediction]:
-    """The ``topk`` classes of each image (paths, PIL images or uint8 arrays; one or a list).
+    """The ``topk`` classes of each image (paths, PIL images, uint8 arrays (H, W, 3) or torchvision-style
+    tensors (C, H, W), uint8 or float in 0..1; one, a list, or an (N, C, H, W) batch).
 
     ``model``: from :func:`alexnet.load` (which gives it its class names and preprocessing) or any
     registered model (then ImageNet's mean and, for 1000 outputs, ImageNet's class names are assumed).

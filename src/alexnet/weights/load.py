@@ -134,7 +134,9 @@ def resolve_weights(source: str | os.PathLike | WeightsFile, *, arch: str | None
     if classes is not None:
         if len(classes) != wf.num_classes:
             raise UserError(f"{len(classes)} class names given for a model with {wf.num_classes} outputs")
-        wf.classes = [{**c, "index": i} for i, c in enumerate(classes)]
+        # class dicts, or plain names (a list of str)
+        wf.classes = [{**c, "index": i} if isinstance(c, dict) else {"index": i, "wnid": str(c), "name": str(c)}
+                      for i, c in enumerate(classes)]
     _check_shapes(wf, source)
     _check_tensors(wf, source)
     return wf
@@ -209,6 +211,9 @@ def load(source: str | os.PathLike, *, arch: str | None = None,
          device: str | torch.device = "cpu", progress: bool = True, **model_options) -> nn.Module:
     """A ready model from weights of any supported kind (see :mod:`alexnet.weights.load`), in eval mode
     on ``device``, with ``model.meta`` (classes, preprocessing, source) filled in."""
+    from alexnet.runtime import resolve_device
+
+    device = resolve_device(str(device))  # "gpu" or a GPU that is not there: one line, before any reading
     wf = resolve_weights(source, arch=arch, classes=classes, mean=mean, model_options=model_options or None,
                          progress=progress)
     model = build(wf).to(device)

@@ -36,13 +36,16 @@ def load_image(source, *, min_size: int | None = None, warp: bool = False) -> Im
     """Open an image as 8-bit RGB with the project's rules (:mod:`alexnet.data.images`: EXIF orientation
     applied, alpha on white, 16-bit scaled), the same as ``prepare``.
 
-    ``source``: a path, a PIL image, or a uint8 array (H, W, 3) / (H, W). With ``min_size``, large JPEGs
+    ``source``: a path, a PIL image, a uint8 array (H, W, 3) / (H, W), or a tensor as torchvision holds
+    images (C, H, W), uint8 or floating point in 0..1. With ``min_size``, large JPEGs
     are decoded at a reduced scale that keeps the shorter side >= 2 ``min_size`` (as ``prepare`` does; with
     ``warp``, its rule for images it will squash).
     Unreadable files raise :class:`UserError` with the reason in one line.
     """
     if isinstance(source, Image.Image):
         return to_rgb(source)
+    if isinstance(source, torch.Tensor):
+        source = _tensor_to_hwc(source)
     if isinstance(source, np.ndarray):
         if source.dtype != np.uint8 or source.ndim not in (2, 3) or (source.ndim == 3 and source.shape[2] not in (1, 3, 4)):
             raise UserError(f"an image array must be uint8 (H, W), (H, W, 3) or (H, W, 4), got {source.dtype} {source.shape}")
@@ -54,6 +57,22 @@ def load_image(source, *, min_size: int | None = None, warp: bool = False) -> Im
         return open_rgb(path, size=min_size, warp=warp)
     except BadImage as e:
         raise UserError(f"{path}: {e}") from None
+
+
+def _tensor_to_hwc(t: torch.Tensor) -> np.ndarray:
+    """A torchvision image tensor (C, H, W) with C in 1, 3, 4, uint8 or float in 0..1, as a uint8 HWC array."""
+    if t.ndim != 3 or t.shape[0] not in (1, 3, 4):
+        raise UserError(f"an image tensor must be (C, H, W) with 1, 3 or 4 channels (torchvision's layout), "
+                        f"got shape {tuple(t.shape)}")
+    t = t.detach().cpu()
+    if t.is_floating_point():
+        if t.numel() and not (bool(torch.isfinite(t).all()) and 0 <= float(t.min()) and float(t.max()) <= 1):
+            raise UserError("a floating-point image tensor must hold values in 0..1 (as torchvision's "
+                            "ToDtype(scale=True) gives them)")
+        t = (t * 255).round().to(torch.uint8)
+    elif t.dtype != torch.uint8:
+        raise UserError(f"an image tensor must be uint8 or floating point in 0..1, got {t.dtype}")
+    return t.permute(1, 2, 0).contiguous().numpy()
 
 
 def crop_offsets(size: int, crop: int, ten_crop: bool) -> list[tuple[int, int]]:
