@@ -446,3 +446,10 @@ def test_a_prepared_dataset_is_a_torch_dataset_too(tmp_path, fmt):
         ds[len(ds)]
     with pytest.raises(TypeError, match="integers"):
         ds[0.5]
+
+
+def test_fractional_indices_are_refused(coords):
+    """Loader(indices=[0.5, 1.7]) read images 0 and 1 without a word."""
+    with pytest.raises(UserError, match="indices must be integers, got float64"):
+        Loader(coords, 2, train=False, indices=[0.5, 1.7], crop_size=8)
+    assert Loader(coords, 2, train=False, indices=np.array([1, 2], np.int32), crop_size=8).indices.tolist() == [1, 2]

@@ -177,7 +177,10 @@ class Loader:
         if indices is None:
             self.indices = np.arange(n_all, dtype=np.int64)
         else:
-            self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+            given = np.asarray(indices).reshape(-1)
+            if given.size and given.dtype.kind not in "iu":  # 0.5 would become image 0 without a word
+                raise BadOptionError(f"indices must be integers, got {given.dtype} values")
+            self.indices = given.astype(np.int64)
             if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= n_all):
                 raise BadOptionError(f"indices must lie in 0..{n_all - 1}")
         r, w = runtime.rank_world()
