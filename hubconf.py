@@ -1,6 +1,15 @@
 """torch.hub entry points: ``torch.hub.load("<owner>/alexnet", "alexnet", num_classes=1000)``.
 
-Every registered model is exposed under its registry name.
+Every registered model is exposed under its registry name, with torchvision's two ways of asking for
+weights:
+
+- ``pretrained=False`` / ``weights=None`` (the defaults): the untrained net (``alexnet.models.create_model``);
+- ``pretrained=True`` (or ``weights="DEFAULT"``): the model's published weights (``alexnet_owt``:
+  torchvision's, downloaded once); a model without any is refused (pass ``weights=PATH``);
+- ``weights=...``: anything ``alexnet.create_model(name, weights=...)`` takes: a published name
+  (``"torchvision"``), a weights file, a checkpoint, a run directory of ``alexnet train``.
+
+Other keyword arguments are the model's options and ``num_classes``.
 """
 
 import os
@@ -13,15 +22,52 @@ _SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "src")
 if os.path.isdir(_SRC) and _SRC not in sys.path:
     sys.path.insert(0, _SRC)
 
+from alexnet.errors import UserError  # noqa: E402
 from alexnet.models import create_model, list_models  # noqa: E402
 
 
+def _published(name):
+    """The name of ``name``'s published weights record, else a UserError."""
+    from alexnet.weights.records import RECORDS
+
+    for record in RECORDS.values():
+        if record.arch == name:
+            return record.name
+    raise UserError(f"there are no published weights for {name}; pass weights=PATH (a weights file, "
+                    "checkpoint or run directory)")
+
+
+def _weights_name(name, weights):
+    """A torchvision weights enum (``AlexNet_Weights.IMAGENET1K_V1``) as the record with its url."""
+    url = getattr(weights, "url", None)
+    if isinstance(weights, (str, os.PathLike)) or url is None:
+        return weights
+    from alexnet.weights.records import RECORDS
+
+    for record in RECORDS.values():
+        if record.url == url:
+            return record.name
+    raise UserError(f"unknown weights {weights!r} for {name}; pass weights=PATH or a published name "
+                    f"({', '.join(sorted({r.name for r in RECORDS.values()}))})")
+
+
 def _entry(name):
-    def build(**kwargs):
-        return create_model(name, **kwargs)
+    def build(pretrained: bool = False, weights=None, progress: bool = True, **kwargs):
+        if pretrained and weights is not None:
+            raise UserError(f"{name}: pass pretrained=True or weights=..., not both")
+        if not pretrained and weights is None:
+            return create_model(name, **kwargs)
+        if pretrained or weights == "DEFAULT":
+            weights = _published(name)
+        import alexnet
+
+        if not progress:
+            kwargs["progress"] = False
+        return alexnet.create_model(name, weights=_weights_name(name, weights), **kwargs)
 
     build.__name__ = name
-    build.__doc__ = f"Build the registered model {name!r} (see `alexnet models`)."
+    build.__doc__ = (f"The registered model {name!r} (see `alexnet models`): untrained by default; "
+                     "pretrained=True for its published weights, weights=PATH for a weights file.")
     return build
 
 

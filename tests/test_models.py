@@ -440,3 +440,215 @@ def test_nchw_grouped_convolutions_hand_the_convolution_nchw_operands(monkeypatc
     y = conv(x)
     assert seen == [(True, True)]
     assert y.is_contiguous(memory_format=torch.channels_last)  # handed back in the net's format
+
+
+# --- timm's head API: num_features, get_classifier, reset_classifier ------------------------------------
+
+HEAD_KEY = {"alexnet": "fc8", "alexnet_caffe": "fc8", "caffenet": "fc8", "alexnet_owt": "classifier.6",
+            "cifar_4layer": "fc10"}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_reset_classifier_replaces_the_last_layer_in_place(name):
+    torch.manual_seed(0)
+    s = model_info(name).input_size
+    model = create_model(name, num_classes=7).eval()
+    model.meta.classes = [{"index": i, "name": f"c{i}"} for i in range(7)]
+    head, keys = HEAD_KEY[name], {k: v.shape for k, v in model.state_dict().items()}
+    x = torch.randn(2, 3, s, s)
+    with torch.no_grad():
+        pre = model.forward_head(model.forward_features(x), pre_logits=True)
+    assert model.num_features == pre.shape[1] == (1024 if name == "cifar_4layer" else 4096)
+    assert model.get_classifier() is model.get_submodule(head) and model.num_classes == 7
+
+    model.reset_classifier(7)  # same classes: a fresh layer, names kept
+    assert model.meta.classes is not None and model.get_classifier() is model.get_submodule(head)
+    model.reset_classifier(3)
+    assert model.num_classes == 3 and model.meta.classes is None and model.meta.arch == name
+    assert list(model.state_dict()) == list(keys)  # same names, in the same order
+    assert model.state_dict()[f"{head}.weight"].shape == (3, model.num_features)
+    with torch.no_grad():
+        assert model(x).shape == (2, 3)
+    w, b = model.get_classifier().weight, model.get_classifier().bias
+    assert w.requires_grad and b.requires_grad
+    if name == "alexnet_owt":  # PyTorch's default init, as torchvision: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        assert w.abs().max() <= 1 / 64 and w.std().item() == pytest.approx(1 / 64 / math.sqrt(3), rel=0.05)
+    else:  # the model's own: N(0, 0.01), zero biases (paper, Caffe and layers-18pct alike for the last layer)
+        assert w.std().item() == pytest.approx(0.01, rel=0.05) and torch.count_nonzero(b) == 0
+
+    model.reset_classifier(0)  # timm: no classifier, the model returns its pre-logits features
+    assert isinstance(model.get_classifier(), nn.Identity) and model.num_classes == 0
+    assert set(model.state_dict()) == set(keys) - {f"{head}.weight", f"{head}.bias"}
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), pre)
+    model.reset_classifier(5)
+    assert list(model.state_dict()) == list(keys) and model(x).shape == (2, 5)
+
+
+@pytest.mark.parametrize("bad", [-1, True, 2.5, "3", None])
+def test_reset_classifier_refuses_a_bad_count(bad):
+    with pytest.raises(BadOptionError, match="num_classes must be an integer >= 0"):
+        create_model("cifar_4layer").reset_classifier(bad)
+
+
+def test_reset_classifier_keeps_the_models_dtype_and_uses_its_init():
+    model = create_model("cifar_4layer").double()
+    model.reset_classifier(4)
+    assert model.get_classifier().weight.dtype == torch.float64
+    assert model(torch.zeros(1, 3, 32, 32, dtype=torch.float64)).shape == (1, 4)
+    torch.manual_seed(1)
+    fresh = create_model("alexnet", num_classes=10).fc8
+    torch.manual_seed(1)
+    model = create_model("alexnet", num_classes=3)
+    torch.manual_seed(1)
+    model.reset_classifier(10)
+    # the same init as the builder's for fc8 (reset_parameters), not PyTorch's default
+    torch.testing.assert_close(model.fc8.weight.std(), fresh.weight.std(), rtol=0.05, atol=0)
+    assert [n for n, _ in model.named_layers()][-1] == "fc8"
+    model.reset_classifier(0)
+    assert [n for n, _ in model.named_layers()] == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7"]
+    model.reset_parameters()  # still works without fc8
+
+
+def test_a_head_replaced_by_hand_reports_its_class_count(tmp_path):
+    from alexnet.models import meta_of
+    from alexnet.weights import read_weights, save_weights
+
+    cifar = create_model("cifar_4layer")
+    cifar.fc10 = nn.Linear(1024, 3)
+    assert cifar.num_classes == 3
+    owt = create_model("alexnet_owt")
+    owt.meta.classes = [{"index": i, "name": f"c{i}"} for i in range(1000)]
+    owt.classifier[6] = nn.Linear(4096, 5)
+    assert owt.num_classes == 5
+    assert meta_of(owt).classes is None and meta_of(owt).arch == "alexnet_owt"  # 1000 names, 5 outputs
+    save_weights(tmp_path / "c.safetensors", cifar)
+    assert read_weights(tmp_path / "c.safetensors").num_classes == 3
+
+
+# --- torch.hub: torchvision's pretrained= / weights= -----------------------------------------------------
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def hub_load(name, **kwargs):
+    return torch.hub.load(str(ROOT), name, source="local", trust_repo=True, **kwargs)
+
+
+def test_torch_hub_pretrained_false_and_weights_none_build_the_untrained_net():
+    owt = hub_load("alexnet_owt", pretrained=False)
+    assert type(owt).__name__ == "AlexNetOWT" and owt.num_classes == 1000 and owt.meta.source is None
+    cifar = hub_load("cifar_4layer", weights=None, num_classes=3, lrn=False)
+    assert cifar.num_classes == 3 and cifar.meta.options == {"lrn": False}
+    net = hub_load("alexnet", pretrained=False, weights=None, towers=1)
+    assert net.config.widths[0] == 48
+
+
+@pytest.mark.parametrize("name", ["alexnet", "alexnet_caffe", "caffenet", "cifar_4layer"])
+def test_torch_hub_pretrained_without_published_weights_is_refused(name):
+    with pytest.raises(UserError, match=f"^there are no published weights for {name}; pass weights=PATH"):
+        hub_load(name, pretrained=True)
+    with pytest.raises(UserError, match="not both"):
+        hub_load(name, pretrained=True, weights="x.safetensors")
+
+
+def test_torch_hub_delegates_weights_to_alexnet_create_model(tmp_path, monkeypatch):
+    from alexnet.weights import save_weights
+
+    model = create_model("cifar_4layer", num_classes=4)
+    path = save_weights(tmp_path / "w.safetensors", model)
+    loaded = hub_load("cifar_4layer", weights=str(path))
+    assert loaded.num_classes == 4 and not loaded.training
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(),
+                                                 strict=True))
+    # pretrained=True: the published record (alexnet_owt: torchvision's); the download itself is not run here
+    calls = []
+    monkeypatch.setattr(alexnet, "create_model", lambda name, **kw: calls.append((name, kw)) or "model")
+    assert hub_load("alexnet_owt", pretrained=True, progress=False) == "model"
+    assert hub_load("alexnet_owt", weights="DEFAULT") == "model"
+    assert calls == [("alexnet_owt", {"weights": "torchvision", "progress": False}),
+                     ("alexnet_owt", {"weights": "torchvision"})]
+
+
+# --- option values: one BadOptionError for every model ---------------------------------------------------
+
+@pytest.mark.parametrize("name,options,needle", [
+    ("alexnet", {"dropout": 2.0}, "dropout must be in [0, 1), got 2.0"),
+    ("alexnet_caffe", {"dropout": 1.0}, "dropout must be in [0, 1), got 1.0"),
+    ("caffenet", {"dropout": -0.1}, "dropout must be in [0, 1), got -0.1"),
+    ("alexnet_owt", {"dropout": 2.0}, "dropout must be in [0, 1), got 2.0"),
+    ("alexnet_owt", {"dropout": -1}, "dropout must be in [0, 1), got -1.0"),
+    ("alexnet", {"towers": 3}, "towers must be 1 or 2, got 3"),
+    ("cifar_4layer", {"activation": "gelu"}, "activation must be one of"),
+])
+def test_option_values_out_of_range_are_one_line_bad_option_errors(name, options, needle):
+    with pytest.raises(BadOptionError) as e:
+        create_model(name, **options)
+    msg = str(e.value)
+    assert msg.startswith(f"model {name!r}: option ") and needle in msg and "\n" not in msg, msg
+
+
+# --- input size: a ValueError naming the size, compile and export unaffected -----------------------------
+
+@pytest.mark.parametrize("name,size,message", [
+    ("alexnet", 256, "alexnet takes 3x224x224 input (224 padded as 227, docs/PAPER.md), got 3x256x256"),
+    ("alexnet_caffe", 224, "alexnet_caffe takes 3x227x227 input, got 3x224x224"),
+    ("caffenet", 224, "caffenet takes 3x227x227 input, got 3x224x224"),
+    ("cifar_4layer", 64, "cifar_4layer takes 3x32x32 input, got 3x64x64"),
+])
+def test_wrong_input_size_is_a_value_error_naming_the_models_size(name, size, message):
+    from alexnet.models import InputSizeError
+
+    model = create_model(name).eval()
+    x = torch.zeros(1, 3, size, size)
+    for run in (model, model.forward_features, lambda t: summarize(model, size)):
+        with pytest.raises(InputSizeError) as e:
+            run(x)
+        assert str(e.value) == message
+        assert isinstance(e.value, ValueError) and isinstance(e.value, UserError)
+    with pytest.raises(ValueError, match="got a tensor of shape"):  # unbatched
+        model(torch.zeros(3, model_info(name).input_size, model_info(name).input_size))
+    s = model_info(name).input_size
+    assert model(torch.zeros(1, 3, s, s)).shape == (1, model.num_classes)
+
+
+def test_sizes_that_fit_still_run():
+    assert create_model("alexnet")(torch.zeros(1, 3, 227, 227)).shape == (1, 1000)  # 227: no padding needed
+    assert create_model("alexnet_owt")(torch.zeros(1, 3, 256, 256)).shape == (1, 1000)  # adaptive pooling
+
+
+def test_summarize_feeds_the_models_dtype_and_device():
+    rows = summarize(create_model("alexnet").double(), 224)
+    assert [(r.name, r.output_shape) for r in rows] == \
+        [(r.name, r.output_shape) for r in summarize(create_model("alexnet"), 224)]
+    meta_rows = summarize(create_model("cifar_4layer").to("meta"), 32)  # no data: shapes only
+    assert meta_rows[-1].output_shape == (10,)
+
+
+@pytest.mark.parametrize("name", ["cifar_4layer", "alexnet"])
+def test_input_check_keeps_compile_and_export_whole(name):
+    """The check compares static dimensions: one graph, no break, under torch.compile (traced by dynamo,
+    fullgraph) and torch.export (with a dynamic batch); a wrong size still gets the same message."""
+    from alexnet.models import InputSizeError
+
+    torch.manual_seed(0)
+    s = model_info(name).input_size
+    model = create_model(name, num_classes=5).eval()
+    x = torch.randn(2, 3, s, s)
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(model)(x)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0
+    with torch.no_grad():
+        expected = model(x)
+        torch.testing.assert_close(torch.compile(model, backend="eager", fullgraph=True)(x), expected)
+        exported = torch.export.export(model, (x,), dynamic_shapes={"x": {0: torch.export.Dim("batch", max=64)}})
+        torch.testing.assert_close(exported.module()(x), expected)
+        assert exported.module()(torch.randn(3, 3, s, s)).shape == (3, 5)
+        torch._dynamo.reset()
+        compiled = torch.compile(model, backend="eager")
+        compiled(x)
+        with pytest.raises(InputSizeError, match=f"takes 3x{s}x{s} input"):
+            compiled(torch.randn(2, 3, s + 40, s + 40))
+        with pytest.raises(InputSizeError, match=f"takes 3x{s}x{s} input"):
+            torch.export.export(model, (torch.randn(1, 3, s + 40, s + 40),))
+    torch._dynamo.reset()

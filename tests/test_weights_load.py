@@ -286,6 +286,10 @@ def test_save_weights_refuses_what_load_would_refuse(small_paper_net, tmp_path, 
         save_weights(tmp_path / "w.safetensors", small_paper_net, classes=classes)
     with pytest.raises(BadOptionError, match="needs arch="):
         save_weights(tmp_path / "w.safetensors", torch.nn.Linear(2, 2))
+    headless = alexnet.create_model("cifar_4layer")
+    headless.reset_classifier(0)
+    with pytest.raises(BadOptionError, match="has no classifier"):
+        save_weights(tmp_path / "w.safetensors", headless)
     assert list(tmp_path.iterdir()) == []
 
 

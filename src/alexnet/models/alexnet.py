@@ -25,7 +25,14 @@ import torch
 from torch import nn
 
 from alexnet.errors import BadOptionError
-from alexnet.models.layers import CeilPad2d, GroupedConv2d, LocalResponseNorm, make_activation
+from alexnet.models.layers import (
+    CeilPad2d,
+    ClassifierHead,
+    GroupedConv2d,
+    LocalResponseNorm,
+    check_dropout,
+    make_activation,
+)
 from alexnet.models.registry import register_model
 
 
@@ -47,11 +54,13 @@ class AlexNetConfig:
     init: str = "paper"  # "paper" or "caffe"
 
 
-class AlexNet(nn.Module):
+class AlexNet(ClassifierHead, nn.Module):
     """AlexNet with the paper's layer names (conv1..conv5, fc6..fc8).
 
     ``forward_features`` returns the pool5 maps (B, 256, 6, 6); ``forward_head(x, pre_logits=True)`` the
-    4096-d fc7 activations (after ReLU) used in the paper's Figure 4 nearest neighbours.
+    4096-d fc7 activations (after ReLU) used in the paper's Figure 4 nearest neighbours. timm's head API
+    (:class:`~alexnet.models.layers.ClassifierHead`): ``num_features`` (4096), ``get_classifier()`` (fc8),
+    ``reset_classifier(num_classes)`` (a new fc8 with this net's init; 0: none, the net returns fc7).
     """
 
     def __init__(self, num_classes: int = 1000, config: AlexNetConfig = AlexNetConfig()) -> None:
@@ -59,8 +68,7 @@ class AlexNet(nn.Module):
         c = config
         if c.pool_kernel not in (2, 3):
             raise BadOptionError(f"pool kernel must be 3 (overlapping) or 2 (non-overlapping), got {c.pool_kernel}")
-        if not 0.0 <= c.dropout < 1.0:
-            raise BadOptionError(f"dropout must be in [0, 1), got {c.dropout}")
+        check_dropout(c.dropout)
         self.config = c
         w1, w2, w3, w4, w5 = c.widths
         g1, g2, g3, g4, g5 = c.groups
@@ -113,7 +121,11 @@ class AlexNet(nn.Module):
             ("drop7", drop()),
         ]))
         self.fc8 = nn.Linear(c.fc_width, num_classes)
-        self.num_classes = num_classes
+        self.num_features = c.fc_width
+        # The classifier takes pool5's 6x6 maps: 224 (cuda-convnet's ceil rule, CeilPad2d) or 227 inputs.
+        self.feature_shape = (w5, 6, 6)
+        self.input_size = 224 if c.ceil_pad_conv1 else 227
+        self.input_note = " (224 padded as 227, docs/PAPER.md)" if c.ceil_pad_conv1 else ""
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -124,23 +136,39 @@ class AlexNet(nn.Module):
         Caffe's bvlc_alexnet: the same weights except fc6/fc7 std 0.005, and biases 0.1 instead of 1 (its
         readme reports that bias 1 left the loss flat in its setting).
         """
+        for name, module in self.named_layers():
+            self._init_layer(name, module)
+
+    def _init_layer(self, name: str, module: nn.Conv2d | nn.Linear) -> None:
         caffe = self.config.init == "caffe"
         one = 0.1 if caffe else 1.0
         biases = {"conv1": 0.0, "conv2": one, "conv3": 0.0, "conv4": one, "conv5": one,
                   "fc6": one, "fc7": one, "fc8": 0.0}
-        for name, module in self.named_layers():
-            std = 0.005 if caffe and name in ("fc6", "fc7") else 0.01
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-            nn.init.constant_(module.bias, biases[name])
+        std = 0.005 if caffe and name in ("fc6", "fc7") else 0.01
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        nn.init.constant_(module.bias, biases[name])
 
     def named_layers(self) -> list[tuple[str, nn.Conv2d | nn.Linear]]:
-        """The eight learned layers in order: conv1..conv5, fc6, fc7, fc8."""
+        """The eight learned layers in order: conv1..conv5, fc6, fc7, fc8 (no fc8 after
+        ``reset_classifier(0)``)."""
         convs = [(n, m) for n, m in self.features.named_children() if n.startswith("conv")]
         fcs = [(n, m) for n, m in self.fc.named_children() if n.startswith("fc")]
-        return [*convs, *fcs, ("fc8", self.fc8)]
+        head = [("fc8", self.fc8)] if isinstance(self.fc8, nn.Linear) else []
+        return [*convs, *fcs, *head]
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc8
+
+    def _set_classifier(self, head: nn.Module) -> None:
+        self.fc8 = head
+
+    def _init_classifier(self, layer: nn.Linear) -> None:
+        self._init_layer("fc8", layer)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)  # (B, 256, 6, 6)
+        y = self.features(x)  # (B, 256, 6, 6)
+        self._check_features(x, y)
+        return y
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.fc(torch.flatten(x, 1))  # (B, 4096): fc7 after ReLU (and dropout while training)

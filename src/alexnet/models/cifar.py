@@ -20,11 +20,18 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from alexnet.models.layers import LocalResponseNorm, make_activation
+from alexnet.models.layers import ClassifierHead, LocalResponseNorm, make_activation
 from alexnet.models.registry import register_model
 
 
-class CifarNet(nn.Module):
+class CifarNet(ClassifierHead, nn.Module):
+    """timm's head API (:class:`~alexnet.models.layers.ClassifierHead`): ``num_features`` (1024, the flattened
+    pool3 maps), ``get_classifier()`` (fc10), ``reset_classifier(num_classes)`` (a new fc10, N(0, 0.01)
+    weights and zero biases as layers-18pct; 0: none, the net returns the 1024 features). Takes 32x32 input."""
+
+    input_size = 32
+    feature_shape = (64, 4, 4)
+
     def __init__(self, num_classes: int = 10, activation: str = "relu", lrn: bool = True) -> None:
         super().__init__()
 
@@ -45,14 +52,29 @@ class CifarNet(nn.Module):
             ("pool3", nn.AvgPool2d(3, 2, ceil_mode=True)),  # (B, 64, 4, 4)
         ]))
         self.fc10 = nn.Linear(64 * 4 * 4, num_classes)
-        self.num_classes = num_classes
+        self.num_features = 64 * 4 * 4
         for name, m in [*self.features.named_children(), ("fc10", self.fc10)]:
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.normal_(m.weight, std=1e-4 if name == "conv1" else 0.01)
-                nn.init.zeros_(m.bias)
+                self._init_layer(name, m)
+
+    @staticmethod
+    def _init_layer(name: str, m: nn.Conv2d | nn.Linear) -> None:
+        nn.init.normal_(m.weight, std=1e-4 if name == "conv1" else 0.01)
+        nn.init.zeros_(m.bias)
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc10
+
+    def _set_classifier(self, head: nn.Module) -> None:
+        self.fc10 = head
+
+    def _init_classifier(self, layer: nn.Linear) -> None:
+        self._init_layer("fc10", layer)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)  # (B, 64, 4, 4)
+        y = self.features(x)  # (B, 64, 4, 4)
+        self._check_features(x, y)
+        return y
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = torch.flatten(x, 1)  # (B, 1024)

@@ -8,6 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alexnet.errors import BadOptionError, UserError
+from alexnet.models.meta import ModelMeta, meta_of
+
 
 class LocalResponseNorm(nn.Module):
     """Local response normalisation across channels (paper section 3.3).
@@ -89,8 +92,6 @@ class GroupedConv2d(nn.Conv2d):
 def set_grouped_conv(model: nn.Module, impl: str) -> nn.Module:
     """Run every :class:`GroupedConv2d` of ``model`` as ``impl`` (see there); returns ``model``."""
     if impl not in GROUPED_CONV_IMPLS:
-        from alexnet.errors import BadOptionError
-
         raise BadOptionError(f"grouped_conv must be one of {', '.join(GROUPED_CONV_IMPLS)}, got {impl!r}")
     for m in model.modules():
         if isinstance(m, GroupedConv2d):
@@ -133,6 +134,95 @@ def make_activation(name: str) -> nn.Module:
         return nn.ReLU(inplace=True)
     if name == "tanh":
         return nn.Tanh()
-    from alexnet.errors import BadOptionError
-
     raise BadOptionError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+
+
+def check_dropout(p: float) -> float:
+    """A dropout rate in [0, 1) (1 would zero every activation), else a BadOptionError."""
+    if not 0.0 <= p < 1.0:
+        raise BadOptionError(f"dropout must be in [0, 1), got {p}")
+    return p
+
+
+class InputSizeError(UserError, ValueError):
+    """A model was fed images of a size its classifier does not take (a ValueError, and a UserError so that
+    the CLI reports it in one line): ``alexnet takes 3x224x224 input (...), got 3x256x256``.
+
+    Built from plain values and worded only when shown, so that raising it inside torch.compile's trace
+    (even ``fullgraph=True``) needs no string formatting there."""
+
+    # args: (model name, input size, note after the size, shape given)
+
+    def __str__(self) -> str:
+        if len(self.args) != 4:
+            return super().__str__()
+        name, size, note, shape = self.args
+        got = "x".join(map(str, shape[1:])) if len(shape) == 4 else \
+            f"a tensor of shape {tuple(shape)} (a batch is N x 3 x H x W)"
+        return f"{name} takes 3x{size}x{size} input{note}, got {got}"
+
+
+class ClassifierHead:
+    """timm's classifier API for a model whose last layer is a ``nn.Linear(num_features, num_classes)``.
+
+    - ``num_features``: the width of the features fed to the classifier (``forward_head(x, pre_logits=True)``);
+    - ``num_classes``: read from the classifier itself, so it stays right when the head is replaced by hand;
+    - ``get_classifier()``: the last layer;
+    - ``reset_classifier(num_classes)``: a freshly initialised last layer (the model's own init for it), in
+      the same place, so the state-dict keys stay the same; ``num_classes=0`` puts ``nn.Identity`` there, as
+      timm does: the model then returns its ``num_features`` pre-logits features (and the head's two keys
+      are gone from the state dict). When the number of classes changes, ``model.meta.classes`` becomes
+      None: the old class names no longer apply.
+
+    A subclass defines ``get_classifier``, ``_set_classifier`` and ``_init_classifier``; for the input check
+    (:meth:`_check_features`) ``input_size`` and ``feature_shape`` (``None``: any size).
+    """
+
+    num_features: int
+    input_size: int
+    feature_shape: tuple[int, int, int] | None = None
+    input_note: str = ""  # said after the input size in the wrong-size message
+
+    def get_classifier(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _set_classifier(self, head: nn.Module) -> None:
+        raise NotImplementedError
+
+    def _init_classifier(self, layer: nn.Linear) -> None:
+        """The model's own initialisation of its last layer (default: PyTorch's, as nn.Linear comes)."""
+
+    @property
+    def num_classes(self) -> int:
+        head = self.get_classifier()
+        if isinstance(head, nn.Identity):
+            return 0
+        outs = [m.out_features for m in head.modules() if isinstance(m, nn.Linear)]
+        return outs[-1] if outs else int(getattr(head, "out_features", 0))
+
+    @torch.no_grad()
+    def reset_classifier(self, num_classes: int) -> None:
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
+            raise BadOptionError(f"num_classes must be an integer >= 0 (0: no classifier), got {num_classes!r}")
+        before = self.num_classes
+        if num_classes == 0:
+            head: nn.Module = nn.Identity()
+        else:
+            old = [*self.get_classifier().parameters(), *self.parameters()]  # new head: same device and dtype
+            like = {"device": old[0].device, "dtype": old[0].dtype} if old else {}
+            head = nn.Linear(self.num_features, num_classes, **like)
+            self._init_classifier(head)
+        self._set_classifier(head)
+        meta = getattr(self, "meta", None)
+        if num_classes != before and isinstance(meta, ModelMeta):
+            meta.classes = None  # the old class names no longer apply
+
+    def _check_features(self, x: torch.Tensor, features: torch.Tensor) -> None:
+        """Refuse an input whose feature maps the classifier cannot take, naming the model's input size.
+        Only static dimensions are compared: under torch.compile / torch.export this is a shape guard,
+        not a branch on values."""
+        if self.feature_shape is None:
+            return
+        if features.dim() != 4 or tuple(features.shape[1:]) != self.feature_shape:
+            raise InputSizeError(meta_of(self).arch or type(self).__name__, self.input_size, self.input_note,
+                                 tuple(x.shape))

@@ -8,7 +8,7 @@ needs these reads them through :func:`meta_of`, which also answers for a foreign
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
@@ -24,6 +24,15 @@ class ModelMeta:
 
 
 def meta_of(model: nn.Module) -> ModelMeta:
-    """``model.meta``, or an empty :class:`ModelMeta` for a model without one (e.g. torchvision's)."""
+    """``model.meta``, or an empty :class:`ModelMeta` for a model without one (e.g. torchvision's).
+
+    A class list that no longer matches the model's outputs (its last layer replaced by hand, e.g.
+    ``model.fc8 = nn.Linear(4096, 5)``) is left out of the answer (a copy with ``classes=None``): those
+    names are not the new outputs' (``reset_classifier`` clears them itself)."""
     meta = getattr(model, "meta", None)
-    return meta if isinstance(meta, ModelMeta) else ModelMeta()
+    if not isinstance(meta, ModelMeta):
+        return ModelMeta()
+    n = getattr(model, "num_classes", None)
+    if meta.classes and isinstance(n, int) and len(meta.classes) != n:
+        return replace(meta, classes=None)
+    return meta

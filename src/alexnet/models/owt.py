@@ -10,12 +10,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from alexnet.models.layers import ClassifierHead, check_dropout
 from alexnet.models.registry import register_model
 
 
-class AlexNetOWT(nn.Module):
+class AlexNetOWT(ClassifierHead, nn.Module):
+    """timm's head API (:class:`~alexnet.models.layers.ClassifierHead`): ``num_features`` (4096),
+    ``get_classifier()`` (``classifier[6]``), ``reset_classifier(num_classes)`` (a new ``classifier[6]`` with
+    PyTorch's default init, as torchvision's; 0: none, the net returns fc7 after ReLU). Any input of at least
+    63x63 works (adaptive pooling to 6x6), so no input size is enforced."""
+
+    input_size = 224
+
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()
+        check_dropout(dropout)
         self.features = nn.Sequential(
             nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2),  # (B, 64, 55, 55)
             nn.ReLU(inplace=True),
@@ -41,8 +50,14 @@ class AlexNetOWT(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(4096, num_classes),
         )
-        self.num_classes = num_classes
+        self.num_features = 4096
         # Initialisation: PyTorch's defaults, as torchvision (which does not use the paper's).
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier[-1]
+
+    def _set_classifier(self, head: nn.Module) -> None:
+        self.classifier[-1] = head  # same key: classifier.6.weight / .bias
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.avgpool(self.features(x))  # (B, 256, 6, 6)

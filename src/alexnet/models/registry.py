@@ -100,8 +100,14 @@ def create_model(name: str, num_classes: int | None = None, **options) -> nn.Mod
     initialised; ``model.meta`` (:class:`~alexnet.models.meta.ModelMeta`) records its name and options.
     (``alexnet.create_model(name, weights=...)`` builds one with pretrained weights.)
 
-    Unknown names and options raise :class:`UnknownModelError` / :class:`BadOptionError` (both
-    :class:`~alexnet.errors.UserError`), so that the CLI can report them in one line.
+    Unknown names and options, and options of the wrong type or out of range, raise
+    :class:`UnknownModelError` / :class:`BadOptionError` (both :class:`~alexnet.errors.UserError`), so that
+    the CLI can report them in one line.
+
+    Every model has timm's head API: ``num_features``, ``get_classifier()``, ``reset_classifier(n)`` (see
+    :class:`~alexnet.models.layers.ClassifierHead`); a model with no classifier is
+    ``create_model(name).reset_classifier(0)`` (``num_classes`` here is at least 1: weights files record
+    a classifier).
     """
     info = model_info(name)
     unknown = sorted(set(options) - set(info.options))
@@ -115,6 +121,11 @@ def create_model(name: str, num_classes: int | None = None, **options) -> nn.Mod
         num_classes = info.default_num_classes
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise BadOptionError(f"num_classes must be a positive integer, got {num_classes!r}")
-    model = info.builder(num_classes=num_classes, **options)
+    try:
+        model = info.builder(num_classes=num_classes, **options)
+    except BadOptionError as e:  # an option's value out of range, e.g. dropout=2.0: named with its model
+        raise BadOptionError(f"model {name!r}: option {str(e).splitlines()[0]}") from None
+    except ValueError as e:  # a torch layer refusing an option's value: the same one-line error
+        raise BadOptionError(f"model {name!r}: {str(e).splitlines()[0]}") from e
     model.meta = ModelMeta(arch=name, options=dict(options))  # checkpoints and weights files record it
     return model

@@ -38,7 +38,11 @@ def _macs(module: nn.Module, out: torch.Tensor) -> int:
 
 @torch.no_grad()
 def summarize(model: nn.Module, input_size: int, channels: int = 3) -> list[LayerRow]:
-    """Run one image through ``model`` (in eval mode) and describe every leaf layer that matters."""
+    """Run one image through ``model`` (in eval mode) and describe every leaf layer that matters.
+
+    The image is zeros in the model's own dtype and on its own device. A size the model does not take is
+    the model's own error (for ours an :class:`~alexnet.models.layers.InputSizeError`, a ValueError naming
+    the size it takes)."""
     rows: list[LayerRow] = []
     hooks = []
     names = {m: n for n, m in model.named_modules()}
@@ -59,9 +63,18 @@ def summarize(model: nn.Module, input_size: int, channels: int = 3) -> list[Laye
     was_training = model.training
     model.eval()
     try:
-        model(torch.zeros(1, channels, input_size, input_size))
+        model(torch.zeros(1, channels, input_size, input_size, **_dummy_like(model)))
     finally:
         model.train(was_training)
         for h in hooks:
             h.remove()
     return rows
+
+
+def _dummy_like(model: nn.Module) -> dict:
+    """``device`` and ``dtype`` for an input to ``model``: those of its first floating-point parameter (or
+    buffer); CPU float32 for a model without any."""
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return {"device": t.device, "dtype": t.dtype}
+    return {}

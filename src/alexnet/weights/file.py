@@ -77,6 +77,9 @@ def save_weights(path: str | os.PathLike, model: nn.Module, *, arch: str | None 
     arch = arch or own.arch
     if arch is None:
         raise BadOptionError("save_weights needs arch= for a model not built by create_model")
+    if getattr(module, "num_classes", None) == 0:
+        raise BadOptionError("save_weights: the model has no classifier (reset_classifier(0)); a weights file "
+                             "holds one: give it one with reset_classifier(N) first")
     if model_options is None:
         model_options = dict(own.options or {})
     if classes is None and own.classes:
