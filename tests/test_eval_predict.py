@@ -261,3 +261,76 @@ def test_cli_only_bad_files(weights, images, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["failed"] == 1 and doc["images"] == []
     assert doc["errors"][0]["source"].endswith("notes.jpg") and "not an image" in doc["errors"][0]["error"]
+
+
+# --- the figure's layout: labels, bars and rows ----------------------------------------------------------
+
+LONG_NAMES = ["Greater Swiss Mountain dog", "gas pump, gasoline pump, petrol pump, island dispenser",
+              "Supercalifragilisticexpialidocious_class", "church, church building", "tench, Tinca tinca",
+              "German short-haired pointer"]
+
+
+def _figure(n, probabilities, names=LONG_NAMES, labels=None, **kw):
+    from alexnet.evaluation.plots import predictions_figure
+    from alexnet.evaluation.predict import Prediction
+
+    classes = [{"index": i, "name": name} for i, name in enumerate(names)]
+    top = [{"index": i, "name": names[i], "probability": p} for i, p in enumerate(probabilities)]
+    squares = np.random.default_rng(0).integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+    fig = predictions_figure(list(squares), [Prediction(f"{i}.png", top) for i in range(n)], classes=classes,
+                             labels=labels, **kw)
+    fig.canvas.draw()
+    return fig, fig.canvas.get_renderer()
+
+
+@pytest.mark.parametrize("n, columns", [(5, None), (8, None), (12, 6)])
+@pytest.mark.parametrize("confident", [True, False])
+def test_class_names_never_touch_a_bar_or_another_column(n, columns, confident):
+    """A bar of 100% ends at its axes' right edge; the next column's names, however long, stay left of that
+    column's bars and right of this one's (the names used to run over a confident bar: wspace was fixed)."""
+    import alexnet.plotting
+
+    probabilities = (1.0, 0.0, 0.0, 0.0, 0.0) if confident else (0.3, 0.25, 0.2, 0.15, 0.1)
+    fig, renderer = _figure(n, probabilities, columns=columns)
+    try:
+        bar_axes = [ax for ax in fig.axes if ax.patches]
+        assert len(bar_axes) == n
+        bars = [(ax, p.get_window_extent(renderer)) for ax in bar_axes for p in ax.patches if p.get_width() > 0]
+        for ax in fig.axes:
+            texts = ax.get_yticklabels() + ax.get_xticklabels() + [ax.xaxis.label]
+            for text in (t for t in texts if t.get_text()):
+                box = text.get_window_extent(renderer)
+                for owner, bar in bars:
+                    assert not box.overlaps(bar), (text.get_text(), owner is ax)
+                for other in fig.axes:  # nor over another image or another column's bars
+                    if other is not ax:
+                        assert not box.overlaps(other.bbox), text.get_text()
+    finally:
+        alexnet.plotting.pyplot().close(fig)
+
+
+def test_labels_are_the_short_class_names_and_the_axis_reads_in_percent():
+    import alexnet.plotting
+    from alexnet.plotting import short_class_name
+
+    fig, _ = _figure(1, (0.5, 0.2, 0.1, 0.1, 0.05), labels=[1])
+    try:
+        image, bars = fig.axes
+        shown = [t.get_text() for t in bars.get_yticklabels()]
+        # the first WordNet name, cut with an ellipsis past 24 characters; the most probable at the top
+        assert shown == ["tench", "church", "Supercalifragilisticexp\u2026", "gas pump", "Greater Swiss Mountain\u2026"]
+        assert shown[0] == short_class_name(LONG_NAMES[4]) and shown[3] == short_class_name(LONG_NAMES[1])
+        assert image.get_xlabel() == "gas pump"  # the true class, its short name
+        assert [t.get_text() for t in bars.get_xticklabels()] == ["0%", "50%", "100%"]
+    finally:
+        alexnet.plotting.pyplot().close(fig)
+
+
+@pytest.mark.parametrize("n, shape", [(1, (1, 1)), (4, (1, 4)), (5, (2, 3)), (6, (2, 3)), (7, (2, 4)),
+                                      (9, (3, 3)), (16, (4, 4)), (17, (3, 6)), (20, (3, 7)), (32, (4, 8))])
+def test_rows_are_as_even_as_can_be(n, shape):
+    """Five images make 3 + 2, not 4 + 1; the rows are at most 4 wide (8 past 16 images)."""
+    from alexnet.evaluation.plots import grid_shape
+
+    assert grid_shape(n) == shape
+    assert grid_shape(12, columns=6) == (2, 6)  # the report's choice is kept

@@ -176,17 +176,41 @@ def test_figure1_text_stays_off_the_curves(lrs):
 
 def test_figure1_names_grey_lines_only_when_it_draws_some():
     import alexnet.plotting
+    from alexnet.experiments.plots import SWEEP_COLOUR
 
     for result, kw, grey in ((figure1_result(), {}, 6), (figure1_result((0.01,)), {}, 0),
                              (figure1_result(), dict(show_sweep=False), 0)):
         fig, ax, _ = _drawn(result, **kw)
-        drawn = [line for line in ax.lines if line.get_color() == "0.75"]
+        drawn = [line for line in ax.lines if line.get_color() == SWEEP_COLOUR]
         legend = [t.get_text() for t in fig.legends[0].get_texts()]
         assert len(drawn) == grey
         if grey:
             assert legend[-1] == "other swept lrs (first 2 epochs)"
         else:
             assert len(legend) == 2 and "grey" not in _figure_texts(fig) and "swept" not in _figure_texts(fig)
+        alexnet.plotting.pyplot().close(fig)
+
+
+def test_figure1_swept_lrs_are_drawn_where_they_can_be_seen():
+    """The legend listed the swept lrs while their light grey lines lay under the bold curves (their first
+    epochs follow the chosen rate's closely): now they are dark enough and drawn over them, dotted per epoch,
+    and the legend's sample looks like them."""
+    from matplotlib.colors import to_rgb
+
+    import alexnet.plotting
+    from alexnet.experiments.plots import SWEEP_COLOUR
+
+    fig, ax, _ = _drawn(figure1_result())
+    try:
+        swept = [line for line in ax.lines if line.get_color() == SWEEP_COLOUR]
+        bold = [line for line in ax.lines if line.get_color() == "black"]
+        assert len(swept) == 6 and len(bold) == 2
+        assert min(line.get_zorder() for line in swept) > max(line.get_zorder() for line in bold)
+        assert max(to_rgb(SWEEP_COLOUR)) <= 0.6  # not the old 0.75 grey, faint on white
+        assert all(line.get_marker() == "o" for line in swept)  # two epochs are two visible dots
+        sample = fig.legends[0].legend_handles[-1]
+        assert (sample.get_color(), sample.get_marker()) == (SWEEP_COLOUR, "o")
+    finally:
         alexnet.plotting.pyplot().close(fig)
 
 

@@ -330,32 +330,84 @@ def test_a_folder_of_queries_is_computed_in_batches_and_the_plot_draws_the_first
         assert im.size[1] < 2 * one_row + 100  # one row drawn, not 16
 
 
-def test_plot_titles_are_readable_and_distances_tell_neighbours_apart(small, tmp_path, capsys, monkeypatch):
-    import shutil
-
+def _capture_plot(monkeypatch) -> list[dict]:
+    """What plot_neighbors drew, figure by figure: titles per row, the query's file-name label, the caption,
+    the title font sizes."""
     import alexnet.inspect.neighbors as nb
 
-    ds, _, _, root = small
-    titles: list[list[str]] = []
+    drawn: list[dict] = []
     save = nb.save_figure
 
     def capture(fig, out, **kw):
-        titles.extend([ax.get_title() for ax in row] for row in np.asarray(fig.axes).reshape(1, -1))
+        axes = np.asarray(fig.axes).reshape(-1)
+        drawn.append({"titles": [ax.get_title() for ax in axes], "query_label": axes[0].get_xlabel(),
+                      "caption": fig._suptitle.get_text(),
+                      "sizes": [ax.title.get_fontsize() for ax in axes if ax.get_title()]})
         return save(fig, out, **kw)
 
     monkeypatch.setattr(nb, "save_figure", capture)
+    return drawn
+
+
+def test_plot_titles_are_readable_and_distances_tell_neighbours_apart(small, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from alexnet.inspect.neighbors import describe_distances
+
+    ds, weights, _, root = small
+    drawn = _capture_plot(monkeypatch)
     query = tmp_path / "n03590841_jack-o'-lantern.png"
     shutil.copy(root / "src" / ds.path_of(0), query)
     assert _neighbors(small, tmp_path, "--k", "8", "--json", query=query) == 0
     doc = json.loads(capsys.readouterr().out)[0]["neighbors"]
-    row = titles[0]
-    assert row[0].replace("\n", "") == query.name  # whole, wrapped
+    (fig,) = drawn
+    row = fig["titles"]
+    assert row[0] == "jack-o'-lantern"  # its class (a WNID of the data starts its name), as predict reads it
+    assert fig["query_label"].replace("\n", "") == query.name  # and its file name under it, whole, wrapped
     names = [t.split("\n")[0] for t in row[1:]]
     assert set(names) <= {"church", "jack-o'-lantern", "tench"} and "church, church building" in {n["class"] for n in doc}
     shown = [t.split("d=")[1] for t in row[1:]]
     assert len(set(shown)) == len({n["distance"] for n in doc})  # distinct distances read distinct
+    assert len({len(s.split(".")[1]) for s in shown}) == 1  # one format: as many decimals everywhere
     for text, n in zip(shown, doc, strict=True):
         assert float(text) == pytest.approx(n["distance"], rel=5e-3)  # at least 3 significant figures
+    assert min(fig["sizes"]) >= 8  # 6 pt at 100 dpi was too small to read
+    caption = fig["caption"].replace("\n", " ")
+    dims = int(re.search(r"their (\d+)-d", caption).group(1))  # cifar_4layer's flattened last conv block
+    assert caption == describe_distances(weights=str(weights), feature_dims=dims, data=str(ds.path))
+    assert "Euclidean distance" in caption and f"weights: {weights}" in caption and "classifier's input" in caption
+    assert "fc7 activations (4096-d" in describe_distances(feature_dims=4096)
+
+
+def test_a_query_in_a_wnid_folder_is_titled_by_its_class_and_others_by_their_name(small, tmp_path, capsys,
+                                                                                   monkeypatch):
+    import shutil
+
+    ds, _, _, root = small
+    drawn = _capture_plot(monkeypatch)
+    folder = tmp_path / "queries"
+    (folder / "n03028079").mkdir(parents=True)
+    shutil.copy(root / "src" / ds.path_of(0), folder / "n03028079" / "photo 1.png")
+    shutil.copy(root / "src" / ds.path_of(1), folder / "holiday.png")
+    assert _neighbors(small, tmp_path, "--k", "2", query=folder) == 0
+    (fig,) = drawn
+    titles = fig["titles"]
+    assert titles[0] == "holiday.png" and titles[3] == "church"  # rows of 3: query, 2 neighbours
+    assert all("d=" in t for t in titles[1:3] + titles[4:6])
+
+
+def test_figure_distances_share_one_format_across_the_figure():
+    """The reviewer's figure read d=3.11 in one row and d=2.095 in the next (5 significant figures on
+    near-ties): now every distance has the decimals that the closest row needs."""
+    from alexnet.inspect.neighbors import figure_distances
+
+    rows = [[1.937, 2.892, 3.106, 3.627], [2.095, 2.109, 2.304, 2.319, 2.322]]
+    out = figure_distances(rows)
+    assert out == [["1.937", "2.892", "3.106", "3.627"], ["2.095", "2.109", "2.304", "2.319", "2.322"]]
+    assert figure_distances([[3.257, 3.418], [2.5, 2.9]]) == [["3.26", "3.42"], ["2.50", "2.90"]]
+    assert figure_distances([[0.0, 0.57912, 0.57941]]) == [["0.0000", "0.5791", "0.5794"]]
+    assert figure_distances([[1.0, 1.0, 2.0]]) == [["1.00", "1.00", "2.00"]]  # duplicates stay equal
+    assert figure_distances([[45.2, 1234.5]]) == [["45", "1234"]]
 
 
 def test_fit_label_wraps_and_shortens_in_the_middle():

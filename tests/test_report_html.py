@@ -237,3 +237,115 @@ def test_a_run_without_config_names_no_data_it_does_not_know(run_dir, tmp_path):
     text = build_report(bare, samples=0, ten_crop=False, progress=False).read_text(encoding="utf-8")
     assert "the run directory has no config file naming its data; give --val" in text
     assert "demo" not in text.lower()
+
+
+# --- the figures themselves --------------------------------------------------------------------------------
+
+def _captured(monkeypatch, draw):
+    """The matplotlib figure a report figure function drew (it is rendered, then closed, afterwards)."""
+    import alexnet.experiments.report as report_module
+    import alexnet.plotting
+
+    figures = []
+    monkeypatch.setattr(report_module, "_png", lambda fig: figures.append(fig) or b"")
+    draw()
+    (fig,) = figures
+    if not hasattr(fig.canvas, "get_renderer"):  # curves_figure's Figure is made without pyplot
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    return fig, fig.canvas.get_renderer(), lambda: alexnet.plotting.pyplot().close(fig)
+
+
+SYNSET_NAMES = ["tench, Tinca tinca", "English springer, English springer spaniel", "cassette player",
+                "chain saw, chainsaw", "church, church building", "French horn, horn", "garbage truck, dustcart",
+                "gas pump, gasoline pump, petrol pump, island dispenser", "golf ball", "parachute, chute"]
+
+
+def test_confusion_matrix_names_classes_by_their_short_name_and_says_what_it_shows(monkeypatch):
+    """Imagenette's names were cut at 18 characters mid-word ("church, church bui"), in 7 pt; the cells'
+    counts did not say they were counts while the colour is a share of the row."""
+    from alexnet.experiments.report import confusion_png
+    from alexnet.plotting import short_class_name
+
+    conf = np.diag(np.arange(1, 11))
+    conf[7, 2] = 2
+    fig, renderer, close = _captured(monkeypatch, lambda: confusion_png(conf, SYNSET_NAMES))
+    try:
+        ax = fig.axes[0]
+        ticks = [t.get_text() for t in ax.get_yticklabels()]
+        assert ticks == [short_class_name(n) for n in SYNSET_NAMES] and "gas pump" in ticks and "church" in ticks
+        assert [t.get_text() for t in ax.get_xticklabels()] == ticks
+        assert min(t.get_fontsize() for t in ax.get_yticklabels()) >= 8.5
+        cells = [t for t in ax.texts]
+        assert sorted(int(t.get_text()) for t in cells) == sorted([*range(1, 11), 2])
+        assert min(t.get_fontsize() for t in cells) >= 8.5
+        title = ax.get_title()
+        assert "share of the true class" in title and "numbers: images" in title
+        colorbar = fig.axes[1]
+        assert "(%)" in colorbar.get_ylabel() and colorbar.get_ylim() == (0.0, 100.0)
+        for t in ax.get_yticklabels():  # no name runs into the matrix
+            assert t.get_window_extent(renderer).x1 <= ax.bbox.x0 + 1
+    finally:
+        close()
+
+
+def _history(lrs, errors):
+    return [dict(epoch=float(e), train_loss=2.0 / e, train_top1_err=err, train_top5_err=err / 2,
+                 val_top1_err=err, val_top5_err=err / 3, lr=lr)
+            for e, (lr, err) in enumerate(zip(lrs, errors, strict=True), 1)]
+
+
+def test_report_curves_are_curves_png_with_the_learning_rate(monkeypatch):
+    """The same panels as curves.png (loss left, errors right), the lr cuts marked between the epochs
+    (3.5 and 7.5, where curves.png marks them; the report's stepped line used to cut at 4 and 8), the lr
+    axis labelled at its decades only, the error axis fitted to the data."""
+    from alexnet.experiments.report import curves_png
+
+    lrs = [0.01] * 3 + [0.001] * 4 + [0.0001] * 3
+    errors = [0.9 - 0.02 * e for e in range(10)]
+    fig, renderer, close = _captured(monkeypatch, lambda: curves_png(_history(lrs, errors)))
+    try:
+        loss, errs, lr = fig.axes
+        assert loss.get_ylabel() == "cross-entropy loss" and errs.get_ylabel() == "error (%)"
+        assert lr.get_ylabel() == "learning rate" and lr.get_yscale() == "log"
+        assert loss.bbox.x1 < errs.bbox.x0  # loss left, errors right
+        cuts = sorted({line.get_xdata()[0] for ax in (loss, errs) for line in ax.lines
+                       if line.get_linestyle() == ":"})
+        assert cuts == [3.5, 7.5]
+        (step,) = lr.lines
+        x = step.get_xdata()
+        assert x.tolist() == list(range(1, 11)) and step.get_drawstyle() == "steps-mid"  # cuts at 3.5 and 7.5
+        assert [t.get_text() for t in lr.get_yticklabels(minor=True) if t.get_text()] == []
+        low, high = errs.get_ylim()
+        assert 18 < low < 24 and 90 < high < 95  # errors 24-90% (the lowest a top-5), not 0-100
+    finally:
+        close()
+
+
+def test_report_lr_axis_spans_at_most_three_decades_and_says_what_falls_below(monkeypatch):
+    """A cosine schedule ending at 7.5e-07 after 4.3e-03 stretched the axis over four decades."""
+    from alexnet.experiments.report import curves_png
+
+    lrs = [0.00431062, 0.00256135, 0.000776149, 7.52953e-07]
+    fig, _, close = _captured(monkeypatch, lambda: curves_png(_history(lrs, [0.5, 0.37, 0.1, 0.0])))
+    try:
+        lr = fig.axes[2]
+        low, high = lr.get_ylim()
+        assert high / low <= 1e3 * 1.6 ** 2 + 1 and low > 7.52953e-07
+        (legend,) = fig.legends
+        assert any("falls to 7.5e-07" in t.get_text() for t in legend.get_texts())
+        shown = [t.get_text() for t in lr.get_yticklabels() if t.get_text()
+                 and low <= t.get_position()[1] <= high]
+        assert len(shown) >= 2
+    finally:
+        close()
+    # a rate that hardly changes still gets labels (no power of ten in its range)
+    fig, _, close = _captured(monkeypatch, lambda: curves_png(_history([0.006, 0.007, 0.008], [0.5, 0.4, 0.3])))
+    try:
+        lr = fig.axes[2]
+        low, high = lr.get_ylim()
+        assert [t for t in lr.get_yticklabels() if t.get_text() and low <= t.get_position()[1] <= high]
+    finally:
+        close()

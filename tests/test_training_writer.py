@@ -344,3 +344,76 @@ def test_the_writes_benchmark_runs(tmp_path):
     for job in ("curves.png", "checkpoint"):
         assert len(c[job]["loop_pace_share"]) == 1 and c[job]["loop_pace_share"][0] > 0 and c[job]["seconds_alone"] > 0
     assert list(tmp_path.iterdir()) == []  # its temporary folder is gone
+
+
+def _drawn_curves(history, **kw):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = rundir.curves_figure(history, **kw)
+    FigureCanvasAgg(fig).draw()
+    return fig, fig.canvas.get_renderer()
+
+
+def _paper_like(epochs=90, cuts=(30, 60, 80)):
+    """A 90-epoch run whose learning rate is cut by 10 after epochs 30, 60 and 80."""
+    import math
+
+    rows = []
+    for e in range(1, epochs + 1):
+        n = sum(e > k for k in cuts)
+        err = 0.3 + 0.6 * math.exp(-e / 8) - 0.08 * n
+        rows.append(dict(epoch=e, train_loss=1.1 + 2.5 * math.exp(-e / 8) - 0.15 * n, train_top1_err=err,
+                         train_top5_err=0.35 * err, val_top1_err=err + 0.05, val_top5_err=0.35 * err + 0.03,
+                         lr=0.01 * 0.1 ** n))
+    return rows
+
+
+def test_curves_legend_and_curves_leave_the_lr_labels_free_and_long_runs_have_no_beads():
+    """90 epochs with cuts after 30, 60, 80: the legend (loc="best") covered the "lr x0.1" labels at the top
+    and a marker on each of the 90 epochs made bead chains."""
+    fig, renderer = _drawn_curves(_paper_like(), title="paper-like")
+    loss, errors = fig.axes
+    labels = errors.texts
+    assert [t.get_text() for t in labels] == [" lr x0.1"] * 3
+    (legend,) = fig.legends
+    box = legend.get_window_extent(renderer)
+    assert not loss.legend_ and not errors.legend_  # one legend, below the panels
+    for ax in fig.axes:
+        assert not box.overlaps(ax.bbox)
+        assert not box.overlaps(ax.xaxis.get_tightbbox(renderer))
+    for text in labels:
+        extent = text.get_window_extent(renderer)
+        assert not extent.overlaps(box)
+        assert extent.y0 >= errors.bbox.y1  # above the axes, where no curve runs
+        assert not extent.overlaps(fig._suptitle.get_window_extent(renderer))
+    for a, b in zip(labels, labels[1:], strict=False):  # nor on each other
+        assert not a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer))
+    assert all(line.get_marker() in (None, "None", "") for ax in fig.axes for line in ax.lines)
+    short, _ = _drawn_curves(_paper_like(epochs=12, cuts=(5, 9)))
+    assert {line.get_marker() for line in short.axes[1].lines if line.get_linestyle() != ":"} == {"o", "s"}
+
+
+def test_curves_error_axis_follows_the_data_and_keeps_markers_whole():
+    """The demo run ends at 0.00% validation / 0.59% training error: on a fixed 0-100% axis it lay flat
+    on the x axis, its markers at 0 cut in half by the spine."""
+    demo = [dict(epoch=1, train_loss=1.84, train_top1_err=0.5156, train_top5_err=0.1699, val_top1_err=0.3047,
+                 val_top5_err=0.0781, lr=0.0043),
+            dict(epoch=2, train_loss=1.53, train_top1_err=0.3770, train_top5_err=0.1035, val_top1_err=0.2734,
+                 val_top5_err=0.0781, lr=0.0026),
+            dict(epoch=3, train_loss=0.30, train_top1_err=0.0977, train_top5_err=0.0195, val_top1_err=0.0078,
+                 val_top5_err=0.0, lr=0.00078),
+            dict(epoch=4, train_loss=0.02, train_top1_err=0.0059, train_top5_err=0.0, val_top1_err=0.0,
+                 val_top5_err=0.0, lr=7.5e-07)]
+    fig, _ = _drawn_curves(demo)
+    errors = fig.axes[1]
+    low, high = errors.get_ylim()
+    assert low == 0 and 51.56 < high < 56  # the data's range and a margin, not 0-100
+    curves = [line for line in errors.lines if line.get_linestyle() != ":"]
+    assert len(curves) == 4 and not any(line.get_clip_on() for line in curves)  # a marker at 0% drawn whole
+    assert all(line.get_zorder() > errors.spines["bottom"].get_zorder() for line in curves)
+    # a run between 60% and 99%: never past 100, never down to 0
+    high_errors = [dict(epoch=e, train_loss=2.0, train_top1_err=0.99 - 0.1 * e, train_top5_err=0.9 - 0.1 * e,
+                        val_top1_err=0.97 - 0.1 * e, val_top5_err=None) for e in range(1, 4)]
+    low, high = _drawn_curves(high_errors)[0].axes[1].get_ylim()
+    assert 55 < low < 60 and 89 < high <= 100
+    assert rundir.error_limits([0.0, 0.0]) == (0.0, 1.0) and rundir.error_limits([100.0]) == (99.0, 100.0)

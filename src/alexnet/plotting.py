@@ -39,3 +39,29 @@ def png_bytes(fig, dpi: int = 100) -> bytes:
     fig.savefig(buf, format="png", dpi=dpi)
     pyplot().close(fig)
     return buf.getvalue()
+
+
+def short_class_name(name: str) -> str:
+    """The first name of a WordNet synonym list (``"church, church building"`` -> ``"church"``): the one
+    a reader knows the class by, short enough for a plot. Every figure that names classes uses it."""
+    first = str(name).split(",")[0].strip()
+    return first or str(name).strip()
+
+
+def clip_label(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: cut at the end with an ellipsis when longer (a single long
+    word too, where ``textwrap.shorten`` would leave only the ellipsis)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[:max(width - 1, 1)].rstrip(" ,-_") + "\u2026"
+
+
+def text_width_inches(fig, texts, fontsize: float, **font) -> float:
+    """The width in inches of the widest of ``texts`` drawn in ``fig`` at ``fontsize`` points (0 when none):
+    what a layout must leave for labels, measured with the figure's own renderer and fonts."""
+    renderer = fig.canvas.get_renderer()
+    widest = 0.0
+    for s in texts:
+        t = fig.text(0, 0, s, fontsize=fontsize, **font)
+        widest = max(widest, t.get_window_extent(renderer).width / fig.dpi)
+        t.remove()
+    return widest

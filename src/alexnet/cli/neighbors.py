@@ -66,6 +66,7 @@ def features_command(args) -> str:
 def run(args) -> int:
     from alexnet.errors import UserError
     from alexnet.evaluation.data import open_prepared
+    from alexnet.evaluation.plots import guess_label
     from alexnet.evaluation.predict import iter_image_files
     from alexnet.inspect.features import check_features, extract_features, image_features, read_features
     from alexnet.inspect.neighbors import (
@@ -122,11 +123,18 @@ def run(args) -> int:
         lab = int(labels[i])
         return str(classes[lab].get("name", lab)) if lab < len(classes) else str(lab)
 
+    def query_class(path: str) -> str | None:
+        """The query's class when its folder or file name is a WNID of the dataset's (as predict reads it)."""
+        lab = guess_label(path, [dict(c, index=j) for j, c in enumerate(classes) if isinstance(c, dict)])
+        return None if lab is None else str(classes[lab].get("name") or classes[lab].get("wnid"))
+
     rows = len(squares)
     shown = idx[:rows, :drawn]  # only the drawn neighbours' images are decoded
     out = plot_neighbors(squares, [[dataset.get_uint8(int(i)) for i in row] for row in shown], args.out,
                          distances=dist[:rows, :drawn], query_titles=[os.path.basename(f) for f in files[:rows]],
-                         neighbour_titles=[[short_class_name(name(int(i))) for i in row] for row in shown])
+                         neighbour_titles=[[short_class_name(name(int(i))) for i in row] for row in shown],
+                         query_classes=[query_class(f) for f in files[:rows]], weights=str(args.weights),
+                         feature_dims=int(feats.shape[1]), data=str(args.data))
     if args.json:
         print(json.dumps([{"query": f, "neighbors": [{"index": int(i), "label": int(labels[i]), "class": name(int(i)),
                                                       "distance": float(d)} for i, d in zip(row, drow, strict=True)]}

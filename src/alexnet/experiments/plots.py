@@ -11,6 +11,10 @@ _STYLE = {"relu": dict(color="black", linestyle="-", label="ReLU"),
           "tanh": dict(color="black", linestyle="--", label="tanh")}
 SWEEP_LABEL = "other swept lrs"
 """The legend's entry for the grey lines; there only when some are drawn."""
+SWEEP_COLOUR = "0.45"
+"""The swept lrs' grey: dark enough to read on white, and drawn over the bold curves (their first epochs
+run close to the chosen rate's, under which a light grey drawn first disappeared)."""
+_SWEEP_STYLE = dict(color=SWEEP_COLOUR, lw=1.0, marker="o", ms=2.5, alpha=0.9)
 
 
 def _percent(errors) -> list[float]:
@@ -23,8 +27,9 @@ def relu_vs_tanh_figure(result, *, show_sweep: bool = True):
     tanh dashed, the target line dotted.
 
     The chosen learning rate of each activation is drawn bold; with ``show_sweep`` the sweep's other rates
-    (their ``sweep_epochs`` epochs) are drawn thin and grey, and the legend names them only when there are
-    any (one swept rate leaves none). The epoch each reaches the target is marked. No text sits inside the
+    (their ``sweep_epochs`` epochs) are drawn thin, dark grey, with a dot per epoch and over the bold curves
+    (whose first epochs they follow closely), and the legend names them only when there are any (one swept
+    rate leaves none). The epoch each reaches the target is marked. No text sits inside the
     axes: the title and the run's settings are above them, the legend below and the target's label to the
     right, so none can cover a curve whatever its shape.
     """
@@ -42,8 +47,8 @@ def relu_vs_tanh_figure(result, *, show_sweep: bool = True):
         if show_sweep:
             for lr, errs in r.sweep.items():
                 if float(lr) != r.lr and errs:
-                    ax.plot(range(1, len(errs) + 1), _percent(errs), color="0.75", lw=0.8,
-                            linestyle=style["linestyle"], marker="." if len(errs) == 1 else None, zorder=1)
+                    ax.plot(range(1, len(errs) + 1), _percent(errs), linestyle=style["linestyle"], zorder=5,
+                            **_SWEEP_STYLE)
                     top = max(top, *errs)
                     swept += 1
         style["label"] = f"{style['label']} (lr {r.lr:g})"
@@ -58,8 +63,8 @@ def relu_vs_tanh_figure(result, *, show_sweep: bool = True):
             ax.annotate(f"{r.epochs_to_target}", at,
                         textcoords="offset points", xytext=(4, -12), fontsize=8, color="C3")
     if swept:
-        handles.append(Line2D([], [], color="0.75", lw=0.8, label=f"{SWEEP_LABEL} (first {cfg.sweep_epochs} "
-                                                                   f"epoch{'s' if cfg.sweep_epochs > 1 else ''})"))
+        handles.append(Line2D([], [], **_SWEEP_STYLE, label=f"{SWEEP_LABEL} (first {cfg.sweep_epochs} "
+                                                             f"epoch{'s' if cfg.sweep_epochs > 1 else ''})"))
     target = 100 * cfg.target_error
     ax.axhline(target, color="C3", lw=0.8, linestyle=":", zorder=2)
     ax.text(1.01, target, f"{target:g}%", color="C3", fontsize=7, va="center", ha="left",

@@ -25,7 +25,7 @@ from alexnet.errors import UserError
 from alexnet.experiments import html as H
 from alexnet.files import write_atomic
 from alexnet.models.meta import meta_of
-from alexnet.plotting import png_bytes, pyplot
+from alexnet.plotting import clip_label, png_bytes, pyplot, short_class_name
 from alexnet.progress import count
 
 CONFIG_NAMES = ("config.json", "config.yaml", "config.yml", "config.toml", "train_config.json")
@@ -134,72 +134,42 @@ def _png(fig) -> bytes:
     return png_bytes(fig)
 
 
-def _as_percent(values: list) -> list:
-    """metrics.csv's errors (fractions) in percent, to draw."""
-    return [100.0 * v if isinstance(v, float) else np.nan for v in values]
-
-
 def curves_png(metrics: list[dict]) -> bytes:
-    """Error (top-1 solid, top-5 dashed; train and val) and loss/learning rate against epochs."""
-    plt = pyplot()
-    epochs = [r.get("epoch") for r in metrics]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for key, label, style in (("train_top1_err", "train top-1", dict(color="C0")),
-                              ("train_top5_err", "train top-5", dict(color="C0", ls="--")),
-                              ("val_top1_err", "val top-1", dict(color="C3")),
-                              ("val_top5_err", "val top-5", dict(color="C3", ls="--"))):
-        vals = [r.get(key) for r in metrics]
-        if any(isinstance(v, float) for v in vals):
-            ax1.plot(epochs, _as_percent(vals), marker="o", ms=3, label=label, **style)
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("error (%)")
-    ax1.set_ylim(bottom=0)
-    ax1.grid(alpha=0.3)
-    ax1.legend(fontsize=8)
-    ax1.set_title("error", fontsize=10)
-    loss = [r.get("train_loss") for r in metrics]
-    if any(isinstance(v, float) for v in loss):
-        ax2.plot(epochs, [v if isinstance(v, float) else np.nan for v in loss], color="C2", marker="o", ms=3,
-                 label="train loss")
-        ax2.set_ylabel("train loss")
-    lr = [r.get("lr") for r in metrics]
-    if any(isinstance(v, float) for v in lr):
-        ax3 = ax2.twinx()
-        ax3.step(epochs, [v if isinstance(v, float) else np.nan for v in lr], where="post", color="0.4", lw=1)
-        ax3.set_yscale("log")
-        ax3.set_ylabel("learning rate", color="0.4")
-    ax2.set_xlabel("epoch")
-    ax2.grid(alpha=0.3)
-    from matplotlib.ticker import MaxNLocator
+    """curves.png's figure (:func:`alexnet.training.rundir.curves_figure`: loss left, errors right, the
+    learning rate's cuts marked between epochs) with the learning rate on a log axis beside the loss."""
+    from alexnet.training.rundir import curves_figure
 
-    for ax in (ax1, ax2):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-    ax2.set_title("loss and learning rate", fontsize=10)
-    fig.tight_layout()
-    return _png(fig)
+    return _png(curves_figure(metrics, lr_axis=True))
 
 
 def confusion_png(conf: np.ndarray, names: list[str]) -> bytes:
-    """Row-normalised confusion matrix (rows: true class, columns: predicted)."""
+    """Confusion matrix (rows: true class, columns: predicted): the colour is the share of the true class's
+    images (row-normalised, in percent), the numbers in the cells are image counts; the title and the
+    colour bar say so. Classes by their first WordNet name (:func:`alexnet.plotting.short_class_name`)."""
     plt = pyplot()
     k = len(names)
-    rates = conf / np.maximum(conf.sum(1, keepdims=True), 1)
-    size = min(10.0, 2.5 + 0.38 * k)
-    fig, ax = plt.subplots(figsize=(size, size * 0.9))
-    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    short = [n[:18] for n in names]
-    ax.set_xticks(range(k), short, rotation=90, fontsize=7)
-    ax.set_yticks(range(k), short, fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    if k <= 20:
+    rates = 100.0 * conf / np.maximum(conf.sum(1, keepdims=True), 1)
+    size = min(11.0, 3.2 + 0.42 * k)
+    cell_pt = 72 * size * 0.62 / max(k, 1)  # about the height of a cell in points
+    tick_font = max(5.5, min(9.5, 0.75 * cell_pt))
+    fig, ax = plt.subplots(figsize=(size + 1.2, size), layout="constrained")
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=100)
+    short = [clip_label(short_class_name(n), 22) for n in names]
+    ax.set_xticks(range(k), short, rotation=90, fontsize=tick_font)
+    ax.set_yticks(range(k), short, fontsize=tick_font)
+    ax.set_xlabel("predicted class", fontsize=10)
+    ax.set_ylabel("true class", fontsize=10)
+    numbers = k <= 20
+    if numbers:
+        cell_font = max(6.5, min(10.0, 0.6 * cell_pt))
         for i in range(k):
             for j in range(k):
                 if conf[i, j]:
-                    ax.text(j, i, str(int(conf[i, j])), ha="center", va="center", fontsize=6,
-                            color="white" if rates[i, j] > 0.5 else "black")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
-    fig.tight_layout()
+                    ax.text(j, i, str(int(conf[i, j])), ha="center", va="center", fontsize=cell_font,
+                            color="white" if rates[i, j] > 50 else "black")
+    ax.set_title("colour: share of the true class's images (%)" + ("; numbers: images" if numbers else ""),
+                 fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="share of the true class (%)")
     return _png(fig)
 
 

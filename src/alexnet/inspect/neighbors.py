@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from alexnet.plotting import pyplot, save_figure
+from alexnet.plotting import pyplot, save_figure, short_class_name
 
 
 def nearest(queries: np.ndarray | torch.Tensor, features: np.ndarray | torch.Tensor, k: int,
@@ -45,16 +45,12 @@ MAX_PLOT_NEIGHBOURS = 20
 # a screen page twice over. The text and JSON list the neighbours of every query.
 MAX_PLOT_QUERIES = 16
 
-# Characters per title line: what fits a 1.7-inch column in DejaVu Sans at the titles' 6-7 pt.
+# Characters per title line: what fits a 1.7-inch column in DejaVu Sans at the titles' 8-8.5 pt.
 _TITLE_WIDTH = 24
 _TITLE_LINES = 2
-
-
-def short_class_name(name: str) -> str:
-    """The first name of a WordNet synonym list (``"church, church building"`` -> ``"church"``): the one
-    a reader knows the class by, short enough for a plot."""
-    first = str(name).split(",")[0].strip()
-    return first or str(name).strip()
+_COLUMN_WIDTH = 1.7  # inches per image
+_NEIGHBOUR_FONT = 8
+_QUERY_FONT = 8.5
 
 
 def fit_label(text: str, width: int = _TITLE_WIDTH, lines: int = _TITLE_LINES) -> str:
@@ -92,20 +88,55 @@ def format_distances(row: Sequence[float], digits: int = 3, *, max_digits: int =
     return out
 
 
+def figure_distances(rows: Sequence[Sequence[float]], digits: int = 3, *, max_extra: int = 3) -> list[list[str]]:
+    """Distances of a whole figure in one format: the same number of decimals everywhere, enough for
+    ``digits`` significant figures on the typical (median) distance, and more (up to ``max_extra``) where
+    that is what tells a row's neighbours apart (2.3190 and 2.3220, not 2.32 twice). Equal distances
+    (duplicate images) stay equal."""
+    values = [[float(d) for d in row] for row in rows]
+    finite = sorted(abs(d) for row in values for d in row if math.isfinite(d) and d)
+    typical = finite[len(finite) // 2] if finite else 1.0
+    base = min(max(digits - 1 - math.floor(math.log10(typical)), 0), 6)
+    for decimals in range(base, base + max_extra + 1):
+        out = [[f"{d:.{decimals}f}" if math.isfinite(d) else str(d) for d in row] for row in values]
+        if all(len(set(o)) == len(set(v)) for o, v in zip(out, values, strict=True)):
+            break
+    return out
+
+
+def describe_distances(*, weights: str | None = None, feature_dims: int | None = None,
+                       data: str | None = None) -> str:
+    """The figure's caption: what ``d`` is, of which activations, with which weights, over which images."""
+    if feature_dims and feature_dims != 4096:
+        features = f"their {feature_dims}-d activations at the classifier's input (fc7 in the paper's net)"
+    else:
+        features = "their fc7 activations" + (f" ({feature_dims}-d, after ReLU)" if feature_dims else " (after ReLU)")
+    where = f" of {data}" if data else ""
+    text = (f"Nearest images{where} to each query (red frame), nearest first; d = Euclidean distance between "
+            f"{features}")
+    return text + (f"; weights: {weights}" if weights else "")
+
+
 def plot_neighbors(queries: Sequence[np.ndarray], neighbours: Sequence[Sequence[np.ndarray]],
                    out: str | os.PathLike, *, distances: np.ndarray | None = None,
                    query_titles: Sequence[str] | None = None,
-                   neighbour_titles: Sequence[Sequence[str]] | None = None) -> Path:
-    """One row per query: the query image, then its neighbours, nearest first. Titles are wrapped (and
-    shortened with an ellipsis past two lines, see :func:`fit_label`); distances have 3 or more
-    significant figures (:func:`format_distances`). Draws what it is given: the CLI keeps it to
-    :data:`MAX_PLOT_NEIGHBOURS` per query."""
+                   neighbour_titles: Sequence[Sequence[str]] | None = None,
+                   query_classes: Sequence[str | None] | None = None,
+                   weights: str | None = None, feature_dims: int | None = None, data: str | None = None) -> Path:
+    """One row per query: the query image, then its neighbours, nearest first. The query is titled by its
+    class when ``query_classes`` knows it (its first WordNet name, the file name under the image), else by
+    its file name; titles are wrapped (and shortened with an ellipsis past two lines, see
+    :func:`fit_label`). Distances share one format across the figure (:func:`figure_distances`), and a
+    caption above says what they measure (:func:`describe_distances`). Draws what it is given: the CLI
+    keeps it to :data:`MAX_PLOT_NEIGHBOURS` per query."""
     plt = pyplot()
 
     rows, cols = len(queries), 1 + max(len(n) for n in neighbours)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 2.1 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(_COLUMN_WIDTH * cols, 2.35 * rows + 0.6), squeeze=False,
+                             layout="constrained")
+    shown = figure_distances([distances[r][:len(neighbours[r])] for r in range(rows)]) \
+        if distances is not None else None
     for r in range(rows):
-        shown = format_distances(distances[r][:len(neighbours[r])]) if distances is not None else None
         for c in range(cols):
             ax = axes[r, c]
             ax.set_xticks([])
@@ -115,14 +146,23 @@ def plot_neighbors(queries: Sequence[np.ndarray], neighbours: Sequence[Sequence[
                 for s in ax.spines.values():
                     s.set_edgecolor("#d62728")
                     s.set_linewidth(2.5)
-                ax.set_title(fit_label(query_titles[r]) if query_titles else "query", fontsize=7)
+                known = query_classes[r] if query_classes else None
+                name = fit_label(query_titles[r]) if query_titles else "query"
+                if known:
+                    ax.set_title(fit_label(short_class_name(known)), fontsize=_QUERY_FONT, fontweight="bold")
+                    if query_titles:
+                        ax.set_xlabel(name, fontsize=7, color="0.35", labelpad=2)
+                else:
+                    ax.set_title(name, fontsize=_QUERY_FONT)
             elif c - 1 < len(neighbours[r]):
                 ax.imshow(neighbours[r][c - 1])
                 label = fit_label(neighbour_titles[r][c - 1]) if neighbour_titles else ""
                 if shown is not None:
-                    label = f"{label}\nd={shown[c - 1]}" if label else f"d={shown[c - 1]}"
-                ax.set_title(label, fontsize=6)
+                    label = f"{label}\nd={shown[r][c - 1]}" if label else f"d={shown[r][c - 1]}"
+                ax.set_title(label, fontsize=_NEIGHBOUR_FONT)
             else:
                 ax.axis("off")
-    fig.tight_layout()
+    caption = describe_distances(weights=weights, feature_dims=feature_dims, data=data)
+    fig.suptitle(textwrap.fill(caption, width=max(40, int(_COLUMN_WIDTH * cols * 13)), break_long_words=False,
+                               break_on_hyphens=False), fontsize=8.5, color="0.2")
     return save_figure(fig, out, dpi=100)

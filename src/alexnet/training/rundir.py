@@ -91,44 +91,126 @@ def write_metrics_csv(path: Path, history: list[dict]) -> None:
     write_atomic(path, buf.getvalue())
 
 
-def curves_figure(history: list[dict], title: str = ""):
-    """The figure of ``curves.png``: training loss (left), top-1/top-5 errors of train and val in percent
-    (right), against epochs (ticks at whole epochs only, also for a run of one or two)."""
+# Past this many epochs the curves are drawn without a marker per epoch (90 markers make a bead chain).
+MARKERS_UP_TO = 20
+# The learning-rate axis spans at most this factor: a cosine schedule's last epoch (7.5e-07 after 4e-03)
+# would otherwise stretch it over four decades; what falls below is said in the legend.
+LR_AXIS_SPAN = 1e3
+
+
+def _number(value, scale: float = 1.0) -> float:
+    """A metrics value to draw: ``scale * value``, NaN for a missing or unreadable one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return float("nan")
+    return scale * float(value)
+
+
+def error_limits(values, margin: float = 0.06) -> tuple[float, float]:
+    """The error axis (percent) for ``values``: their range and a margin (``margin`` of it, at least one
+    point), never below 0 or above 100 (unless a value is). A run from 52% down to 0.00% fills the axis
+    rather than lying flat at the bottom of a 0-100 one."""
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return 0.0, 100.0
+    low, high = min(finite), max(finite)
+    pad = max(margin * (high - low), 1.0)
+    # past 0 or 100 only for values out there (not an error rate), which are then shown, not hidden
+    return min(max(0.0, low - pad), low), max(min(100.0, high + pad), high)
+
+
+def _lr_axis(ax, epochs: list, lrs: list[float], handles: list) -> None:
+    """The learning rate on a log axis to the right of ``ax``: stepped at the half epochs (where it changed,
+    as :func:`lr_drops` marks it), major ticks only, at most :data:`LR_AXIS_SPAN` deep."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    positive = [v for v in lrs if v > 0]
+    if not positive:
+        return
+    ax3 = ax.twinx()
+    line, = ax3.step(epochs, [v if v > 0 else float("nan") for v in lrs], where="mid", color="0.45", lw=1.2,
+                     label="learning rate (right axis)")
+    ax3.set_yscale("log")
+    high, low = max(positive), min(positive)
+    floor = high / LR_AXIS_SPAN
+    bottom, top = max(low, floor) / 1.6, high * 1.6
+    if low < floor * 0.999:
+        line.set_label(f"learning rate (right axis; it falls to {low:.2g}, below the axis)")
+    # major ticks only; where fewer than two powers of ten lie in the range, at 1, 2 and 5 times them (the
+    # range widened to the nearest of these where none lies in it), so that the axis reads in two labels or more
+    if math.floor(math.log10(top)) - math.ceil(math.log10(bottom)) < 1:
+        nice = [m * 10.0 ** e for e in range(math.floor(math.log10(bottom)) - 1, math.ceil(math.log10(top)) + 1)
+                for m in (1, 2, 5)]
+        if not any(bottom <= v <= top for v in nice):
+            bottom = max(v for v in nice if v <= bottom)
+            top = min(v for v in nice if v >= top)
+        ax3.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax3.set_ylim(bottom, top)
+    ax3.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2g}"))  # as the config writes it: 0.001
+    ax3.yaxis.set_minor_formatter(NullFormatter())
+    ax3.set_ylabel("learning rate", color="0.4")
+    handles.append(line)
+
+
+def curves_figure(history: list[dict], title: str = "", *, lr_axis: bool = False):
+    """The figure of ``curves.png`` (and of the report's learning curves): training loss (left; with
+    ``lr_axis`` the learning rate on a log axis to its right), top-1/top-5 errors of train and val in
+    percent (right), against epochs (ticks at whole epochs only, also for a run of one or two).
+
+    The error axis follows the data (:func:`error_limits`); a marker per epoch up to
+    :data:`MARKERS_UP_TO` epochs, none past; the learning rate's cuts (:func:`lr_drops`) are dotted lines
+    labelled above the axes, and the legend sits below them: nothing written over a curve or a label."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure  # no pyplot: no global state, safe in any thread
     from matplotlib.ticker import MaxNLocator
+    from matplotlib.transforms import blended_transform_factory
 
-    epochs = [r["epoch"] for r in history]
+    epochs = [r.get("epoch") for r in history]
 
     def series(key: str, scale: float = 1.0) -> list[float]:
-        return [float("nan") if r.get(key) is None else scale * r[key] for r in history]
+        return [_number(r.get(key), scale) for r in history]
 
-    fig = Figure(figsize=(10, 3.8), dpi=100)
+    mark = len(history) <= MARKERS_UP_TO
+    fig = Figure(figsize=(10, 4.3), dpi=100, layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
-    ax1.plot(epochs, series("train_loss"), "o-", color="C0", label="train loss")
+    handles = ax1.plot(epochs, series("train_loss"), "-", marker="o" if mark else None, ms=4, color="C2",
+                       label="train loss", clip_on=False, zorder=3)
     ax1.set_ylabel("cross-entropy loss")
-    ax1.legend()
-    for key, label, style in (("train_top1_err", "train top-1", "o-"), ("train_top5_err", "train top-5", "o--"),
-                              ("val_top1_err", "val top-1", "s-"), ("val_top5_err", "val top-5", "s--")):
+    if lr_axis:
+        _lr_axis(ax1, epochs, series("lr"), handles)
+    shown = []
+    for key, label, line, marker in (("train_top1_err", "train top-1", "-", "o"),
+                                     ("train_top5_err", "train top-5", "--", "o"),
+                                     ("val_top1_err", "val top-1", "-", "s"),
+                                     ("val_top5_err", "val top-5", "--", "s")):
         values = series(key, 100.0)
         if any(not math.isnan(v) for v in values):
-            ax2.plot(epochs, values, style, color="C0" if key.startswith("train") else "C3", label=label)
+            # not clipped: a marker at 0% (or 100%) is drawn whole over the spine, not cut in half
+            handles += ax2.plot(epochs, values, linestyle=line, marker=marker if mark else None, ms=4,
+                                color="C0" if key.startswith("train") else "C3", label=label, clip_on=False,
+                                zorder=3)
+            shown += values
     ax2.set_ylabel("error (%)")
-    ax2.set_ylim(0, 100)
-    ax2.legend()
+    ax2.set_ylim(*error_limits(shown))
+    drops = lr_drops(history)
+    span = (max(epochs) - min(epochs)) if epochs and all(isinstance(e, (int, float)) for e in epochs) else 0
     for ax in (ax1, ax2):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch: tick 1 alone
         ax.grid(alpha=0.3)
-        for x, factor in lr_drops(history):  # where a step in the loss or error may come from
+        level, last = 0, None
+        for x, factor in drops:  # where a step in the loss or error may come from
             ax.axvline(x, color="0.5", linestyle=":", linewidth=1)
-            if ax is ax2:
-                ax.text(x, 98, f" lr x{factor:.2g}", color="0.35", fontsize=8, va="top")
+            if ax is ax2:  # above the axes, where no curve runs; a cut close to the last one a line higher
+                level = level + 1 if last is not None and span and (x - last) < 0.14 * span else 0
+                ax.text(x, 1.01 + 0.06 * level, f" lr x{factor:.2g}", color="0.35", fontsize=8, va="bottom",
+                        ha="left", transform=blended_transform_factory(ax.transData, ax.transAxes))
+                last = x
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=8.5,
+               frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 
