@@ -382,9 +382,9 @@ def test_ilsvrc2012_matches_torchvision_imagenet(samples, tmp_path, monkeypatch)
 
 # --------------------------------------------------------------------------- resume after interruption
 
-def test_interrupted_prepare_resumes(samples, tmp_path, monkeypatch):
-    src = write_folder(tmp_path / "src", dict(sorted(samples.items())[:10]))
-    out = tmp_path / "out"
+def _interrupt_after_three_shards(monkeypatch):
+    """Make prepare's shard writer raise KeyboardInterrupt (a Ctrl-C) at its fourth shard; returns the real
+    writer (to put back) and the list of chunks written."""
     real = prepare_mod._write_shard
     calls = []
 
@@ -395,6 +395,13 @@ def test_interrupted_prepare_resumes(samples, tmp_path, monkeypatch):
         return real(task)
 
     monkeypatch.setattr(prepare_mod, "_write_shard", dies_after_three)
+    return real, calls
+
+
+def test_interrupted_prepare_resumes(samples, tmp_path, monkeypatch):
+    src = write_folder(tmp_path / "src", dict(sorted(samples.items())[:10]))
+    out = tmp_path / "out"
+    real, calls = _interrupt_after_three_shards(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         prepare_dataset(src, out, shard_size=2, workers=1, progress=False)
     assert not (out / META).exists() and (out / PARTIAL).is_dir()
@@ -615,16 +622,7 @@ def test_a_resumed_prepare_says_what_this_run_did(tmp_path, monkeypatch):
     """It printed the whole dataset's count and the workers asked for: 'wrote 9469 images in 3.1s
     (13 shards, 2 workers)' after 24 of 37 shards were kept; '(1 shards, 1000 workers)'."""
     src = write_folder(tmp_path / "src", {f"{c}/{i}.png": _png(20) for c in "ab" for i in range(5)})
-    real = prepare_mod._write_shard
-    calls = []
-
-    def dies_after_three(task):
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        calls.append(task["chunk"])
-        return real(task)
-
-    monkeypatch.setattr(prepare_mod, "_write_shard", dies_after_three)
+    real, calls = _interrupt_after_three_shards(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         prepare_dataset(src, tmp_path / "out", size=16, shard_size=2, workers=1, progress=False)
     monkeypatch.setattr(prepare_mod, "_write_shard", real)

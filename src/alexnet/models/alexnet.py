@@ -63,6 +63,8 @@ class AlexNet(ClassifierHead, nn.Module):
     ``reset_classifier(num_classes)`` (a new fc8 with this net's init; 0: none, the net returns fc7).
     """
 
+    head_name = "fc8"
+
     def __init__(self, num_classes: int = 1000, config: AlexNetConfig = AlexNetConfig()) -> None:
         super().__init__()
         c = config
@@ -155,15 +157,6 @@ class AlexNet(ClassifierHead, nn.Module):
         fcs = [(n, m) for n, m in self.fc.named_children() if n.startswith("fc")]
         head = [("fc8", self.fc8)] if isinstance(self.fc8, nn.Linear) else []
         return [*convs, *fcs, *head]
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc8
-
-    def _set_classifier(self, head: nn.Module) -> None:
-        self.fc8 = head
-
-    def _init_classifier(self, layer: nn.Linear) -> None:
-        self._init_layer("fc8", layer)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         y = self.features(x)  # (B, 256, 6, 6)

@@ -29,6 +29,8 @@ class CifarNet(ClassifierHead, nn.Module):
     pool3 maps), ``get_classifier()`` (fc10), ``reset_classifier(num_classes)`` (a new fc10, N(0, 0.01)
     weights and zero biases as layers-18pct; 0: none, the net returns the 1024 features). Takes 32x32 input."""
 
+    head_name = "fc10"
+
     input_size = 32
     feature_shape = (64, 4, 4)
 
@@ -61,15 +63,6 @@ class CifarNet(ClassifierHead, nn.Module):
     def _init_layer(name: str, m: nn.Conv2d | nn.Linear) -> None:
         nn.init.normal_(m.weight, std=1e-4 if name == "conv1" else 0.01)
         nn.init.zeros_(m.bias)
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc10
-
-    def _set_classifier(self, head: nn.Module) -> None:
-        self.fc10 = head
-
-    def _init_classifier(self, layer: nn.Linear) -> None:
-        self._init_layer("fc10", layer)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         y = self.features(x)  # (B, 64, 4, 4)

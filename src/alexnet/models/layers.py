@@ -174,7 +174,8 @@ class ClassifierHead:
       are gone from the state dict). When the number of classes changes, ``model.meta.classes`` becomes
       None: the old class names no longer apply.
 
-    A subclass defines ``get_classifier``, ``_set_classifier`` and ``_init_classifier``; for the input check
+    A subclass names its last layer's attribute in ``head_name`` (or overrides ``get_classifier`` and
+    ``_set_classifier``, and has an ``_init_layer(name, layer)`` for its own init); for the input check
     (:meth:`_check_features`) ``input_size`` and ``feature_shape`` (``None``: any size).
     """
 
@@ -183,14 +184,20 @@ class ClassifierHead:
     feature_shape: tuple[int, int, int] | None = None
     input_note: str = ""  # said after the input size in the wrong-size message
 
+    head_name: str = ""  # the attribute that holds the last layer ("fc8"), for the defaults below
+
     def get_classifier(self) -> nn.Module:
-        raise NotImplementedError
+        return getattr(self, self.head_name)
 
     def _set_classifier(self, head: nn.Module) -> None:
-        raise NotImplementedError
+        setattr(self, self.head_name, head)
 
     def _init_classifier(self, layer: nn.Linear) -> None:
-        """The model's own initialisation of its last layer (default: PyTorch's, as nn.Linear comes)."""
+        """The model's own initialisation of its last layer: its ``_init_layer(name, layer)`` where it has
+        one, else PyTorch's (as nn.Linear comes)."""
+        init = getattr(self, "_init_layer", None)
+        if init is not None:
+            init(self.head_name, layer)
 
     @property
     def num_classes(self) -> int:
