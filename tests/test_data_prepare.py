@@ -695,3 +695,43 @@ def test_an_interrupted_prepare_says_how_to_resume(tmp_path, monkeypatch):
     code, out, err = run_cli(["prepare", str(src), str(tmp_path / "o2"), "--workers", "1", "--no-progress"])
     assert code == 130 and "nothing kept" in err and "run the same command again" in err, err
     assert not (tmp_path / "o2").exists()
+
+
+def test_a_failure_after_the_dataset_is_finished_keeps_it(tmp_path):
+    """The review: a Ctrl-C (or a broken pipe) in the last log line of a fresh prepare deleted the finished
+    dataset's shards, leaving a meta.json that a re-run took for done."""
+    src = write_folder(tmp_path / "src", {f"{c}/{i}.png": _png(20) for c in "ab" for i in range(3)})
+
+    def log(msg):
+        if msg.startswith("wrote"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prepare_dataset(src, tmp_path / "out", size=16, workers=1, progress=False, log=log)
+    ds = PreparedDataset(tmp_path / "out")
+    assert len(ds) == 6 and ds.get_uint8(5).shape == (16, 16, 3)
+
+
+def test_files_not_read_do_not_change_the_datasets_settings(tmp_path):
+    """A dataset prepared before loose files were listed as skipped stays 'this dataset' on a re-run."""
+    src = write_folder(tmp_path / "src", {f"{c}/{i}.png": _png(20) for c in "ab" for i in range(3)})
+    first = prepare_dataset(src, tmp_path / "out", size=16, workers=1, progress=False)
+    (src / "README.txt").write_text("notes")                    # a loose file: listed, not read
+    said = []
+    again = prepare_dataset(src, tmp_path / "out", size=16, workers=1, progress=False, log=said.append)
+    assert len(again) == len(first) and any("nothing to do" in m for m in said), said
+
+
+def test_classes_file_never_merges_two_folders_and_reads_single_word_names(tmp_path):
+    """The review: 'id<TAB>name' lines with folders 001, cat, 002 put 001 and cat into one class; a file of
+    names 'tiger shark', 'shark', 'tiger' was refused as a duplicate id 'tiger'."""
+    from alexnet.data.classes import read_class_file
+
+    ids = tmp_path / "ids.txt"
+    ids.write_text("001\tcat\n002\tdog\n")
+    with pytest.raises(UserError, match="'001' and 'cat' in SRC both match line 1"):
+        read_class_file(ids).match(["001", "cat", "002"], "SRC")
+    names = tmp_path / "names.txt"
+    names.write_text("tiger shark\nshark\ntiger\n")
+    classes, mapping = read_class_file(names).match(["shark", "tiger"], "SRC")
+    assert (mapping["shark"], mapping["tiger"]) == (1, 2) and [c["name"] for c in classes][0] == "tiger shark"

@@ -438,7 +438,7 @@ def test_a_long_chain_of_tar_links_is_a_loop(tmp_path):
     ("m7", "m7/prepared", "is inside SRC"),
     ("m7", "m7", "SRC m7 is OUT"),
     ("m7", "m7/a/deeper", "is inside SRC"),
-    ("data/m7", "data", "is inside OUT"),
+    ("m7", "link/deeper", "is inside SRC"),   # through a link to a folder inside SRC
 ])
 def test_out_and_src_folders_apart(tmp_path, monkeypatch, capsys, src, out, needle):
     """OUT inside SRC was made before SRC was listed: an empty class 'prepared' shifted the indices, and a
@@ -447,11 +447,32 @@ def test_out_and_src_folders_apart(tmp_path, monkeypatch, capsys, src, out, need
     for c in ("a", "b"):
         (tmp_path / src / c).mkdir(parents=True)
         Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / src / c / "x.png")
+    (tmp_path / "link").symlink_to(tmp_path / src / "a")
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     assert main(["prepare", src, out, "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing created
+
+
+def test_src_inside_out_is_fine_as_it_was(tmp_path):
+    """Datasets were prepared into SRC's parent before (the listing never sees OUT's own files)."""
+    for c in ("a", "b"):
+        (tmp_path / "nest" / "train" / c).mkdir(parents=True)
+        Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "nest" / "train" / c / "x.png")
+    ds = prepare_dataset(tmp_path / "nest" / "train", tmp_path / "nest", size=16, workers=1, progress=False)
+    assert len(ds) == 2
+
+
+def test_a_symlinked_out_inside_src_is_refused(tmp_path, capsys):
+    """SRC/prepared a link to a folder elsewhere: the listing follows it, so a re-run would read it as a class."""
+    for c in ("a", "b"):
+        (tmp_path / "src" / c).mkdir(parents=True)
+        Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "src" / c / "x.png")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "src" / "prepared").symlink_to(tmp_path / "elsewhere")
+    assert main(["prepare", str(tmp_path / "src"), str(tmp_path / "src" / "prepared"), "--no-progress"]) == 2
+    assert "is inside SRC" in capsys.readouterr().err
 
 
 def test_out_inside_src_beside_the_subdir_read_is_fine(tmp_path):
@@ -461,3 +482,29 @@ def test_out_inside_src_beside_the_subdir_read_is_fine(tmp_path):
     ds = prepare_dataset(tmp_path / "set", tmp_path / "set" / "prepared", subdir="train", size=16, workers=1,
                          progress=False)
     assert len(ds) == 2 and [c["wnid"] for c in ds.classes] == ["a", "b"]
+
+
+def test_a_deep_member_path_costs_no_more_than_its_length(tmp_path):
+    """The review: every prefix of every member path was kept (the square of a path's length): a 268-byte
+    tar.gz with one 80,000-character path took 1.5 GB to list."""
+    import io
+    import tarfile
+    import tracemalloc
+
+    from alexnet.data.sources import _list_tar
+
+    path = tmp_path / "deep.tar.gz"
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tf:
+        for name in ("c0/" + "a/" * 5000 + "x.jpg", "c1/y.jpg"):
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tf.addfile(info, io.BytesIO(b"x"))
+        link = tarfile.TarInfo("c1/to-folder.jpg")                 # a symlink to a folder the deep path implies
+        link.type, link.linkname = tarfile.SYMTYPE, "../c0/a/a"
+        tf.addfile(link)
+    tracemalloc.start()
+    listing = _list_tar(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(listing) == 3 and peak < 5_000_000, peak              # the prefixes alone were 25 MB
+    assert [m.problem for m in listing if m.problem] == ["link to a folder"]

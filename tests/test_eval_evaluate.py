@@ -375,6 +375,7 @@ def test_evaluate_takes_a_path_and_refuses_a_bad_batch_size(tiny_damageable):
     by_path = evaluate(model, root / "raw", progress=False)
     by_object = evaluate(model, alexnet.data.PreparedDataset(root / "raw"), progress=False)
     assert by_path.images == 6 and by_path.top1_error == by_object.top1_error
+    assert evaluate(model, root / "raw", batch_size=np.int64(4), progress=False).images == 6  # numpy ints too
     for bad in (0, -1, 2.5, True):
         with pytest.raises(UserError, match="batch_size must be a positive integer"):
             evaluate(model, root / "raw", batch_size=bad, progress=False)

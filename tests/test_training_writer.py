@@ -417,3 +417,20 @@ def test_curves_error_axis_follows_the_data_and_keeps_markers_whole():
     low, high = _drawn_curves(high_errors)[0].axes[1].get_ylim()
     assert 55 < low < 60 and 89 < high <= 100
     assert rundir.error_limits([0.0, 0.0]) == (0.0, 1.0) and rundir.error_limits([100.0]) == (99.0, 100.0)
+
+
+def test_curves_take_numpy_values_and_leave_out_infinite_ones(tmp_path):
+    """The review: inf in an error column made the axis limits infinite (ValueError), inf in lr an
+    OverflowError; numpy scalars (an API caller's) were drawn as missing."""
+    import numpy as np
+
+    from alexnet.training.rundir import curves_figure
+
+    history = [{"epoch": 1, "train_loss": np.float32(2.0), "train_top1_err": 0.8, "val_top1_err": float("inf"),
+                "lr": float("inf")},
+               {"epoch": 2, "train_loss": 1.5, "train_top1_err": np.float64(0.5), "val_top1_err": 0.6, "lr": 0.01}]
+    fig = curves_figure(history)
+    loss = [line for line in fig.axes[0].get_lines() if line.get_label() == "train loss"][0]
+    assert list(loss.get_ydata()) == [2.0, 1.5]
+    low, high = fig.axes[1].get_ylim()
+    assert 0 <= low < 50 and 60 < high <= 100

@@ -78,7 +78,7 @@ class ClassFile:
         two lines share matches neither). A folder found nowhere is an error showing what was read.
         """
         wanted = set(folders)
-        if wanted <= set(self.ids):
+        if wanted <= set(self.ids) and (len(set(self.ids)) == len(self.ids) or not wanted <= set(self.lines)):
             classes = self.by_id()
             return classes, {c["wnid"]: c["index"] for c in classes}
         if wanted <= set(self.lines):
@@ -97,7 +97,14 @@ class ClassFile:
             raise UserError(f"class folder(s) {shown} in {where} are not in the classes file {self.path} "
                             f"(its {len(self.lines)} lines read as: {read}"
                             f"{'; ...' if len(self.lines) > 3 else ''})")
-        return self.by_id(), {f: lookup[f] for f in wanted}
+        mapping = {f: lookup[f] for f in wanted}
+        taken: dict[int, str] = {}
+        for f in sorted(wanted):  # two folders read as one class would merge their images silently
+            if mapping[f] in taken:
+                raise UserError(f"class folders {taken[mapping[f]]!r} and {f!r} in {where} both match line "
+                                f"{mapping[f] + 1} of the classes file {self.path}: rename one, or list it")
+            taken[mapping[f]] = f
+        return self.by_id(), mapping
 
 
 def read_class_file(path: str | Path) -> ClassFile:

@@ -193,17 +193,20 @@ def _prepare(source: Source, out: Path, settings: dict, settings_id: str, *, siz
 def _check_apart(src: Path, out: Path, *, subdir: str | None, labels_file) -> None:
     """Refuse an OUT inside the folder that is listed as class folders (it would be listed too: an extra
     class shifting every index, and a later prepare of SRC reading this dataset's files as images), and a
-    folder SRC that is OUT or inside it (the dataset's files would be mixed into it)."""
+    folder SRC that is OUT. A SRC inside OUT is fine (the listing never sees OUT's own files), as before.
+    Compared as given and with links resolved: the listing follows a link inside SRC to an OUT elsewhere."""
     if not src.is_dir():
         return
-    s, o = src.resolve(), out.resolve()
-    if o == s or o in s.parents:
-        raise UserError(f"SRC {src} is {'OUT' if o == s else f'inside OUT {out}'}: the prepared dataset "
-                        "goes into a folder of its own; choose an OUT apart from SRC")
-    listed = (src / subdir).resolve() if subdir else s
-    if labels_file is None and not is_ilsvrc_folder(src, subdir) and (o == listed or listed in o.parents):
-        raise UserError(f"OUT {out} is inside SRC {src}, whose folders are read as classes: choose an OUT "
-                        "outside SRC")
+    if src.resolve() == out.resolve():
+        raise UserError(f"SRC {src} is OUT: the prepared dataset goes into a folder of its own; choose an OUT "
+                        "apart from SRC")
+    if labels_file is not None or is_ilsvrc_folder(src, subdir):
+        return
+    listed = src / subdir if subdir else src
+    for o, lst in ((out.resolve(), listed.resolve()), (out.absolute(), listed.absolute())):
+        if o == lst or lst in o.parents:
+            raise UserError(f"OUT {out} is inside SRC {src}, whose folders are read as classes: choose an "
+                            "OUT outside SRC")
 
 
 def _check_writable(out: Path) -> None:
@@ -246,6 +249,8 @@ def _remove_folders(made: list[Path]) -> None:
 def _undo_failed(out: Path, made: list[Path], had_shards: bool) -> None:
     """After a failed prepare that started afresh: if no finished shard holds an image (nothing a re-run
     could keep), remove what this prepare made, its own file names only, and the folders it created."""
+    if (out / META).exists():  # the dataset was finished (a failure after it, e.g. in printing): keep it
+        return
     records = sorted((out / PARTIAL).glob("[0-9]*.json"))
     for rec in records:
         try:
@@ -272,8 +277,8 @@ def _settings(source: Source, *, size, warp, fmt, quality) -> dict:
             "listing": source.settings, "files": h.hexdigest(), "found": len(source),
             "classes": hashlib.sha256(json.dumps(source.classes).encode()).hexdigest(),
             "size": size, "warp": bool(warp), "format": fmt, "quality": quality if fmt == "jpeg" else None}
-    if source.skipped:  # (only then: the settings of every earlier listing stay what they were)
-        settings["not_read"] = hashlib.sha256(json.dumps(source.skipped).encode()).hexdigest()
+    # (the files listed but not read, source.skipped, are not among them: they change nothing stored, and a
+    # dataset prepared before they were listed stays this one)
     return settings
 
 

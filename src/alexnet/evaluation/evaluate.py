@@ -15,6 +15,7 @@ import contextlib
 import csv
 import io
 import math
+import numbers
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -218,7 +219,7 @@ def evaluate(model: nn.Module, dataset, *, crops: int = 1, batch_size: int = 64,
     """
     if crops not in (1, 10):
         raise UserError(f"crops must be 1 (centre) or 10 (the paper's ten patches), got {crops}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
     if isinstance(dataset, (str, os.PathLike)):
         from alexnet.evaluation.data import open_prepared

@@ -20,6 +20,7 @@ import csv
 import io
 import json
 import math
+import numbers
 import os
 import re
 from pathlib import Path
@@ -99,10 +100,12 @@ LR_AXIS_SPAN = 1e3
 
 
 def _number(value, scale: float = 1.0) -> float:
-    """A metrics value to draw: ``scale * value``, NaN for a missing or unreadable one."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """A metrics value to draw: ``scale * value`` (numpy scalars too), NaN for a missing, unreadable or
+    infinite one (a diverged epoch's inf would make the axis limits infinite)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return float("nan")
-    return scale * float(value)
+    value = scale * float(value)
+    return value if math.isfinite(value) else float("nan")
 
 
 def error_limits(values, margin: float = 0.06) -> tuple[float, float]:
