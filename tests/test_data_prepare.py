@@ -609,8 +609,10 @@ def test_classes_file_formats_that_worked_still_read_the_same(shared_data, tmp_p
     from alexnet.data.classes import read_class_file
 
     cf = read_class_file(shared_data / "synset_words.txt")
-    classes, index = cf.match(["n01440764", "tench, Tinca tinca"], "src")
-    assert classes == syn and index == {"n01440764": 0, "tench, Tinca tinca": 0}
+    classes, index = cf.match(["n01440764", "goldfish, Carassius auratus"], "src")
+    assert classes == syn and index == {"n01440764": 0, "goldfish, Carassius auratus": 1}
+    with pytest.raises(UserError, match="both match line 1"):   # two folders of one class: not merged silently
+        cf.match(["n01440764", "tench, Tinca tinca"], "src")
     with pytest.raises(UserError, match="crane"):
         cf.match(["crane"], "src")
     (tmp_path / "dup.txt").write_text("n01 a\nn01 b\n")
