@@ -40,7 +40,7 @@ def test_info_with_option_and_input_size():
     (("info", "--input-size", "abc"), "expected a whole number, got 'abc'"),
     (("info", "--input-size", "0"), "--input-size: must be at least 1, got 0"),
     (("info", "--num-classes", "99999999999999"), "--num-classes: must be in 1..100000"),
-    (("info", "--input-size", "20"), "does not fit"),
+    (("info", "--input-size", "20"), "alexnet takes 3x224x224 input"),
     (("nosuchcommand",), "invalid choice"),
 ])
 def test_user_mistakes_are_one_line(args, needle):

@@ -656,3 +656,9 @@ def test_a_dataset_that_is_not_ours_is_one_line(tmp_path, tiny):
     with pytest.raises(UserError, match="val_dataset= takes a PreparedDataset"):
         train(_config(tmp_path, epochs=1), dataset=tiny, val_dataset=Pairs(), progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_crop_the_net_cannot_take_is_one_line_before_the_run_directory(tmp_path, tiny):
+    with pytest.raises(UserError, match="--crop-size 20: cifar_4layer takes 3x32x32 input"):
+        train(_config(tmp_path, epochs=1, crop_size=20), dataset=tiny, progress=False)
+    assert not (tmp_path / "run").exists()

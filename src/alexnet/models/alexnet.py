@@ -159,7 +159,7 @@ class AlexNet(ClassifierHead, nn.Module):
         return [*convs, *fcs, *head]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.features(x)  # (B, 256, 6, 6)
+        y = self._features(x)  # (B, 256, 6, 6)
         self._check_features(x, y)
         return y
 

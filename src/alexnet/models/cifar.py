@@ -65,7 +65,7 @@ class CifarNet(ClassifierHead, nn.Module):
         nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.features(x)  # (B, 64, 4, 4)
+        y = self._features(x)  # (B, 64, 4, 4)
         self._check_features(x, y)
         return y
 

@@ -224,6 +224,20 @@ class ClassifierHead:
         if num_classes != before and isinstance(meta, ModelMeta):
             meta.classes = None  # the old class names no longer apply
 
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        """``self.features(x)``; an input too small for the convolutions and poolings (torch's "Output size
+        is too small") raises the same :class:`InputSizeError` as one the classifier cannot take. In eager
+        mode only: under torch.compile / torch.export the shapes are guards and the error is torch's."""
+        if torch.compiler.is_compiling():
+            return self.features(x)
+        try:
+            return self.features(x)
+        except RuntimeError:
+            if x.dim() == 4 and tuple(x.shape[-2:]) != (self.input_size, self.input_size):
+                raise InputSizeError(meta_of(self).arch or type(self).__name__, self.input_size, self.input_note,
+                                     tuple(x.shape)) from None
+            raise
+
     def _check_features(self, x: torch.Tensor, features: torch.Tensor) -> None:
         """Refuse an input whose feature maps the classifier cannot take, naming the model's input size.
         Only static dimensions are compared: under torch.compile / torch.export this is a shape guard,

@@ -21,6 +21,7 @@ class AlexNetOWT(ClassifierHead, nn.Module):
     63x63 works (adaptive pooling to 6x6), so no input size is enforced."""
 
     input_size = 224
+    input_note = " (or any size from 63 up: adaptive pooling before the classifier)"
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()
@@ -60,7 +61,7 @@ class AlexNetOWT(ClassifierHead, nn.Module):
         self.classifier[-1] = head  # same key: classifier.6.weight / .bias
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.avgpool(self.features(x))  # (B, 256, 6, 6)
+        return self.avgpool(self._features(x))  # (B, 256, 6, 6)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = torch.flatten(x, 1)

@@ -129,3 +129,15 @@ def create_model(name: str, num_classes: int | None = None, **options) -> nn.Mod
         raise BadOptionError(f"model {name!r}: {str(e).splitlines()[0]}") from e
     model.meta = ModelMeta(arch=name, options=dict(options))  # checkpoints and weights files record it
     return model
+
+
+def check_input_size(name: str, size: int, **options) -> None:
+    """Whether model ``name`` takes ``size`` x ``size`` images: run on the meta device (no memory, no
+    arithmetic); a size it does not take raises :class:`~alexnet.models.layers.InputSizeError` (a
+    UserError naming the size it takes), before a run starts."""
+    import torch
+
+    with torch.device("meta"):
+        model = create_model(name, num_classes=2, **options).eval()
+        with torch.no_grad():
+            model(torch.empty(1, 3, size, size))

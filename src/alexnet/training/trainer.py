@@ -44,6 +44,8 @@ from alexnet.errors import UserError
 from alexnet.files import write_atomic
 from alexnet.models import create_model, set_grouped_conv
 from alexnet.models.init import initialize
+from alexnet.models.layers import InputSizeError
+from alexnet.models.registry import check_input_size
 from alexnet.progress import Progress, TrainingProgress, count
 from alexnet.training import checkpoint as ckpt
 from alexnet.training import rundir
@@ -200,6 +202,10 @@ class Trainer:
         if r.crop_size > self.dataset.size:
             raise UserError(f"crop size {r.crop_size} is larger than the {self.dataset.size}x{self.dataset.size} "
                             "images of the dataset (set --crop-size)")
+        try:  # before the run directory is made: a crop the net cannot take (alexnet_owt at 32) is one line
+            check_input_size(c.arch, r.crop_size, **c.model_options)
+        except InputSizeError as e:
+            raise UserError(f"--crop-size {r.crop_size}: {e}") from None
         labels = getattr(self.dataset, "labels", None)
         if labels is not None:
             held = np.asarray(labels) if data.train_idx is None else np.asarray(labels)[np.asarray(data.train_idx)]
