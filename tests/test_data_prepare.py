@@ -219,7 +219,7 @@ def test_awkward_and_corrupt_files(samples, tmp_path):
     # the CLI summary line names both counts and lists the skipped files
     code, out, err = run_cli(["prepare", str(src), str(tmp_path / "out"), "--workers", "1"])
     assert code == 0
-    assert "6 images written, 3 skipped, 9 found" in out
+    assert "6 images, 3 skipped, 9 found" in out
     assert "skipped b/empty.JPEG: empty file" in err
 
 
@@ -525,7 +525,7 @@ def test_imagenette_with_synset_classes(shared_data, tmp_path):
     code, out, err = run_cli(["prepare", str(shared_data / "imagenette-train.tar.gz"), str(tmp_path / "inet"),
                               "--classes", str(shared_data / "synset_words.txt"), "--no-progress"])
     assert code == 0, err
-    assert "9469 images written, 0 skipped, 9469 found" in out
+    assert "9469 images, 0 skipped, 9469 found" in out
     ds = PreparedDataset(tmp_path / "inet")
     assert len(ds) == 9469 and len(ds.classes) == 1000
     assert sorted(set(ds.labels.tolist())) == IMAGENETTE_INDICES
@@ -560,7 +560,7 @@ def test_files_beside_the_class_folders_are_found_and_skipped(tmp_path):
                                           "README.txt": b"notes", ".hidden": b"not a file anyone means"})
     code, out, err = run_cli(["prepare", str(src), str(tmp_path / "out"), "--workers", "1", "--no-progress"])
     assert code == 0, err
-    assert "2 images written, 2 skipped, 4 found" in out
+    assert "2 images, 2 skipped, 4 found" in out
     assert "skipped README.txt: not in a class folder" in err and "skipped loose.png: not in a class folder" in err
     # the same tree in a tar: files directly in SUBDIR (or at the top, beside the class folders) likewise
     tar = make_tar(tmp_path / "s.tar.gz", {f"set/{k}": (src / k).read_bytes() for k in

@@ -334,3 +334,16 @@ def test_rows_are_as_even_as_can_be(n, shape):
 
     assert grid_shape(n) == shape
     assert grid_shape(12, columns=6) == (2, 6)  # the report's choice is kept
+
+
+def test_a_model_without_class_names_counts_its_outputs(tmp_path, capsys):
+    """A model saved after reset_classifier(5) has no names: the note said 'the model has 0 classes'."""
+    from alexnet.weights import save_weights
+
+    m = alexnet.create_model("cifar_4layer")
+    m.reset_classifier(5)
+    weights = save_weights(tmp_path / "w.safetensors", m)
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(tmp_path / "x.png")
+    assert main(["predict", "--weights", str(weights), str(tmp_path / "x.png"), "--topk", "7"]) == 0
+    out, err = capsys.readouterr()
+    assert "the model has 5 classes; listing them all" in err and out.count("%  class_") == 5

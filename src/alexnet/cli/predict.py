@@ -65,7 +65,10 @@ def run(args) -> int:
         raise UserError("no image files found in " + ", ".join(args.images))
     device = device_from_args(args)
     model = load_from_args(args, device=device)
-    pre, classes = model.meta.preprocess, model.meta.classes
+    from alexnet.weights.load import model_classes
+
+    # a file without class names (a model saved after reset_classifier): placeholders, one per output
+    pre, classes = model.meta.preprocess, model_classes(model)
     if args.topk > len(classes):
         print(f"alexnet predict: --topk {args.topk}: the model has {len(classes)} classes; listing them all",
               file=sys.stderr)

@@ -85,7 +85,9 @@ def run(args) -> int:
     if again:
         print(f"left out {len(again)} folder(s) reached again through a directory symlink (listed once): "
               + ", ".join(again[:SHOW_SKIPPED]) + (" ..." if len(again) > SHOW_SKIPPED else ""), file=sys.stderr)
-    print(f"prepared {args.out}: {meta['count']} images written, {len(skipped)} skipped, {meta['found']} found; "
+    # the dataset as it now is (what this run wrote and kept is on the progress lines: a resumed or
+    # complete dataset was not all written now)
+    print(f"prepared {args.out}: {meta['count']} images, {len(skipped)} skipped, {meta['found']} found; "
           f"{present} of {meta['num_classes']} classes present; {meta['size']}x{meta['size']} {fmt}, "
           f"{count(len(meta['shards']), 'shard')}, {mb:.1f} MB")
     return 0
