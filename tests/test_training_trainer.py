@@ -414,6 +414,11 @@ def test_the_resume_command_under_torchrun_names_its_processes(tmp_path, tiny):
         t.dist = DistContext(rank=0, world_size=4)
         assert t._resume_command().startswith(f"torchrun --standalone --nproc_per_node 4 -m alexnet train "
                                               f"--resume {tmp_path / 'run'}")
+        # images given in memory (an experiment's subset): `alexnet train --resume` would train on all of
+        # --data, so the interrupt does not offer it (the final walkthrough followed it into other data)
+        assert "given in memory" in t._continue_hint() and "alexnet train" not in t._continue_hint()
+        t.given_in_memory = False
+        assert t._continue_hint().startswith("; continue with: torchrun")
     finally:
         for loader in (t.train_loader, t.val_loader):
             loader.close()

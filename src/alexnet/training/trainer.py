@@ -194,6 +194,7 @@ class Trainer:
 
         r = self.resolved
         self.demo = dataset is None and c.data is None
+        self.given_in_memory = dataset is not None  # (a subset, say: `alexnet train --resume` cannot rebuild it)
         data = run_datasets(c, dataset, val_dataset)
         self.dataset, self.val_dataset, self.data_desc = data.train, data.val, data.train_desc
         self.classes = list(self.dataset.classes)
@@ -777,6 +778,15 @@ class Trainer:
         if self.step:
             p.log(f"resuming at epoch {self.epoch + 1}, batch {self.batch} (step {self.step})")
 
+    def _continue_hint(self) -> str:
+        """How to continue an interrupted run: ``alexnet train --resume``, unless its images were handed to
+        the trainer in memory (an experiment's subset), which only the program that gave them can do again
+        (the CLI would resume on all of ``data``)."""
+        if self.given_in_memory:
+            return ("; its training images were given in memory: continue it from the program that started it "
+                    "(resume(run_dir, dataset=...) with the same images)")
+        return f"; continue with: {self._resume_command()}"
+
     def _resume_command(self) -> str:
         """The command that continues this run as it runs now (under torchrun: as many processes)."""
         if self.dist.enabled:
@@ -862,7 +872,7 @@ class Trainer:
                     self.writes.wait()  # the checkpoint is on disk before the run says so
                 self.progress.log(f"{interrupted}: stopped at epoch {self.epoch + 1}, batch {self.batch} "
                                   f"(step {self.step}); checkpoint saved"
-                                  + (f"; continue with: {self._resume_command()}" if self.run_dir is not None else ""))
+                                  + (self._continue_hint() if self.run_dir is not None else ""))
                 return result
             result.final = self._finish()
             with self.clock.phase("checkpoints"):
