@@ -511,6 +511,7 @@ def test_a_second_run_into_the_same_out_is_refused(fig1, monkeypatch, capsys):
     assert run_cli(["experiment", "relu-vs-tanh", "--data", str(data), *FIG1_FLAGS, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"{out} already holds the results of a run (result.json): continue it with --resume" in err, err
+    assert "read " not in err  # refused before the images are read (all of CIFAR-10: seconds)
     assert files_of(out) == before
 
 

@@ -160,6 +160,7 @@ def run_relu_vs_tanh(args) -> int:
     from alexnet.experiments.images import read_labelled_images
     from alexnet.experiments.relu_vs_tanh import (
         ReluTanhConfig,
+        check_fresh_out,
         resume_settings,
         run_relu_vs_tanh,
         setting_flags,
@@ -178,6 +179,8 @@ def run_relu_vs_tanh(args) -> int:
             values, per_class, args.data = earlier.values, earlier.per_class, earlier.data
             print(earlier.describe(), file=sys.stderr)
     _require(args, "relu-vs-tanh", data=args.data)
+    if not args.resume:
+        check_fresh_out(args.out)  # before the images are read (all of CIFAR-10: seconds)
     config = ReluTanhConfig(**values)
     config.validate()
     resolve_device(config.device)  # a one-line error now for a GPU that is not there

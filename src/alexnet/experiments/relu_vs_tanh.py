@@ -287,9 +287,8 @@ def run_relu_vs_tanh(images: np.ndarray, labels: np.ndarray, config: ReluTanhCon
     if out is not None and resume:
         finished = _finished_activations(out, config, images=len(labels), classes=num_classes, data=data_name,
                                          per_class=per_class, log=log)
-    elif out is not None and (out / RESULT_FILE).exists():  # a second run into the same --out
-        raise UserError(f"{out} already holds the results of a run ({RESULT_FILE}): continue it with --resume, "
-                        "or choose another --out")
+    elif out is not None:
+        check_fresh_out(out)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -404,6 +403,13 @@ def _read_earlier(path: Path) -> tuple[ReluTanhResult, bool]:
     except (ValueError, KeyError, TypeError, AttributeError) as e:  # not JSON, or not a result of this experiment
         raise UserError(f"{path} is not a readable Figure 1 result ({type(e).__name__}: {e}): nothing to resume "
                         "from; drop --resume to start over in a new --out") from None
+
+
+def check_fresh_out(out: str | os.PathLike) -> None:
+    """A second run into the same ``--out`` without --resume is refused (it would overwrite the results)."""
+    if (Path(out) / RESULT_FILE).exists():
+        raise UserError(f"{out} already holds the results of a run ({RESULT_FILE}): continue it with --resume, "
+                        "or choose another --out")
 
 
 def resume_settings(out_dir: str | os.PathLike, given: dict, *, data: str | os.PathLike | None = None,
