@@ -690,13 +690,19 @@ def test_an_interrupted_prepare_says_how_to_resume(tmp_path, monkeypatch):
     argv = ["prepare", str(src), str(tmp_path / "out"), "--shard-size", "2", "--workers", "1", "--no-progress"]
     code, out, err = run_cli(argv)
     assert code == 130
-    assert err.strip() == (f"alexnet prepare: interrupted; 1 finished shard kept in {tmp_path / 'out'}; run the "
-                           "same command again to resume (it writes only the rest)"), err
+    assert err.strip() == (f"alexnet prepare: interrupted (SIGINT); 1 finished shard kept in {tmp_path / 'out'}; "
+                           "run the same command again to resume (it writes only the rest)"), err
     calls.clear()
     monkeypatch.setattr(prepare_mod, "_write_shard", lambda task: (_ for _ in ()).throw(KeyboardInterrupt))
     code, out, err = run_cli(["prepare", str(src), str(tmp_path / "o2"), "--workers", "1", "--no-progress"])
     assert code == 130 and "nothing kept" in err and "run the same command again" in err, err
     assert not (tmp_path / "o2").exists()
+    # SIGTERM (a scheduler's stop) says the same, with its own exit code (it printed nothing)
+    from alexnet.cli.common import Terminated
+
+    monkeypatch.setattr(prepare_mod, "_write_shard", lambda task: (_ for _ in ()).throw(Terminated()))
+    code, out, err = run_cli(["prepare", str(src), str(tmp_path / "o3"), "--workers", "1", "--no-progress"])
+    assert code == 143 and "interrupted (SIGTERM)" in err and "run the same command again" in err, err
 
 
 def test_a_failure_after_the_dataset_is_finished_keeps_it(tmp_path):

@@ -5,8 +5,11 @@ operator threads) and, where data is read in parallel, ``--workers`` (loader/pre
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from alexnet.errors import UserError
@@ -139,3 +142,28 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align
 def fail(prog: str, message: str, code: int = 2) -> int:
     print(f"{prog}: error: {message}", file=sys.stderr)
     return code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the experiment is, as SIGINT raises KeyboardInterrupt."""
+
+    signal = "SIGTERM"
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """SIGTERM (a scheduler's stop, ``kill``) stops the command as Ctrl-C does (a KeyboardInterrupt whose
+    ``signal`` is "SIGTERM"), so that it too ends saying what is kept and how to continue (the trainer, inside
+    the experiments, handles both signals itself)."""
+    if threading.current_thread() is not threading.main_thread():  # handlers only from the main thread
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

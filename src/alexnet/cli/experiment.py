@@ -11,15 +11,14 @@ that continues it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import shlex
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
+from alexnet.cli.common import sigterm_interrupts
 from alexnet.errors import UserError
 
 # Flags generated from the experiments' config dataclasses (alexnet.cli.config_args), except these fields.
@@ -82,30 +81,6 @@ def register(sub) -> None:
                         "its checkpoint; the settings not given are that run's, those given must agree with them")
     add_threads_arg(a)
     a.set_defaults(func=run_ablations, config_fields=names)
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the experiment is, as SIGINT raises KeyboardInterrupt."""
-
-    signal = "SIGTERM"
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts():
-    """SIGTERM (a scheduler's stop, ``kill``) stops the experiment as Ctrl-C does, so that it too ends
-    with the command that continues it (the trainer, inside, handles both signals itself)."""
-    if threading.current_thread() is not threading.main_thread():  # handlers only from the main thread
-        yield
-        return
-
-    def stop(signum, frame):
-        raise _Terminated()
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _require(args, experiment: str, **settings) -> None:
@@ -186,7 +161,7 @@ def run_relu_vs_tanh(args) -> int:
     resolve_device(config.device)  # a one-line error now for a GPU that is not there
     set_threads(args.threads)
     try:
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             t0 = time.perf_counter()
             images, labels, classes = read_labelled_images(args.data, per_class=per_class, seed=config.seed)
             if images.shape[1:] != (32, 32, 3):
@@ -221,7 +196,7 @@ def run_ablations(args) -> int:
     resolve_device(config.device)
     set_threads(args.threads)
     try:
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             table = run_ablations(args.data, config, val=val, out_dir=args.out, resume=args.resume)
     except KeyboardInterrupt as stop:
         model = getattr(stop, "model", None)

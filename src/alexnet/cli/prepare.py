@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
+from alexnet.cli.common import sigterm_interrupts
 from alexnet.data.format import PARTIAL
 from alexnet.data.prepare import prepare_dataset
 from alexnet.progress import count
@@ -63,14 +65,16 @@ def run(args) -> int:
         print(f"alexnet prepare: {msg}", file=sys.stderr, flush=True)
 
     try:
-        ds = prepare_dataset(args.src, args.out, classes_file=args.classes, labels_file=args.labels,
-                             size=args.size, warp=args.warp, format=args.format, quality=args.quality,
-                             workers=args.workers, progress=not args.no_progress, subdir=args.subdir,
-                             split=args.split, shard_size=args.shard_size, overwrite=args.overwrite,
-                             log=None if args.no_progress else log)
-    except KeyboardInterrupt:
-        print(f"alexnet prepare: interrupted; {_kept(Path(args.out))}", file=sys.stderr, flush=True)
-        return 130
+        with sigterm_interrupts():  # a scheduler's stop says what is kept too
+            ds = prepare_dataset(args.src, args.out, classes_file=args.classes, labels_file=args.labels,
+                                 size=args.size, warp=args.warp, format=args.format, quality=args.quality,
+                                 workers=args.workers, progress=not args.no_progress, subdir=args.subdir,
+                                 split=args.split, shard_size=args.shard_size, overwrite=args.overwrite,
+                                 log=None if args.no_progress else log)
+    except KeyboardInterrupt as stop:
+        name = getattr(stop, "signal", "SIGINT")
+        print(f"alexnet prepare: interrupted ({name}); {_kept(Path(args.out))}", file=sys.stderr, flush=True)
+        return 128 + int(getattr(signal, name, signal.SIGINT))
     meta = ds.meta
     skipped = meta["skipped"]
     for s in skipped[:SHOW_SKIPPED]:
