@@ -370,6 +370,9 @@ def _write_shards(source: Source, out: Path, chunks, todo, settings_id, *, size,
 
 
 def _init_worker(parent: int | None = None) -> None:
+    # SIGTERM ends a worker (its parent's death sends it): a forked worker inherits the CLI's handler that
+    # turns SIGTERM into an interrupt, which a worker would survive
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _die_with_parent(parent)
 
 
