@@ -349,3 +349,15 @@ def test_report_lr_axis_spans_at_most_three_decades_and_says_what_falls_below(mo
         assert [t for t in lr.get_yticklabels() if t.get_text() and low <= t.get_position()[1] <= high]
     finally:
         close()
+
+
+def test_a_run_trained_on_images_given_in_memory_is_not_evaluated_on_its_configs_data(tmp_path, tiny):
+    """The final walkthrough: an ablation model's report evaluated the full held-out split of --data (66.67%
+    on 12 images) where the experiment had trained and evaluated on subsets (71.43% on 7)."""
+    from alexnet.training import TrainConfig, train
+
+    cfg = TrainConfig(arch="cifar_4layer", crop_size=32, epochs=1, batch_size=16, val_split=0.25, warmup_epochs=0,
+                      ten_crop=False, out=str(tmp_path / "run"))
+    r = train(cfg, dataset=tiny, progress=False)
+    page = build_report(r.run_dir, out=tmp_path / "r.html", samples=0, progress=False).read_text(encoding="utf-8")
+    assert "trained on 48 images given in memory" in page and "give --val" in page

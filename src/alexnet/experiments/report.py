@@ -59,6 +59,24 @@ def read_run_config(run_dir: Path) -> tuple[dict, str | None]:
     return {}, None
 
 
+def _given_in_memory(run_dir: Path) -> int | None:
+    """The training images of a run whose data was handed to the trainer in memory (resolved.yaml says so),
+    else None."""
+    import yaml
+
+    from alexnet.training.rundir import RESOLVED_FILE
+
+    path = run_dir / RESOLVED_FILE
+    try:
+        if not path.is_file() or path.stat().st_size > 1_000_000:
+            return None
+        given = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("data_given_in_memory")
+    except (OSError, ValueError, yaml.YAMLError, AttributeError):
+        return None
+    n = given.get("train_images") if isinstance(given, dict) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) else None
+
+
 def read_metrics(run_dir: Path) -> list[dict]:
     """Rows of ``metrics.csv`` with numbers parsed (empty cells -> None)."""
     p = run_dir / "metrics.csv"
@@ -218,6 +236,10 @@ def _val_dataset(config: dict, val: str | os.PathLike | None, run_dir: Path):
         return PreparedDataset(val), None, f"{val}"
     if not config:  # no config file: which data the run used is unknown (an empty config means the demo's)
         return None, None, "the run directory has no config file naming its data; give --val"
+    given = _given_in_memory(run_dir)
+    if given is not None:
+        return None, None, (f"the run was trained on {given} images given in memory (an experiment's subset, "
+                            "say), not on its config's data; give --val to evaluate it")
     known = set(TrainConfig.__dataclass_fields__)
     try:
         cfg = TrainConfig.from_dict({k: v for k, v in config.items() if k in known})

@@ -585,6 +585,9 @@ class Trainer:
 
         ran = {**self.resolved.to_dict(), "steps_per_epoch": self.steps_per_epoch, "warmup_steps": self.warmup_steps,
                "total_steps": self.total_steps, "jpeg_decoder": self.jpeg_decoder, "torch": str(torch.__version__)}
+        if self.given_in_memory:  # not the config's data (an experiment's subset): a report must not use that
+            ran["data_given_in_memory"] = {"train_images": len(self.train_loader.indices),
+                                           "val_images": 0 if self.val_loader is None else len(self.val_loader.indices)}
         write_atomic(self.run_dir / rundir.RESOLVED_FILE, yaml.safe_dump(ran, sort_keys=False))
 
     def _end_epoch(self) -> dict:
