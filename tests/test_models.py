@@ -658,15 +658,17 @@ def test_input_check_keeps_compile_and_export_whole(name):
                                         ("alexnet_owt", 62)])
 def test_an_input_too_small_for_the_convolutions_is_the_same_one_line_error(name, size):
     """The final walkthrough: 32-px crops crashed inside pooling ("Output size is too small"), a RuntimeError
-    that the CLI called unexpected; check_input_size finds it on the meta device before a run starts."""
+    that the CLI called unexpected; check_input_size finds it with one image of zeros before a run starts."""
     from alexnet.models.layers import InputSizeError
     from alexnet.models.registry import check_input_size
 
     model = create_model(name, num_classes=3).eval()
     with pytest.raises(InputSizeError, match=f"{name} takes 3x2\\d\\dx2\\d\\d input.*got 3x{size}x{size}"):
         model(torch.randn(1, 3, size, size))
+    model.train()
     with pytest.raises(InputSizeError, match=f"got 3x{size}x{size}"):
-        check_input_size(name, size)
-    check_input_size(name, 227 if name == "alexnet_caffe" else 224)
+        check_input_size(model, size)
+    assert model.training  # restored
+    check_input_size(model, 227 if name == "alexnet_caffe" else 224)
     if name == "alexnet_owt":
-        check_input_size(name, 63)  # the smallest its convolutions and poolings take
+        check_input_size(model, 63)  # the smallest its convolutions and poolings take

@@ -301,7 +301,7 @@ def test_a_tiny_file_declaring_a_huge_model_is_refused_before_it_is_built(good_w
 
     monkeypatch.setattr(WeightsFile, "build_model", lambda self: pytest.fail("the model was built"))
     for classes, needle in ((1_000_000, "num_classes must be an integer in 1..100000"),
-                            (50_000, r"missing .*the weights do not fit|the weights do not fit")):
+                            (50_000, "the weights do not fit alexnet_owt with 50000 classes: no layer of them has")):
         path = tmp_path / f"huge{classes}.safetensors"
         meta = {"arch": "alexnet_owt", "num_classes": classes}
         save_file({"classifier.6.bias": torch.zeros(1)}, str(path), metadata={"alexnet": json.dumps(meta)})

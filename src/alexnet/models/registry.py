@@ -131,13 +131,18 @@ def create_model(name: str, num_classes: int | None = None, **options) -> nn.Mod
     return model
 
 
-def check_input_size(name: str, size: int, **options) -> None:
-    """Whether model ``name`` takes ``size`` x ``size`` images: run on the meta device (no memory, no
-    arithmetic); a size it does not take raises :class:`~alexnet.models.layers.InputSizeError` (a
-    UserError naming the size it takes), before a run starts."""
+def check_input_size(model: nn.Module, size: int) -> None:
+    """Whether ``model`` takes ``size`` x ``size`` images: one image of zeros through it in eval mode, on
+    its device, without gradients (milliseconds); a size it does not take raises
+    :class:`~alexnet.models.layers.InputSizeError` (a UserError naming the size it takes). The model's
+    training mode is restored."""
     import torch
 
-    with torch.device("meta"):
-        model = create_model(name, num_classes=2, **options).eval()
+    param = next(model.parameters(), None)
+    was = model.training
+    try:
         with torch.no_grad():
-            model(torch.empty(1, 3, size, size))
+            model.eval()(torch.zeros(1, 3, size, size, device=None if param is None else param.device,
+                                     dtype=None if param is None else param.dtype))
+    finally:
+        model.train(was)

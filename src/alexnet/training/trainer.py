@@ -203,10 +203,6 @@ class Trainer:
         if r.crop_size > self.dataset.size:
             raise UserError(f"crop size {r.crop_size} is larger than the {self.dataset.size}x{self.dataset.size} "
                             "images of the dataset (set --crop-size)")
-        try:  # before the run directory is made: a crop the net cannot take (alexnet_owt at 32) is one line
-            check_input_size(c.arch, r.crop_size, **c.model_options)
-        except InputSizeError as e:
-            raise UserError(f"--crop-size {r.crop_size}: {e}") from None
         labels = getattr(self.dataset, "labels", None)
         if labels is not None:
             held = np.asarray(labels) if data.train_idx is None else np.asarray(labels)[np.asarray(data.train_idx)]
@@ -243,6 +239,10 @@ class Trainer:
         self.module = initialize(create_model(c.arch, num_classes=len(self.classes), **c.model_options),
                                  c.init).to(self.device)
         set_grouped_conv(self.module, r.grouped_conv)
+        try:  # before the run directory is made: a crop the net cannot take (alexnet_owt at 32) is one line
+            check_input_size(self.module, r.crop_size)
+        except InputSizeError as e:
+            raise UserError(f"--crop-size {r.crop_size}: {e}") from None
         # what alexnet.load(run_dir) gives the same weights: TrainResult.model predicts with the run's classes
         # and mean image, and save_weights(path, result.model) writes them
         from alexnet.weights.preprocess import Preprocess
