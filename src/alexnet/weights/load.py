@@ -137,12 +137,12 @@ def resolve_weights(source: str | os.PathLike | WeightsFile, *, arch: str | None
         # class dicts, or plain names (a list of str)
         wf.classes = [{**c, "index": i} if isinstance(c, dict) else {"index": i, "wnid": str(c), "name": str(c)}
                       for i, c in enumerate(classes)]
-    _check_shapes(wf, source)
+    _check_class_count(wf, source)
     _check_tensors(wf, source)
     return wf
 
 
-def _check_shapes(wf: WeightsFile, source) -> None:
+def _check_class_count(wf: WeightsFile, source) -> None:
     """The class count against the tensors, before the model is built: a file of a few bytes that declares
     a million (or 50,000) classes is refused before a classifier that size is allocated; the other shapes
     are checked when the weights are loaded into the model (:func:`build`). (Not by building the model on
