@@ -672,3 +672,28 @@ def test_an_input_too_small_for_the_convolutions_is_the_same_one_line_error(name
     check_input_size(model, 227 if name == "alexnet_caffe" else 224)
     if name == "alexnet_owt":
         check_input_size(model, 63)  # the smallest its convolutions and poolings take
+
+
+def test_a_shapes_only_build_on_the_meta_device_imports_nothing_and_matches_the_real_net():
+    # Option checks and `alexnet models` build nets on the meta device; the meta device's normal_ imports
+    # about 900 modules (sympy among them) on first use, so the models' own init leaves meta layers alone.
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\nfrom alexnet.models import create_model, list_models\n"
+            "before = set(sys.modules)\n"
+            "for name in list_models():\n"
+            "    with torch.device('meta'):\n"
+            "        m = create_model(name, num_classes=7)\n"
+            "        m.reset_classifier(5)\n"
+            "    print(name, sum(p.numel() for p in m.parameters()))\n"
+            "print(len(set(sys.modules) - before), 'sympy' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    *rows, last = [line for line in out if line]
+    new_modules, sympy = last.split()
+    assert int(new_modules) < 20 and sympy == "False", last
+    for row in rows:
+        name, count = row.split()
+        real = create_model(name, num_classes=7)
+        real.reset_classifier(5)
+        assert int(count) == sum(p.numel() for p in real.parameters()) > 0, name

@@ -31,6 +31,7 @@ from alexnet.models.layers import (
     GroupedConv2d,
     LocalResponseNorm,
     check_dropout,
+    init_normal,
     make_activation,
 )
 from alexnet.models.registry import register_model
@@ -147,8 +148,7 @@ class AlexNet(ClassifierHead, nn.Module):
         biases = {"conv1": 0.0, "conv2": one, "conv3": 0.0, "conv4": one, "conv5": one,
                   "fc6": one, "fc7": one, "fc8": 0.0}
         std = 0.005 if caffe and name in ("fc6", "fc7") else 0.01
-        nn.init.normal_(module.weight, mean=0.0, std=std)
-        nn.init.constant_(module.bias, biases[name])
+        init_normal(module, std, biases[name])
 
     def named_layers(self) -> list[tuple[str, nn.Conv2d | nn.Linear]]:
         """The eight learned layers in order: conv1..conv5, fc6, fc7, fc8 (no fc8 after

@@ -20,7 +20,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from alexnet.models.layers import ClassifierHead, LocalResponseNorm, make_activation
+from alexnet.models.layers import ClassifierHead, LocalResponseNorm, init_normal, make_activation
 from alexnet.models.registry import register_model
 
 
@@ -61,8 +61,7 @@ class CifarNet(ClassifierHead, nn.Module):
 
     @staticmethod
     def _init_layer(name: str, m: nn.Conv2d | nn.Linear) -> None:
-        nn.init.normal_(m.weight, std=1e-4 if name == "conv1" else 0.01)
-        nn.init.zeros_(m.bias)
+        init_normal(m, 1e-4 if name == "conv1" else 0.01)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         y = self._features(x)  # (B, 64, 4, 4)
