@@ -235,3 +235,33 @@ def test_an_unforeseen_error_is_still_one_line_and_debug_shows_it(monkeypatch, c
     monkeypatch.setenv("ALEXNET_DEBUG", "1")
     with pytest.raises(ValueError, match="something nobody checked"):
         main(["info"])
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line(monkeypatch, capsys):
+    # The console script imports alexnet.cli.main and calls main(); torch is imported inside main (building
+    # the parser imports the commands), where a KeyboardInterrupt is caught: never a traceback.
+    import subprocess
+    import sys
+
+    code = "import sys, alexnet, alexnet.cli.main; print('torch' in sys.modules, 'numpy' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.split() == ["False", "False"]
+    import alexnet.cli.main as cli_main
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_main, "build_parser", interrupted)
+    assert cli_main.main(["models"]) == 130
+    assert capsys.readouterr().err == "alexnet: interrupted\n"
+
+
+def test_the_package_imports_its_names_on_first_use():
+    import alexnet
+
+    assert alexnet.create_model("cifar_4layer").num_classes == 10
+    assert callable(alexnet.load) and callable(alexnet.predict) and alexnet.UserError is UserError
+    assert alexnet.inspect.extract_features.__module__.startswith("alexnet.inspect")  # subpackages too
+    assert set(alexnet.__all__) <= set(dir(alexnet)) and "training" in dir(alexnet)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        alexnet.nope  # noqa: B018

@@ -33,9 +33,12 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     try:
+        parser = build_parser()  # imports the commands, and with them torch: seconds
         args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("alexnet: interrupted", file=sys.stderr)
+        return 130
     except SystemExit as e:  # a usage error (one line printed, 2), --help or --version (0): returned like the rest
         return int(e.code or 0) if not isinstance(e.code, str) else 2
     if not getattr(args, "func", None):  # no command: the list of commands, and a usage error's exit code
