@@ -323,3 +323,20 @@ def test_load_takes_class_names_and_refuses_a_device_in_one_line(small_paper_net
     for device, needle in (("gpu", "not a device"), ("cuda:7", "cuda:7")):
         with pytest.raises(UserError, match=needle):                                    # was a RuntimeError
             alexnet.load(path, device=device)
+
+
+def test_preprocess_and_model_meta_compare_by_value_mean_image_included():
+    import copy
+
+    from alexnet.weights.preprocess import Preprocess
+
+    image = np.full((256, 256, 3), 100.0, np.float32)
+    a = Preprocess(mean_image=image)
+    assert a == Preprocess(mean_image=image.copy()) and not a != Preprocess(mean_image=image.copy())
+    assert a != Preprocess() and a != Preprocess(mean_image=image + 1) and a != Preprocess(mean_image=image, warp=True)
+    model = alexnet.create_model("cifar_4layer")
+    model.meta.preprocess = a
+    twin = copy.deepcopy(model)
+    assert twin.meta == model.meta  # was: ValueError, the truth value of an array is ambiguous
+    twin.meta.preprocess.mean_image[0, 0, 0] = 0
+    assert twin.meta != model.meta

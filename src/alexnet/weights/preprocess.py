@@ -16,7 +16,7 @@ Caffe's weights were trained on images *warped* to 256x256 (``warp=True``) inste
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +141,18 @@ class Preprocess:
     use_mean_image: bool = True  # the metadata's "mean": "image" (else "channel")
     warp: bool = False
     _normalizer_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __eq__(self, other: object) -> bool:  # the dataclass's own == fails on the mean images (arrays)
+        if not isinstance(other, Preprocess):
+            return NotImplemented
+        for f in fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if f.compare and not (np.array_equal(a, b) if isinstance(a, np.ndarray) or isinstance(b, np.ndarray)
+                                  else a == b):
+                return False
+        return True
+
+    __hash__ = None  # mutable, like the dataclass it is
 
     # --- metadata round trip -------------------------------------------------------------------------
     @classmethod
