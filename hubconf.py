@@ -22,48 +22,14 @@ _SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "src")
 if os.path.isdir(_SRC) and _SRC not in sys.path:
     sys.path.insert(0, _SRC)
 
-from alexnet.errors import UserError  # noqa: E402
-from alexnet.models import create_model, list_models  # noqa: E402
-
-
-def _published(name):
-    """The name of ``name``'s published weights record, else a UserError."""
-    from alexnet.weights.records import RECORDS
-
-    for record in RECORDS.values():
-        if record.arch == name:
-            return record.name
-    raise UserError(f"there are no published weights for {name}; pass weights=PATH (a weights file, "
-                    "checkpoint or run directory)")
-
-
-def _weights_name(name, weights):
-    """A torchvision weights enum (``AlexNet_Weights.IMAGENET1K_V1``) as the record with its url."""
-    url = getattr(weights, "url", None)
-    if isinstance(weights, (str, os.PathLike)) or url is None:
-        return weights
-    from alexnet.weights.records import RECORDS
-
-    for record in RECORDS.values():
-        if record.url == url:
-            return record.name
-    raise UserError(f"unknown weights {weights!r} for {name}; pass weights=PATH or a published name "
-                    f"({', '.join(sorted({r.name for r in RECORDS.values()}))})")
+from alexnet.models import list_models  # noqa: E402
 
 
 def _entry(name):
     def build(pretrained: bool = False, weights=None, progress: bool = True, **kwargs):
-        if pretrained and weights is not None:
-            raise UserError(f"{name}: pass pretrained=True or weights=..., not both")
-        if not pretrained and weights is None:
-            return create_model(name, **kwargs)
-        if pretrained or weights == "DEFAULT":
-            weights = _published(name)
         import alexnet
 
-        if not progress:
-            kwargs["progress"] = False
-        return alexnet.create_model(name, weights=_weights_name(name, weights), **kwargs)
+        return alexnet.create_model(name, pretrained=pretrained, weights=weights, progress=progress, **kwargs)
 
     build.__name__ = name
     build.__doc__ = (f"The registered model {name!r} (see `alexnet models`): untrained by default; "

@@ -446,6 +446,16 @@ def test_a_prepared_dataset_is_a_torch_dataset_too(tmp_path, fmt):
         ds[len(ds)]
     with pytest.raises(TypeError, match="integers"):
         ds[0.5]
+    # torch's own dataset tools: isinstance, Subset with tensor indices, ds + ds, random_split
+    assert isinstance(ds, torch.utils.data.Dataset)
+    sub = torch.utils.data.Subset(ds, torch.arange(2, 5))
+    assert len(sub) == 3 and torch.equal(sub[0][0], ds[2][0])
+    assert len(ds + ds) == 2 * len(ds) and torch.equal((ds + ds)[len(ds) + 1][0], ds[1][0])
+    a, b = torch.utils.data.random_split(ds, [0.5, 0.5], generator=torch.Generator().manual_seed(0))
+    assert len(a) + len(b) == len(ds) and a[0][0].shape == (3, 16, 16)
+    for bad in (torch.tensor(0.5), torch.tensor([1, 2]), torch.tensor(True)):
+        with pytest.raises(TypeError, match="integers"):
+            ds[bad]
 
 
 def test_fractional_indices_are_refused(coords):

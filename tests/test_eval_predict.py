@@ -347,3 +347,58 @@ def test_a_model_without_class_names_counts_its_outputs(tmp_path, capsys):
     assert main(["predict", "--weights", str(weights), str(tmp_path / "x.png"), "--topk", "7"]) == 0
     out, err = capsys.readouterr()
     assert "the model has 5 classes; listing them all" in err and out.count("%  class_") == 5
+
+
+def test_a_wrapped_model_keeps_its_preprocessing_and_saves_it(model, images, tmp_path):
+    import copy
+
+    from alexnet.weights import save_loaded
+    from alexnet.weights.preprocess import Preprocess
+
+    mine = copy.deepcopy(model)
+    mine.meta.preprocess = Preprocess(mean_rgb=(10.0, 20.0, 30.0), std_rgb=None)  # not the arch's default
+    wrapped = torch.nn.DataParallel(mine)  # on a CPU it runs the model itself, as DDP's .module would
+    ours, = alexnet.predict(mine, images["real"][0], topk=3)
+    theirs, = alexnet.predict(wrapped, images["real"][0], topk=3)
+    assert theirs.top == ours.top  # was: ImageNet's mean for the wrapper, other probabilities
+    assert alexnet.models.meta_of(torch.compile(wrapped)) is mine.meta
+    saved = read_weights(save_loaded(wrapped, tmp_path / "w.safetensors"))
+    assert saved.preprocess["mean_rgb"] == [10.0, 20.0, 30.0] and saved.preprocess["std_rgb"] is None
+
+
+def test_a_model_without_meta_gets_its_own_kinds_preprocessing():
+    import warnings
+
+    import torchvision
+
+    from alexnet.models.owt import AlexNetOWT
+    from alexnet.weights.load import model_preprocess
+    from alexnet.weights.preprocess import IMAGENET_STD_RGB
+
+    by_hand = AlexNetOWT(num_classes=3)  # not through create_model: no model.meta
+    assert model_preprocess(by_hand).std_rgb == model_preprocess(alexnet.create_model("alexnet_owt")).std_rgb \
+        == IMAGENET_STD_RGB
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torchvision's models and ours: no warning
+        assert model_preprocess(torchvision.models.alexnet(num_classes=3)).std_rgb == IMAGENET_STD_RGB
+        assert model_preprocess(by_hand).crop_size == 224
+    with pytest.warns(UserWarning, match="Sequential has no model.meta.preprocess"):
+        assert model_preprocess(torch.nn.Sequential(torch.nn.Flatten())).std_rgb is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_predict_with_a_half_precision_model(model, images, dtype):
+    import copy
+
+    full, = alexnet.predict(model, images["real"][0], topk=1)
+    half, = alexnet.predict(copy.deepcopy(model).to(dtype), images["real"][0], topk=1)  # was: a dtype error
+    assert half.top[0]["index"] == full.top[0]["index"]
+    assert half.top[0]["probability"] == pytest.approx(full.top[0]["probability"], rel=0.05)
+
+
+def test_bad_counts_and_num_classes_in_the_python_api_are_value_errors(model, weights, images):
+    for kw in ({"topk": 0}, {"batch_size": 0}, {"batch_size": 2.5}):
+        with pytest.raises(ValueError, match=f"{next(iter(kw))} must be an integer >= 1"):
+            alexnet.predict(model, images["real"][0], **kw)
+    with pytest.raises(ValueError, match=r"reset_classifier\(num_classes\)"):
+        alexnet.load(weights, num_classes=10)  # was: TypeError, multiple values for num_classes

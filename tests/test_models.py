@@ -562,12 +562,21 @@ def test_torch_hub_delegates_weights_to_alexnet_create_model(tmp_path, monkeypat
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(),
                                                  strict=True))
     # pretrained=True: the published record (alexnet_owt: torchvision's); the download itself is not run here
+    from torchvision.models import AlexNet_Weights
+
+    loading = __import__("importlib").import_module("alexnet.weights.load")  # the module, not its load()
     calls = []
-    monkeypatch.setattr(alexnet, "create_model", lambda name, **kw: calls.append((name, kw)) or "model")
+    monkeypatch.setattr(loading, "load", lambda source, **kw: calls.append((source, kw["arch"], kw["progress"]))
+                        or "model")
     assert hub_load("alexnet_owt", pretrained=True, progress=False) == "model"
     assert hub_load("alexnet_owt", weights="DEFAULT") == "model"
-    assert calls == [("alexnet_owt", {"weights": "torchvision", "progress": False}),
-                     ("alexnet_owt", {"weights": "torchvision"})]
+    assert hub_load("alexnet_owt", weights=AlexNet_Weights.IMAGENET1K_V1) == "model"
+    assert alexnet.create_model("alexnet_owt", pretrained=True) == "model"  # timm's way, without the hub
+    assert calls == [("torchvision", "alexnet_owt", False)] + [("torchvision", "alexnet_owt", True)] * 3
+    with pytest.raises(UserError, match="unknown weights .*IMAGENET1K_V1.* for alexnet"):
+        alexnet.create_model("alexnet", weights=AlexNet_Weights.IMAGENET1K_V1)  # another net's weights
+    with pytest.raises(BadOptionError, match="pretrained must be True or False"):
+        alexnet.create_model("alexnet_owt", pretrained="yes")
 
 
 # --- option values: one BadOptionError for every model ---------------------------------------------------
@@ -644,6 +653,12 @@ def test_input_check_keeps_compile_and_export_whole(name):
         exported = torch.export.export(model, (x,), dynamic_shapes={"x": {0: torch.export.Dim("batch", max=64)}})
         torch.testing.assert_close(exported.module()(x), expected)
         assert exported.module()(torch.randn(3, 3, s, s)).shape == (3, 5)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes on the input check's Python comparison
+            traced = torch.jit.trace(model, x)  # docs/WEIGHTS.md: trace works, script does not
+        torch.testing.assert_close(traced(torch.flip(x, [0])), model(torch.flip(x, [0])))
         torch._dynamo.reset()
         compiled = torch.compile(model, backend="eager")
         compiled(x)

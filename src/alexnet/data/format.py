@@ -195,13 +195,17 @@ def _prepare_hint(path: Path) -> str:
     return "alexnet prepare SRC OUT"
 
 
-class ImageItems:
+class ImageItems(torch.utils.data.Dataset):
     """``dataset[i]`` as torchvision's datasets give it: ``(image, label)``, the image a uint8 (3, S, S) RGB
     tensor, so that a plain ``torch.utils.data.DataLoader`` (with ``torchvision.transforms.v2``) reads a
-    prepared dataset too. The :class:`~alexnet.data.Loader` is the fast path (whole batches, no Python
+    prepared dataset too (``Subset``, ``ConcatDataset`` and ``random_split`` as well: ``i`` may be a
+    0-d integer tensor). The :class:`~alexnet.data.Loader` is the fast path (whole batches, no Python
     per image, the augmentation on the device)."""
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if isinstance(index, torch.Tensor) and index.ndim == 0 and not index.is_floating_point() \
+                and index.dtype != torch.bool and not index.is_complex():
+            index = int(index)
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise TypeError(f"dataset indices are integers, got {type(index).__name__}")
         return torch.from_numpy(self.get_uint8(index)).permute(2, 0, 1), int(self.labels[int(index)])

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from alexnet.errors import UserError
+from alexnet.errors import BadOptionError
 from alexnet.weights.load import model_classes, model_preprocess
 
 
@@ -38,6 +38,12 @@ def _device_of(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+def _dtype_of(model: nn.Module) -> torch.dtype:
+    """The float type of the model's weights (a ``.half()`` or ``.bfloat16()`` model takes its inputs so)."""
+    p = next((p for p in model.parameters() if p.is_floating_point()), None)
+    return p.dtype if p is not None else torch.float32
+
+
 @torch.no_grad()
 def class_probabilities(model: nn.Module, squares: torch.Tensor, *, ten_crop: bool = False,
                         preprocess=None) -> torch.Tensor:
@@ -45,7 +51,7 @@ def class_probabilities(model: nn.Module, squares: torch.Tensor, *, ten_crop: bo
 
     With ``ten_crop`` the softmax of the 10 patches is averaged (section 4.1 of the paper)."""
     pre = preprocess or model_preprocess(model)
-    x = pre.crops(squares.to(_device_of(model)), ten_crop=ten_crop)
+    x = pre.crops(squares.to(_device_of(model)), ten_crop=ten_crop).to(_dtype_of(model))
     if ten_crop:
         b = x.shape[0]
         probs = model(x.flatten(0, 1)).float().softmax(-1)  # (B*10, K)
@@ -89,8 +95,9 @@ def predict(model: nn.Module, images, *, topk: int = 5, ten_crop: bool = False,
     An unreadable image raises :class:`~alexnet.errors.UserError` naming it.
     """
     items = _as_list(images)
-    if topk < 1:
-        raise UserError(f"topk must be at least 1, got {topk}")
+    for name, value in (("topk", topk), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise BadOptionError(f"{name} must be an integer >= 1, got {value!r}")
     was_training = model.training
     model.eval()
     pre, classes = model_preprocess(model), model_classes(model)

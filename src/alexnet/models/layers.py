@@ -161,7 +161,8 @@ class InputSizeError(UserError, ValueError):
     the CLI reports it in one line): ``alexnet takes 3x224x224 input (...), got 3x256x256``.
 
     Built from plain values and worded only when shown, so that raising it inside torch.compile's trace
-    (even ``fullgraph=True``) needs no string formatting there."""
+    needs no string formatting there (under ``fullgraph=True`` torch reports any exception raised in the
+    trace as its own ``Unsupported: Observed exception``: check the input size before calling such a net)."""
 
     # args: (model name, input size, note after the size, shape given)
 
@@ -195,6 +196,7 @@ class ClassifierHead:
     input_size: int
     feature_shape: tuple[int, int, int] | None = None
     input_note: str = ""  # said after the input size in the wrong-size message
+    pixel_std: tuple[float, float, float] | None = None  # the std its inputs are divided by (None: mean only)
 
     head_name: str = ""  # the attribute that holds the last layer ("fc8"), for the defaults below
 

@@ -23,12 +23,26 @@ class ModelMeta:
     source: str | None = None  # where the weights came from
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside ``nn.DataParallel``, ``DistributedDataParallel`` and ``torch.compile``'s wrapper."""
+    for _ in range(8):  # wrappers of wrappers, not a cycle
+        inner = getattr(model, "_orig_mod", None)
+        if inner is None and isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            inner = model.module
+        if not isinstance(inner, nn.Module):
+            break
+        model = inner
+    return model
+
+
 def meta_of(model: nn.Module) -> ModelMeta:
-    """``model.meta``, or an empty :class:`ModelMeta` for a model without one (e.g. torchvision's).
+    """``model.meta``, or an empty :class:`ModelMeta` for a model without one (e.g. torchvision's). A model
+    wrapped for data parallelism or compiled answers for the model inside (:func:`unwrap`).
 
     A class list that no longer matches the model's outputs (its last layer replaced by hand, e.g.
     ``model.fc8 = nn.Linear(4096, 5)``) is left out of the answer (a copy with ``classes=None``): those
     names are not the new outputs' (``reset_classifier`` clears them itself)."""
+    model = unwrap(model)
     meta = getattr(model, "meta", None)
     if not isinstance(meta, ModelMeta):
         return ModelMeta()

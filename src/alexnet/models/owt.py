@@ -21,6 +21,7 @@ class AlexNetOWT(ClassifierHead, nn.Module):
     63x63 works (adaptive pooling to 6x6), so no input size is enforced."""
 
     input_size = 224
+    pixel_std = (58.395, 57.12, 57.375)  # torchvision's ImageNet normalisation (0.229, 0.224, 0.225) in 0..255 units
     input_note = " (or any size from 63 up: adaptive pooling before the classifier)"
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
@@ -76,8 +77,7 @@ class AlexNetOWT(ClassifierHead, nn.Module):
 @register_model(
     description="one-weird-trick AlexNet, state-dict compatible with torchvision.models.alexnet",
     input_size=224,
-    # torchvision's ImageNet normalisation (0.229, 0.224, 0.225) in 0..255 units
-    pixel_std=(58.395, 57.12, 57.375),
+    pixel_std=AlexNetOWT.pixel_std,
     paper_notes="departs: 64-192-384-256-256, no LRN, no towers, dropout before fc6/fc7, PyTorch init",
 )
 def alexnet_owt(*, num_classes: int = 1000, dropout: float = 0.5) -> AlexNetOWT:

@@ -25,6 +25,7 @@ The model comes back in eval mode with ``model.meta`` (:class:`~alexnet.models.M
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -33,9 +34,10 @@ from torch import nn
 from alexnet import models
 from alexnet.errors import BadOptionError, UserError
 from alexnet.models import ModelMeta, meta_of, model_info
+from alexnet.models.meta import unwrap
 from alexnet.weights.classes import read_class_file
 from alexnet.weights.file import WeightsFile, read_weights
-from alexnet.weights.preprocess import Preprocess
+from alexnet.weights.preprocess import IMAGENET_STD_RGB, Preprocess
 
 # Names ``alexnet train`` may give its final weights / checkpoints, most preferred first.
 _RUN_WEIGHTS = ("weights.safetensors", "final.safetensors", "model.safetensors", "best.safetensors",
@@ -207,6 +209,9 @@ def load(source: str | os.PathLike, *, arch: str | None = None,
     on ``device``, with ``model.meta`` (classes, preprocessing, source) filled in."""
     from alexnet.runtime import resolve_device
 
+    if "num_classes" in model_options:
+        raise BadOptionError("load takes the number of classes from the weights; for another one, load them "
+                             "and call model.reset_classifier(num_classes)")
     device = resolve_device(str(device))  # "gpu" or a GPU that is not there: one line, before any reading
     wf = resolve_weights(source, arch=arch, classes=classes, mean=mean, model_options=model_options or None,
                          progress=progress)
@@ -226,11 +231,24 @@ def model_classes(model: nn.Module) -> list[dict]:
 
 def model_preprocess(model: nn.Module) -> Preprocess:
     """A model's preprocessing (``model.meta.preprocess``), else its registered model's defaults
-    (ImageNet's mean, the model's input size)."""
+    (ImageNet's mean, the model's input size and std); for one of our nets built without
+    :func:`create_model` its class's; for a torchvision model torchvision's (ImageNet's mean and std, 224
+    crops); for any other model ImageNet's mean and 224 crops, with a warning."""
     meta = meta_of(model)
     if isinstance(meta.preprocess, Preprocess):
         return meta.preprocess
     if meta.arch is None:
+        from alexnet.models.layers import ClassifierHead
+
+        inner = unwrap(model)
+        if isinstance(inner, ClassifierHead):
+            return Preprocess(crop_size=inner.input_size, std_rgb=inner.pixel_std)
+        if type(inner).__module__.startswith("torchvision."):
+            return Preprocess(std_rgb=IMAGENET_STD_RGB)
+        warnings.warn(f"{type(inner).__name__} has no model.meta.preprocess: its images are preprocessed as "
+                      "ImageNet's (shorter side 256, centre 224 crop, ImageNet's mean subtracted, no std); "
+                      "set model.meta = alexnet.models.ModelMeta(preprocess=alexnet.weights.Preprocess(...)) "
+                      "for others", stacklevel=3)
         return Preprocess()
     info = model_info(meta.arch)
     return Preprocess(crop_size=info.input_size, std_rgb=info.pixel_std)
@@ -246,17 +264,63 @@ def save_loaded(model: nn.Module, path: str | os.PathLike, *, extra: dict | None
                         extra=extra)
 
 
-def create_model(name: str, num_classes: int | None = None, *, weights=None, **options) -> nn.Module:
+def create_model(name: str, num_classes: int | None = None, *, pretrained: bool = False, weights=None,
+                 progress: bool = True, **options) -> nn.Module:
     """``alexnet.create_model``: a registered model, freshly initialised (:func:`alexnet.models.create_model`),
-    or with ``weights`` loaded: a published record name (``create_model("alexnet_owt",
-    weights="torchvision")``, downloaded once) or anything :func:`load` accepts (weights file, checkpoint,
-    run directory); the model then comes in eval mode with ``model.meta`` filled in."""
+    or with weights loaded, then in eval mode with ``model.meta`` filled in:
+
+    - ``pretrained=True`` (timm's way), ``weights="DEFAULT"`` or a torchvision weights enum
+      (``AlexNet_Weights.IMAGENET1K_V1``; torchvision's ways): the model's published weights (``alexnet_owt``:
+      torchvision's, downloaded once); a model without any is refused;
+    - ``weights``: a published record name (``"torchvision"``) or anything :func:`load` accepts (weights
+      file, checkpoint, run directory).
+
+    ``num_classes`` must then be the weights' (to fine-tune: load, then ``model.reset_classifier(n)``)."""
+    if not isinstance(pretrained, bool):
+        raise BadOptionError(f"pretrained must be True or False, got {pretrained!r}")
+    if pretrained and weights is not None:
+        raise BadOptionError(f"{name}: pass pretrained=True or weights=..., not both")
+    if pretrained or (isinstance(weights, str) and weights == "DEFAULT"):
+        weights = published_weights(name)
+    weights = _record_of_enum(name, weights)
     if weights is None:
         return models.create_model(name, num_classes, **options)
-    model = load(weights, arch=name, **options)
+    model = load(weights, arch=name, progress=progress, **options)
     if num_classes is not None and num_classes != model.num_classes:
-        raise BadOptionError(f"the weights have {model.num_classes} classes, not num_classes={num_classes}")
+        raise BadOptionError(f"the weights have {model.num_classes} classes, not num_classes={num_classes} (to "
+                             f"fine-tune: load them, then model.reset_classifier({num_classes}))")
     return model
+
+
+def published_weights(name: str) -> str:
+    """The name of model ``name``'s published weights record, else a UserError."""
+    from alexnet.weights.records import RECORDS
+
+    models.model_info(name)  # an unknown model: its own error first
+    for record in RECORDS.values():
+        if record.arch == name:
+            return record.name
+    raise UserError(f"there are no published weights for {name}; pass weights=PATH (a weights file, "
+                    "checkpoint or run directory)")
+
+
+def _record_of_enum(name: str, weights):
+    """A torchvision weights enum (``AlexNet_Weights.IMAGENET1K_V1``: it has a ``url``) as our record's name."""
+    url = getattr(weights, "url", None)
+    if weights is None or isinstance(weights, (str, os.PathLike, WeightsFile)) or not isinstance(url, str):
+        return weights
+    from alexnet.weights.records import RECORDS
+
+    for record in RECORDS.values():
+        if record.url == url and record.arch == name:
+            return record.name
+    raise UserError(f"unknown weights {_short(weights)} for {name}; pass weights=PATH or a published name "
+                    f"({', '.join(sorted({r.name for r in RECORDS.values()}))})")
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 __all__ = ["attach", "build", "create_model", "load", "model_classes", "model_preprocess", "preprocess_of", "resolve_weights",
