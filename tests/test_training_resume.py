@@ -140,3 +140,51 @@ def test_a_checkpoint_holding_code_is_refused_as_unsafe_and_never_run(tmp_path, 
     assert len(err) == 1 and "refusing to load" in err[0] and "could run code" in err[0], err
     assert "weights_only=False" not in err[0] and "trust" not in err[0]
     assert not marker.exists()
+
+
+def _run(*args, cwd, env, wait_for=None, sig=signal.SIGINT):
+    """``alexnet train ARGS`` with ``env``; with ``wait_for``: signalled once a stdout line holds it."""
+    proc = subprocess.Popen([sys.executable, "-m", "alexnet", "train", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    lines = _wait_for(proc, wait_for) if wait_for else []
+    if wait_for:
+        proc.send_signal(sig)
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, "".join(lines) + out, err
+
+
+def test_a_resume_continues_with_the_threads_the_run_trained_with(tmp_path):
+    """A walkthrough: a run trained with --threads 1 and resumed without it went on with 2 threads and
+    ended with other weights (sums split over threads round differently), although resume is exact."""
+    from alexnet.runtime import cpu_share
+
+    if cpu_share() < 2:
+        pytest.skip("needs 2 CPUs: with one, every run has 1 thread")
+    env = {**{k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, "PYTHONUNBUFFERED": "1"}
+    one = [*ARGS, "--threads", "1"]
+    rc, out, err = _run(*one, "--out", str(tmp_path / "a"), cwd=tmp_path, env=env)
+    assert rc == 0, err
+    rc, out, err = _run(*one, "--out", str(tmp_path / "b"), cwd=tmp_path, env=env, wait_for="epoch 2/2  step 3/9")
+    assert rc == 128 + signal.SIGINT and "checkpoint saved" in out, err
+    rc, out, err = _run("--resume", str(tmp_path / "b"), cwd=tmp_path, env=env)
+    assert rc == 0, err
+    assert "continuing with 1 thread, as the run trained" in out
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # bitwise, as if never stopped
+    # threads given on resume: they win, with a note that the run will not be repeated exactly
+    rc, out, err = _run(*one, "--out", str(tmp_path / "c"), cwd=tmp_path, env=env, wait_for="epoch 2/2  step 3/9")
+    assert rc == 128 + signal.SIGINT, err
+    rc, out, err = _run("--resume", str(tmp_path / "c"), "--threads", "2", cwd=tmp_path, env=env)
+    assert rc == 0 and "trained with 1 thread and continues with 2" in out and "--threads 1 for that" in out, err
+
+
+def test_quiet_still_says_where_the_checkpoint_is_when_stopped(tmp_path):
+    proc = _start(*ARGS, "--quiet", "--out", str(tmp_path / "q"), cwd=tmp_path)
+    deadline = time.time() + 240
+    while not (tmp_path / "q" / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert out == "" and "Traceback" not in err  # --quiet: no progress
+    assert "checkpoint saved; continue with: alexnet train --resume" in err  # was: nothing at all

@@ -82,6 +82,28 @@ def test_run_directory_holds_everything(tmp_path, tiny):
     assert summary["seconds"] == t["total_s"] == r.final["seconds"]
 
 
+def test_slow_steps_still_show_progress_between_log_intervals(tmp_path, tiny, capsys, monkeypatch):
+    """A walkthrough: the paper's net on a laptop CPU showed nothing for minutes (50 steps of seconds each
+    before the first line). Now a line is due by the clock too: after 10 s, then every 30 s (a bar: 2 s)."""
+    from alexnet.progress import TrainingProgress
+
+    p = TrainingProgress(enabled=True, bar=False, epochs=1)
+    p.start_epoch(0, 9)
+    assert not p.due()
+    p.t_interval -= 11
+    assert p.due()  # the first line after 10 s
+    p.update(1, 1, 2.3, 0.9, 0.01)
+    p.t_interval -= 11
+    assert not p.due() and p.lines == 1  # then every 30 s
+    p.t_interval -= 20
+    assert p.due() and not TrainingProgress(enabled=False).due()
+    capsys.readouterr()
+    monkeypatch.setattr(TrainingProgress, "due", lambda self: True)  # every step "slow"
+    train(_config(tmp_path, epochs=1, log_interval=1000), dataset=tiny, progress=True)
+    out = capsys.readouterr().out
+    assert re.search(r"step 1/3  loss", out) and re.search(r"step 2/3  loss", out), out
+
+
 def test_printed_lines_show_the_history_in_percent(tmp_path, tiny, capsys):
     """The API and the files hold fractions; every line printed shows the same errors in percent."""
     r = train(_config(tmp_path, epochs=1, log_interval=2), dataset=tiny, progress=True)

@@ -4,8 +4,8 @@
   is a terminal, else a line every 30 s (so that logs of batch jobs stay readable).
 - :class:`TrainingProgress`: a training run. The bar (stderr) shows the epoch's progress with loss, top-1
   error, images/s and tqdm's ETA, updated once per log interval, when the trainer reads its metrics from
-  the device anyway. Without a terminal (a log file, CI, a notebook's captured output) one line per log
-  interval and per epoch goes to stdout. Errors arrive as fractions and are shown in percent.
+  the device anyway, and at least every 2 s. Without a terminal (a log file, CI, a notebook's captured
+  output) one line per log interval (and after 10 s, then at least every 30 s) and per epoch goes to stdout. Errors arrive as fractions and are shown in percent.
 """
 
 from __future__ import annotations
@@ -87,6 +87,16 @@ class TrainingProgress:
         self.steps_in_epoch = 0
         self.t_interval = time.perf_counter()
         self.images_interval = 0
+        self.lines = 0  # step lines printed (no bar)
+
+    def due(self) -> bool:
+        """Whether to show progress now although no log interval has ended: a bar every 2 s, lines after 10 s
+        and then every 30 s (a step of the paper's net on a laptop CPU takes seconds: 50 of them are
+        minutes of silence)."""
+        if not self.enabled:
+            return False
+        wait = 2.0 if self.bar is not None else (10.0 if not self.lines else 30.0)
+        return time.perf_counter() - self.t_interval >= wait
 
     def log(self, message: str) -> None:
         if not self.enabled:
@@ -122,6 +132,7 @@ class TrainingProgress:
                                      refresh=False)
             self.bar.update(steps_since)
         elif not last:  # the epoch's own line follows
+            self.lines += 1
             print(f"epoch {self.epoch + 1}/{self.epochs}  step {step_in_epoch}/{self.steps_in_epoch}  "
                   f"loss {loss:.4f}  top-1 err {100 * top1_err:.2f}%  {rate:,.0f} img/s  lr {lr:.4g}",
                   file=self.stream, flush=True)

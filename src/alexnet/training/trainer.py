@@ -25,7 +25,9 @@ weights (tests/test_training_resume.py).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
+import os
 import signal
 import sys
 import threading
@@ -318,6 +320,24 @@ class Trainer:
         if cudas and self.device.type == "cuda":
             torch.cuda.set_rng_state(cudas[self.dist.rank % len(cudas)], self.device)
 
+    def _load_threads(self, threads) -> None:
+        """On a CPU, continue with as many operator threads as the run trained with (reductions split over
+        threads round differently; the same count continues it bitwise as if never stopped), unless the
+        threads were given (``--threads``, ``OMP_NUM_THREADS``): then say that it will not be exact."""
+        if self.device.type != "cpu" or not isinstance(threads, int) or isinstance(threads, bool) \
+                or threads == self.resolved.threads or threads < 1:
+            return
+        given = "OMP_NUM_THREADS" in os.environ
+        if not given and threads <= (os.cpu_count() or 1):
+            self.resolved = dataclasses.replace(self.resolved, threads=threads)
+            apply_resolved(self.resolved)
+            self.progress.log(f"continuing with {count(threads, 'thread')}, as the run trained (--threads N "
+                              "for another count, which continues it less exactly)")
+            return
+        self.progress.log(f"note: the run trained with {count(threads, 'thread')} and continues with "
+                          f"{self.resolved.threads}: on a CPU its sums then round differently, so it will not "
+                          f"repeat an uninterrupted run exactly (--threads {threads} for that)")
+
     def state_dict(self) -> dict:
         """The checkpoint (plain tensors and primitives only): a copy on the host that training does not
         change (so that it can be written while training goes on)."""
@@ -333,6 +353,7 @@ class Trainer:
             "history": self.history,
             "best": self.best,
             "world_size": self.dist.world_size,
+            "threads": torch.get_num_threads(),  # a CPU's sums round by it: a resume takes the same (_load_threads)
             "rng": self._gather_rng(),
             "arch": self.config.arch,
             "model_options": dict(self.config.model_options),
@@ -352,6 +373,7 @@ class Trainer:
         self.epoch_seconds = float(state.get("epoch_seconds", 0.0))
         self.epoch_train_seconds = float(state.get("epoch_train_seconds", 0.0))
         self.meter.load(state["meter"])
+        self._load_threads(state.get("threads"))
         wrote = int(state.get("world_size", 1))
         if wrote != self.dist.world_size:
             self.progress.log(f"note: checkpoint written by {wrote} processes, resumed by {self.dist.world_size}: "
@@ -486,7 +508,8 @@ class Trainer:
                 last = self.batch == self.steps_per_epoch
                 if last:  # a few of the epoch's images, to look inside the net if the epoch was at chance
                     self._probe_batch = x[:PROBE_IMAGES].detach().clone()
-                log_now = self.batch % c.log_interval == 0 or last
+                # a log interval's end, or (one process) progress due by the clock: slow CPU steps
+                log_now = self.batch % c.log_interval == 0 or last or (not self.dist.enabled and self.progress.due())
                 ckpt_now = bool(c.checkpoint_interval) and self.step % c.checkpoint_interval == 0 and not last
                 max_now = bool(c.max_steps) and self.step >= c.max_steps
                 sync = log_now or ckpt_now or max_now
@@ -781,6 +804,14 @@ class Trainer:
         if self.step:
             p.log(f"resuming at epoch {self.epoch + 1}, batch {self.batch} (step {self.step})")
 
+    def _say(self, message: str) -> None:
+        """What the user must see even with progress off (``--quiet``): through the progress when it is
+        on, else on stderr (rank 0)."""
+        if self.progress.enabled:
+            self.progress.log(message)
+        elif self.main:
+            _say_error(message)
+
     def _continue_hint(self) -> str:
         """How to continue an interrupted run: ``alexnet train --resume``, unless its images were handed to
         the trainer in memory (an experiment's subset), which only the program that gave them can do again
@@ -873,9 +904,9 @@ class Trainer:
                 with self.clock.phase("checkpoints"):
                     self._draw_late_curves()
                     self.writes.wait()  # the checkpoint is on disk before the run says so
-                self.progress.log(f"{interrupted}: stopped at epoch {self.epoch + 1}, batch {self.batch} "
-                                  f"(step {self.step}); checkpoint saved"
-                                  + (self._continue_hint() if self.run_dir is not None else ""))
+                self._say(f"{interrupted}: stopped at epoch {self.epoch + 1}, batch {self.batch} "
+                          f"(step {self.step}); checkpoint saved"
+                          + (self._continue_hint() if self.run_dir is not None else ""))
                 return result
             result.final = self._finish()
             with self.clock.phase("checkpoints"):
