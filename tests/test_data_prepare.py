@@ -743,3 +743,33 @@ def test_classes_file_never_merges_two_folders_and_reads_single_word_names(tmp_p
     names.write_text("tiger shark\nshark\ntiger\n")
     classes, mapping = read_class_file(names).match(["shark", "tiger"], "SRC")
     assert (mapping["shark"], mapping["tiger"]) == (1, 2) and [c["name"] for c in classes][0] == "tiger shark"
+
+
+def test_a_tar_of_a_folder_reads_as_the_folder(tmp_path):
+    """A walkthrough: `tar czf mine.tar.gz mine` of a folder `prepare` read fine (a file beside the class
+    folders, a nested folder in a class) was refused ("class folders in more than one place"), and a
+    nested folder's files would have become a class of their own."""
+    files = {"tench fish/a.png": _png(20), "tench fish/b.png": _png(21), "golf ball/c.png": _png(22),
+             "golf ball/nested/d.png": _png(23), "golf ball/nested/deeper/e.png": _png(24), "beside.png": _png(25)}
+    folder = prepare_dataset(write_folder(tmp_path / "mine", files), tmp_path / "f", size=16, workers=1,
+                             progress=False)
+    for name, members in (("wrapped", {f"mine/{k}": v for k, v in files.items()}),
+                          ("deeper", {f"home/me/mine/{k}": v for k, v in files.items()}),
+                          ("flat", dict(files))):
+        ds = prepare_dataset(make_tar(tmp_path / f"{name}.tar.gz", members, mode="w:gz"), tmp_path / name, size=16,
+                             workers=1, progress=False)
+        assert [c["name"] for c in ds.classes] == [c["name"] for c in folder.classes] == ["golf ball", "tench fish"]
+        def items(d):  # (a compressed archive is stored in its own order)
+            return sorted((d.path_of(i), int(d.labels[i]), d.get_uint8(i).tobytes()) for i in range(len(d)))
+
+        assert items(ds) == items(folder)
+        assert ds.meta["found"] == folder.meta["found"] == 6 and len(ds.meta["skipped"]) == 1
+        assert ds.meta["skipped"][0]["path"].endswith("beside.png")
+    # one folder of images in a wrapper: that folder is the class (as a folder SRC holding it)
+    one = prepare_dataset(make_tar(tmp_path / "one.tar", {"set/cats/a.png": _png(20), "set/cats/b.png": _png(21)}),
+                          tmp_path / "one", size=16, workers=1, progress=False)
+    assert [c["name"] for c in one.classes] == ["cats"] and len(one) == 2
+    # splits are still refused, naming a folder to pick
+    splits = {"set/train/a/x.png": _png(20), "set/train/b/y.png": _png(20), "set/val/a/z.png": _png(20)}
+    with pytest.raises(UserError, match=r"more than one place .* --subdir \(e.g. --subdir set/train\)"):
+        prepare_dataset(make_tar(tmp_path / "splits.tar", splits), tmp_path / "s", workers=1, progress=False)

@@ -439,37 +439,43 @@ def _tar_source(layout, path: Path, classes, keys, labels, listing: list[Member]
 def _open_tar(path: Path, synsets: ClassFile | None, subdir: str | None) -> Source:
     listing = _list_tar(path)
     prefix = subdir.strip("/") + "/" if subdir else ""
-    picked = []  # (position in listing, key, class name)
-    loose = []  # keys of the files beside the class folders
+    files = []  # (position in listing, path parts under SUBDIR)
     folder_links = []  # keys of symlinks to folders
-    containers = set()
     for n, member in enumerate(listing):
         if ignored_name(member.name) or not member.name.startswith(prefix):
             continue
         key = member.name[len(prefix):]
-        parts = key.split("/")
         if member.folder:
             folder_links.append(key)
-        elif len(parts) < 2:  # directly in SUBDIR (or at the archive's top): belongs to no class
-            loose.append(key)
-        elif subdir:
-            picked.append((n, key, parts[0]))
         else:
-            containers.add("/".join(parts[:-2]))
-            picked.append((n, key, parts[-2]))
+            files.append((n, key.split("/")))
+    root = _tar_class_root([parts for _, parts in files]) if not subdir else []
+    # As a folder is read (_open_folder): a class is a folder in ROOT, with every file under it (nested
+    # folders too); files directly in ROOT, or outside it, belong to no class.
+    picked = []  # (position in listing, key under ROOT, class name)
+    loose = []  # keys of the files in no class folder
+    direct, inner = 0, {}  # files directly in a class folder; each class's sub-folders
+    for n, parts in files:
+        rel = parts[len(root):] if parts[:len(root)] == root else []
+        if len(rel) < 2:
+            loose.append("/".join(parts))
+            continue
+        picked.append((n, "/".join(rel), rel[0]))
+        direct += len(rel) == 2
+        inner.setdefault(rel[0], set()).update(rel[1:2] if len(rel) > 2 else ())
+    where = f"{path}" + (f" under {subdir!r}" if subdir else "")
     if not picked:
-        raise UserError(f"no class folders with files found in {path}" +
-                        (f" under {subdir!r}" if subdir else ""))
-    if not subdir:
-        if len(containers) > 1:
-            shown = ", ".join(repr(c or ".") for c in sorted(containers)[:4])
-            raise UserError(f"{path} holds class folders in more than one place ({shown}); "
-                            "pick one with --subdir")
-        container = containers.pop()
-        if container:  # the files at the archive's top lie outside the folder of class folders
-            picked = [(n, key[len(container) + 1:], cls) for n, key, cls in picked]
-            folder_links = [k[len(container) + 1:] for k in folder_links if k.startswith(container + "/")]
-            loose = []
+        raise UserError(f"no class folders with files found in {where}")
+    sub = list(inner.values())
+    if not subdir and direct == 0 and (len(inner) == 1 or any(a & b for i, a in enumerate(sub) for b in sub[i + 1:])):
+        # e.g. imagenette/train/<wnid>/ and imagenette/val/<wnid>/: splits, not classes
+        first = "/".join([*root, sorted(inner)[0]])
+        raise UserError(f"{where} holds class folders in more than one place (the folders in "
+                        f"{'/'.join(root) or 'its top'}: {', '.join(sorted(inner)[:4])} hold folders, not "
+                        f"images); pick one with --subdir (e.g. --subdir {first})")
+    if root:
+        top = "/".join(root) + "/"
+        folder_links = [k[len(top):] for k in folder_links if k.startswith(top)]
     # Same order as a folder: classes sorted, then paths sorted (a compressed archive is then read in
     # its own order; see _tar_source).
     picked.sort(key=lambda t: (t[2], t[1]))
@@ -485,6 +491,24 @@ def _open_tar(path: Path, synsets: ClassFile | None, subdir: str | None) -> Sour
     source = _tar_source("tar", path, classes, keys, labels, listing, order, settings)
     source.skipped = [{"path": key, "reason": NOT_IN_CLASS_FOLDER} for key in sorted(loose)] + source.skipped
     return source
+
+
+def _tar_class_root(files: list[list[str]]) -> list[str]:
+    """The folder of class folders of an archive (path parts): the deepest folder holding every file below
+    the archive's top (a wrapper folder such as ``imagenette/train/``, as ``tar czf set.tar.gz set``
+    makes), one level up where that folder holds the files themselves (it is then their class)."""
+    parents = [parts[:-1] for parts in files if len(parts) >= 2]
+    if not parents:
+        return []
+    root = parents[0]
+    for p in parents[1:]:
+        k = 0
+        while k < min(len(root), len(p)) and root[k] == p[k]:
+            k += 1
+        root = root[:k]
+    if all(len(p) == len(root) for p in parents):
+        root = root[:-1]
+    return root
 
 
 # --------------------------------------------------------------------------- ILSVRC-2012
