@@ -260,7 +260,7 @@ def test_cli_only_bad_files(weights, images, capsys):
     assert main(["predict", "--weights", str(weights), str(images["bad"] / "notes.jpg"), "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["failed"] == 1 and doc["images"] == []
-    assert doc["errors"][0]["source"].endswith("notes.jpg") and "not an image" in doc["errors"][0]["error"]
+    assert doc["errors"][0]["image"].endswith("notes.jpg") and "not an image" in doc["errors"][0]["error"]
 
 
 # --- the figure's layout: labels, bars and rows ----------------------------------------------------------

@@ -93,7 +93,7 @@ def run(args) -> int:
     with torch.inference_mode():
         for path, sq, err in _load_squares(files, pre):
             if err is not None:
-                failures.append({"source": path, "error": err})
+                failures.append({"image": path, "error": err})
                 print(f"alexnet predict: error: {err}", file=sys.stderr)
                 continue
             batch.append((path, sq))
