@@ -561,6 +561,8 @@ def test_files_beside_the_class_folders_are_found_and_skipped(tmp_path):
     code, out, err = run_cli(["prepare", str(src), str(tmp_path / "out"), "--workers", "1", "--no-progress"])
     assert code == 0, err
     assert "2 images, 2 skipped, 4 found" in out
+    code, out, err = run_cli(["prepare", str(src), str(tmp_path / "out2"), "--workers", "1"])
+    assert "found 4 files in 2 classes" in out + err and "2 of them left out before decoding" in out + err
     assert "skipped README.txt: not in a class folder" in err and "skipped loose.png: not in a class folder" in err
     # the same tree in a tar: files directly in SUBDIR (or at the top, beside the class folders) likewise
     tar = make_tar(tmp_path / "s.tar.gz", {f"set/{k}": (src / k).read_bytes() for k in

@@ -106,7 +106,8 @@ def prepare_dataset(src: str | Path, out: str | Path, *, classes_file: str | Pat
     source = open_source(src, classes_file=classes_file, labels_file=labels_file, subdir=subdir, split=split)
     settings = _settings(source, size=size, warp=warp, fmt=format, quality=int(quality))
     settings_id = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:32]
-    not_read = f"; {len(source.skipped)} of them not read (listed as skipped)" if source.skipped else ""
+    not_read = (f"; {len(source.skipped)} of them left out before decoding (counted with the files that "
+                "fail to decode in the skipped at the end)" if source.skipped else "")
     say(f"found {len(source) + len(source.skipped)} files in {len(set(source.labels.tolist()))} classes "
         f"({source.layout}: {source.description}) in {time.monotonic() - t0:.1f}s{not_read}")
 
