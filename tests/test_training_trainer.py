@@ -104,19 +104,34 @@ def test_slow_steps_still_show_progress_between_log_intervals(tmp_path, tiny, ca
     assert re.search(r"step 1/3  loss", out) and re.search(r"step 2/3  loss", out), out
 
 
-def test_printed_lines_show_the_history_in_percent(tmp_path, tiny, capsys):
-    """The API and the files hold fractions; every line printed shows the same errors in percent."""
-    r = train(_config(tmp_path, epochs=1, log_interval=2), dataset=tiny, progress=True)
+@pytest.mark.parametrize("num_classes", [4, 6])
+def test_printed_lines_show_the_history_in_percent(tmp_path, capsys, monkeypatch, num_classes):
+    """The API and the files hold fractions; every line printed shows the same errors in percent. Top-5
+    errors are shown from 6 classes up (of 5 or fewer, always 0: a walkthrough saw 'top-5 err 0.00%' lines
+    and two flat curves at 0 on 4 classes)."""
+    from alexnet.data import ArrayDataset
+    from alexnet.data.demo import make_demo_images
+
+    images, labels, classes = make_demo_images(16 * num_classes, 36, seed=3, num_classes=num_classes)
+    data = ArrayDataset(images, labels, classes=classes)
+    from alexnet.training import rundir
+
+    drawn, real = [], rundir.write_curves
+    monkeypatch.setattr(rundir, "write_curves", lambda *a, **kw: drawn.append(kw.get("top5", True)) or real(*a, **kw))
+    r = train(_config(tmp_path, epochs=1, log_interval=2), dataset=data, progress=True)
     out = capsys.readouterr().out
     row, f = r.history[0], r.final
+    top5 = num_classes > 5
+    assert drawn and set(drawn) == {top5}
     assert 0 <= row["val_top1_err"] <= 1 and f["val_top1_err"] == row["val_top1_err"]
-    assert (f"top-1 err {100 * row['train_top1_err']:.2f}%  val top-1 err {100 * row['val_top1_err']:.2f}%  "
-            f"top-5 err {100 * row['val_top5_err']:.2f}%") in out, out
-    assert re.search(r"step 2/3  loss \d+\.\d{4}  top-1 err \d+\.\d\d%", out), out
-    assert (f"final validation, centre crop: top-1 error {100 * f['val_top1_err']:.2f}%, "
-            f"top-5 error {100 * f['val_top5_err']:.2f}%") in out, out
-    assert (f"final validation, 10 crops:   top-1 error {100 * f['ten_crop_top1_err']:.2f}%, "
-            f"top-5 error {100 * f['ten_crop_top5_err']:.2f}%") in out, out
+    shown = f"  top-5 err {100 * row['val_top5_err']:.2f}%" if top5 else "  lr"
+    assert f"top-1 err {100 * row['train_top1_err']:.2f}%  val top-1 err {100 * row['val_top1_err']:.2f}%{shown}" \
+        in out, out
+    assert re.search(r"step 2/\d  loss \d+\.\d{4}  top-1 err \d+\.\d\d%", out), out
+    for what, key in (("centre crop:", "val"), ("10 crops:  ", "ten_crop")):
+        five = f", top-5 error {100 * f[key + '_top5_err']:.2f}%" if top5 else "\n"
+        assert f"final validation, {what} top-1 error {100 * f[key + '_top1_err']:.2f}%{five}" in out, out
+    assert ("top-5" in out) == top5
     assert WallClock.describe(f["time"]) + "\n" in out, out
 
 

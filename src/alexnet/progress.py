@@ -88,6 +88,7 @@ class TrainingProgress:
         self.t_interval = time.perf_counter()
         self.images_interval = 0
         self.lines = 0  # step lines printed (no bar)
+        self.top5 = True  # show top-5 errors (not with 5 classes or fewer: always 0 there)
 
     def due(self) -> bool:
         """Whether to show progress now although no log interval has ended: a bar every 2 s, lines after 10 s
@@ -145,7 +146,8 @@ class TrainingProgress:
             return
         val = ""
         if row.get("val_top1_err") is not None:
-            val = f"  val top-1 err {100 * row['val_top1_err']:.2f}%  top-5 err {100 * row['val_top5_err']:.2f}%"
+            val = f"  val top-1 err {100 * row['val_top1_err']:.2f}%" + (
+                f"  top-5 err {100 * row['val_top5_err']:.2f}%" if self.top5 else "")
         eta = "" if eta_seconds is None else f"  eta {_duration(eta_seconds)}"
         print(f"epoch {row['epoch']}/{self.epochs}  train loss {row['train_loss']:.4f}  "
               f"top-1 err {100 * row['train_top1_err']:.2f}%{val}  lr {row['lr']:.4g}  "

@@ -152,12 +152,12 @@ def _png(fig) -> bytes:
     return png_bytes(fig)
 
 
-def curves_png(metrics: list[dict]) -> bytes:
+def curves_png(metrics: list[dict], *, top5: bool = True) -> bytes:
     """curves.png's figure (:func:`alexnet.training.rundir.curves_figure`: loss left, errors right, the
     learning rate's cuts marked between epochs) with the learning rate on a log axis beside the loss."""
     from alexnet.training.rundir import curves_figure
 
-    return _png(curves_figure(metrics, lr_axis=True))
+    return _png(curves_figure(metrics, lr_axis=True, top5=top5))
 
 
 def confusion_png(conf: np.ndarray, names: list[str]) -> bytes:
@@ -306,7 +306,7 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
     # learning curves
     if metrics:
         last = metrics[-1]
-        sections.append("<h2>Learning curves</h2>" + H.img_png(curves_png(metrics), "learning curves",
+        sections.append("<h2>Learning curves</h2>" + H.img_png(curves_png(metrics, top5=len(classes) > 5), "learning curves",
                         f"{count(len(metrics), 'epoch')} from metrics.csv; training error is over each epoch's "
                         "augmented crops, validation error on the centre crop")
                         + H.table(["", "value"], [(k, _fmt(v, percent=k.endswith("_err"))) for k, v in last.items()],

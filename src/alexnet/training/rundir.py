@@ -154,14 +154,15 @@ def _lr_axis(ax, epochs: list, lrs: list[float], handles: list) -> None:
     handles.append(line)
 
 
-def curves_figure(history: list[dict], title: str = "", *, lr_axis: bool = False):
+def curves_figure(history: list[dict], title: str = "", *, lr_axis: bool = False, top5: bool = True):
     """The figure of ``curves.png`` (and of the report's learning curves): training loss (left; with
     ``lr_axis`` the learning rate on a log axis to its right), top-1/top-5 errors of train and val in
     percent (right), against epochs (ticks at whole epochs only, also for a run of one or two).
 
     The error axis follows the data (:func:`error_limits`); a marker per epoch up to
     :data:`MARKERS_UP_TO` epochs, none past; the learning rate's cuts (:func:`lr_drops`) are dotted lines
-    labelled above the axes, and the legend sits below them: nothing written over a curve or a label."""
+    labelled above the axes, and the legend sits below them: nothing written over a curve or a label.
+    ``top5=False`` leaves the top-5 errors out (5 classes or fewer: always 0)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -188,7 +189,7 @@ def curves_figure(history: list[dict], title: str = "", *, lr_axis: bool = False
                                      ("val_top1_err", "val top-1", "-", "s"),
                                      ("val_top5_err", "val top-5", "--", "s")):
         values = series(key, 100.0)
-        if any(not math.isnan(v) for v in values):
+        if any(not math.isnan(v) for v in values) and (top5 or "top5" not in key):
             # not clipped: a marker at 0% (or 100%) is drawn whole over the spine, not cut in half
             handles += ax2.plot(epochs, values, linestyle=line, marker=marker if mark else None, ms=4,
                                 color="C0" if key.startswith("train") else "C3", label=label, clip_on=False,
@@ -232,10 +233,10 @@ def lr_drops(history: list[dict], at_most: float = 0.2) -> list[tuple[float, flo
     return out
 
 
-def write_curves(path: Path, history: list[dict], title: str = "") -> None:
+def write_curves(path: Path, history: list[dict], title: str = "", *, top5: bool = True) -> None:
     """``curves.png``: :func:`curves_figure` of the history so far."""
     buf = io.BytesIO()
-    curves_figure(history, title).savefig(buf, format="png")
+    curves_figure(history, title, top5=top5).savefig(buf, format="png")
     write_atomic(path, buf.getvalue())
 
 

@@ -173,6 +173,7 @@ class Trainer:
         self.callback, self.handle_signals, self.stop = callback, handle_signals, _StopRequest()
         self.progress = TrainingProgress(enabled=progress is not False and self.main, epochs=c.epochs)
         self._build_data(c, dataset, val_dataset)
+        self.top5 = self.progress.top5 = len(self.classes) > 5  # top-5 of 5 classes or fewer: always right
         self._build_model(c)
         self._build_optimization(c)
         # position and history (from a checkpoint when resuming)
@@ -665,7 +666,7 @@ class Trainer:
             if draw:
                 self._curves_drawn_at, self._curves_epochs = now, len(self.history)
             job = _EpochFiles(self.run_dir, state, state if improved else None, [dict(r) for r in self.history],
-                              self._curves_title, draw=draw)
+                              self._curves_title, draw=draw, top5=self.top5)
             self.writes.offer(job, merge=_EpochFiles.merge)
 
     @property
@@ -683,7 +684,8 @@ class Trainer:
         if self.main and self.run_dir is not None and self._curves_epochs < len(self.history):
             self._curves_epochs = len(self.history)
             history, path, title = [dict(r) for r in self.history], self.run_dir / "curves.png", self._curves_title
-            self.writes.submit(("curves.png", lambda: rundir.write_curves(path, history, title=title)))
+            top5 = self.top5
+            self.writes.submit(("curves.png", lambda: rundir.write_curves(path, history, title=title, top5=top5)))
 
     def _near_chance(self, train: dict, tolerance: float) -> bool:
         """An epoch after the first (and after any warm-up) whose training loss is within ``tolerance``
@@ -943,8 +945,8 @@ class Trainer:
             centre = {"top1_err": last["val_top1_err"], "top5_err": last["val_top5_err"]} if last \
                 else self.evaluate(self.val_loader, phase="final_evaluation")
             final["val_top1_err"], final["val_top5_err"] = centre["top1_err"], centre["top5_err"]
-            self.progress.log(f"final validation, centre crop: top-1 error {100 * centre['top1_err']:.2f}%, "
-                              f"top-5 error {100 * centre['top5_err']:.2f}%")
+            self.progress.log(f"final validation, centre crop: top-1 error {100 * centre['top1_err']:.2f}%"
+                              + (f", top-5 error {100 * centre['top5_err']:.2f}%" if self.top5 else ""))
             best = self.best
             if best.get("epoch") is not None:
                 final["best_epoch"], final["best_val_top1_err"] = best["epoch"], best["val_top1_err"]
@@ -961,8 +963,8 @@ class Trainer:
                 finally:
                     ten.close()
                 final["ten_crop_top1_err"], final["ten_crop_top5_err"] = t["top1_err"], t["top5_err"]
-                self.progress.log(f"final validation, 10 crops:   top-1 error {100 * t['top1_err']:.2f}%, "
-                                  f"top-5 error {100 * t['top5_err']:.2f}%")
+                self.progress.log(f"final validation, 10 crops:   top-1 error {100 * t['top1_err']:.2f}%"
+                                  + (f", top-5 error {100 * t['top5_err']:.2f}%" if self.top5 else ""))
         if self.main and self.run_dir is not None:
             with self.clock.phase("weights"):
                 self._save_weights(final)
@@ -1003,6 +1005,8 @@ class _EpochFiles:
     title: str
     draw: bool = True
     """Draw ``curves.png`` too (see ``CURVES_EVERY_S``)."""
+    top5: bool = True
+    """Top-5 errors in the curves (not with 5 classes or fewer)."""
 
     def steps(self) -> list:
         d = self.run_dir
@@ -1013,7 +1017,8 @@ class _EpochFiles:
             steps.append((rundir.BEST, lambda: ckpt.save_checkpoint(self.best, d / rundir.BEST)))
         steps.append(("metrics.csv", lambda: rundir.write_metrics_csv(d / "metrics.csv", self.history)))
         if self.draw:
-            steps.append(("curves.png", lambda: rundir.write_curves(d / "curves.png", self.history, title=self.title)))
+            steps.append(("curves.png", lambda: rundir.write_curves(d / "curves.png", self.history, title=self.title,
+                                                                    top5=self.top5)))
         return steps
 
     @staticmethod
