@@ -364,3 +364,25 @@ def test_the_experiments_configs_check_types_from_python(make, needle):
 
     with pytest.raises(BadOptionError, match=needle):
         make().validate()
+
+
+def test_a_resume_with_another_only_keeps_the_models_finished_before(finished, monkeypatch, capsys):
+    """A walkthrough: --resume --only no_lrn after a run of no_dropout wrote a table of full and no_lrn,
+    although no_dropout's result was on disk."""
+    data, out = finished
+    calls = fake_training(monkeypatch)
+    assert run_cli(["experiment", "ablations", "--out", str(out), "--resume", "--only", "no_lrn"]) == 0
+    assert [(which, model) for which, model, _ in calls] == [("train", "no_lrn")]
+    assert "no_dropout: done by an earlier run, kept in the table" in capsys.readouterr().err
+    rows = json.loads((out / "ablations.json").read_text())["rows"]
+    assert [r["name"] for r in rows] == [n for n in ABLATIONS if n in ("full", "no_lrn", "no_dropout")]
+    assert "`no_dropout`" in (out / "ablations.md").read_text()
+
+
+def test_the_tables_note_says_when_the_warmup_outlasts_the_training():
+    from alexnet.experiments.ablations import AblationTable
+
+    short = AblationTable(AblationConfig(epochs=1, batch_size=8), {}, train_images=40, val_images=20)
+    assert "a linear warm-up of 150 steps, longer than the 5 steps trained" in short.markdown()
+    long = AblationTable(AblationConfig(epochs=10, batch_size=8), {}, train_images=800, val_images=20)
+    assert "after 500 steps of linear warm-up" in long.markdown()  # 5 epochs of 100 steps, of 1,000

@@ -196,8 +196,8 @@ class AblationTable:
     def rows(self) -> list[dict]:
         full = self.results.get("full")
         rows = []
-        for name, r in self.results.items():
-            a = ABLATIONS[name]
+        for name in [n for n in ABLATIONS if n in self.results]:  # the registry's order, however they ran
+            r, a = self.results[name], ABLATIONS[name]
 
             def diff(x, ref, is_full=name == "full"):
                 return None if x is None or ref is None or is_full else x - ref
@@ -247,9 +247,17 @@ class AblationTable:
         lines.append(f"Errors on {self.val_images} validation images; Δ = model minus full model in percentage "
                      f"points (pp), top-1 / top-5; positive = the switch hurts. Budget per model: "
                      f"{c.epochs} epoch(s) on {self.train_images} training images, batch {c.batch_size}, "
-                     f"lr {c.lr:g} (paper's plateau schedule) after {self.warmup_steps()} steps of linear warm-up "
+                     f"lr {c.lr:g} (paper's plateau schedule) {self._warmup_words()} "
                      f"(the default recipe's; docs/RECIPE.md), seed {c.seed}.")
         return "\n".join(lines)
+
+    def _warmup_words(self) -> str:
+        warm = self.warmup_steps()
+        total = self.config.epochs * max(1, self.train_images // self.config.batch_size)
+        if warm >= total:
+            return (f"reached only by the end of a linear warm-up of {warm} steps, longer than the {total} "
+                    "steps trained: the lr stayed below it")
+        return f"after {warm} steps of linear warm-up"
 
     def warmup_steps(self) -> int:
         """The warm-up each model had: the default recipe's for this many images and batch."""
@@ -507,6 +515,11 @@ def run_ablations(data: str | os.PathLike, config: AblationConfig, *, val: str |
         _write_table(table, out)
     log(f"ablations {', '.join(config.names)}: {n_train} training / {n_val} validation images, "
         f"{config.epochs} epoch(s) each")
+    if resume:  # models an earlier --only finished stay in the table
+        for name in ABLATIONS:
+            if name not in config.names and (out / name / RESULT_FILE).is_file():
+                table.results[name] = AblationResult.from_json((out / name / RESULT_FILE).read_text())
+                log(f"{name}: done by an earlier run, kept in the table")
     for name in config.names:
         run_dir = out / name
         done = run_dir / RESULT_FILE
