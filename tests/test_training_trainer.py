@@ -704,3 +704,17 @@ def test_a_crop_the_net_cannot_take_is_one_line_before_the_run_directory(tmp_pat
     with pytest.raises(UserError, match="--crop-size 20: cifar_4layer takes 3x32x32 input"):
         train(_config(tmp_path, epochs=1, crop_size=20), dataset=tiny, progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_resume_hint_false_leaves_the_continue_line_to_the_caller(tmp_path, tiny, capsys):
+    """A walkthrough: a stopped ablation said both 'continue it from the program that started it' (the
+    trainer's) and 'continue with: alexnet experiment ablations ... --resume' (the experiment's)."""
+    import os
+    import signal
+
+    for hint in (True, False):
+        r = train(_config(tmp_path / str(hint), epochs=3), dataset=tiny, progress=True, resume_hint=hint,
+                  callback=lambda row: os.kill(os.getpid(), signal.SIGINT))
+        out = capsys.readouterr().out
+        assert r.interrupted == "SIGINT" and "checkpoint saved" in out, out
+        assert ("continue it from the program that started it" in out) == hint, out

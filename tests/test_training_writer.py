@@ -243,7 +243,7 @@ def test_a_failed_checkpoint_write_stops_the_run_with_one_line(tmp_path, tiny, m
 
 
 def test_a_failed_curves_write_is_named(tmp_path, tiny, monkeypatch):
-    def broken(path, history, title=""):
+    def broken(path, history, title="", **kw):
         raise ValueError("cannot draw")
 
     monkeypatch.setattr(rundir, "write_curves", broken)
@@ -265,8 +265,8 @@ def test_curves_are_drawn_at_most_every_so_often_and_at_the_end(tmp_path, tiny, 
     drawn, csv_rows = [], []
     real_curves, real_csv = rundir.write_curves, rundir.write_metrics_csv
     monkeypatch.setattr(trainer_module, "CURVES_EVERY_S", 3600.0)
-    monkeypatch.setattr(rundir, "write_curves", lambda path, history, title="": (
-        drawn.append(len(history)), real_curves(path, history, title=title)))
+    monkeypatch.setattr(rundir, "write_curves", lambda path, history, title="", **kw: (
+        drawn.append(len(history)), real_curves(path, history, title=title, **kw)))
     monkeypatch.setattr(rundir, "write_metrics_csv", lambda path, history: (
         csv_rows.append(len(history)), real_csv(path, history)))
     steps_per_epoch = 3  # 48 training images of tiny, batch 16 (_config)

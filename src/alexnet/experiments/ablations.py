@@ -433,10 +433,11 @@ def train_and_evaluate(ablation: Ablation, config: AblationConfig, *, data: str,
     if resume:
         same_computation = {"device": config.device or "auto", "workers": config.workers}
         res = alexnet.training.resume(run_dir, dataset=train_ds, val_dataset=val_ds, progress=progress,
-                                      **{k: v for k, v in same_computation.items() if v is not None})
+                                      resume_hint=False, **{k: v for k, v in same_computation.items() if v is not None})
     else:
         tc = train_config(ablation, config, data=data, val=val, run_dir=run_dir)
-        res = alexnet.training.train(tc, dataset=train_ds, val_dataset=val_ds, progress=progress)
+        res = alexnet.training.train(tc, dataset=train_ds, val_dataset=val_ds, progress=progress,
+                                     resume_hint=False)  # the experiment says how to continue it
     seconds = time.perf_counter() - t0
     if res.interrupted:
         raise TrainingInterrupted(ablation.name, res.interrupted)

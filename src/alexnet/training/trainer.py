@@ -159,7 +159,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, *, dataset=None, val_dataset=None, run_dir: str | Path | None = None,
                  state: dict | None = None, progress: bool | None = True,
                  callback: Callable[[dict], bool | None] | None = None, handle_signals: bool = True,
-                 fresh: bool = False) -> None:
+                 fresh: bool = False, resume_hint: bool = True) -> None:
         self.clock = WallClock()  # where the run's time goes: summary.json's "time"
         c = self.config = config
         self.dist = init_distributed("cuda" if c.device.startswith("cuda") or
@@ -171,6 +171,7 @@ class Trainer:
         if fresh and run_dir is not None:
             self._on_rank0(lambda: rundir.check_fresh(Path(run_dir)))
         self.callback, self.handle_signals, self.stop = callback, handle_signals, _StopRequest()
+        self.resume_hint = resume_hint  # say how to continue a stopped run (False: the caller says it)
         self.progress = TrainingProgress(enabled=progress is not False and self.main, epochs=c.epochs)
         self._build_data(c, dataset, val_dataset)
         self.top5 = self.progress.top5 = len(self.classes) > 5  # top-5 of 5 classes or fewer: always right
@@ -908,7 +909,7 @@ class Trainer:
                     self.writes.wait()  # the checkpoint is on disk before the run says so
                 self._say(f"{interrupted}: stopped at epoch {self.epoch + 1}, batch {self.batch} "
                           f"(step {self.step}); checkpoint saved"
-                          + (self._continue_hint() if self.run_dir is not None else ""))
+                          + (self._continue_hint() if self.run_dir is not None and self.resume_hint else ""))
                 return result
             result.final = self._finish()
             with self.clock.phase("checkpoints"):
@@ -1045,14 +1046,16 @@ def _default_name(config: TrainConfig) -> str:
 
 
 def train(config: TrainConfig | None = None, *, dataset=None, val_dataset=None, progress: bool | None = True,
-          callback: Callable[[dict], bool | None] | None = None, handle_signals: bool = True) -> TrainResult:
+          callback: Callable[[dict], bool | None] | None = None, handle_signals: bool = True,
+          resume_hint: bool = True) -> TrainResult:
     """Train a model as ``config`` says and write its run directory.
 
     ``dataset`` / ``val_dataset``: datasets to use instead of ``config.data`` / ``config.val`` (anything
     with the interface of :class:`alexnet.data.PreparedDataset`, e.g. an :class:`~alexnet.data.ArrayDataset`);
     without either, the built-in demo images. ``callback(row)`` is called after every epoch with that
     epoch's metrics (train and val errors, loss, lr); returning True ends the run there (e.g. once a target
-    training error is reached). ``progress=False`` prints nothing.
+    training error is reached). ``progress=False`` prints nothing. ``resume_hint=False``: a run stopped by a
+    signal does not say how to continue it (a caller that says it itself, e.g. an experiment).
     """
     config = config or TrainConfig()
     if config.data is not None:
@@ -1068,7 +1071,7 @@ def train(config: TrainConfig | None = None, *, dataset=None, val_dataset=None, 
         out = rundir.default_run_dir(_default_name(config)) if rank0 else Path("runs") / _default_name(config)
     config = config.replace(out=str(out))
     return _run(Trainer(config, dataset=dataset, val_dataset=val_dataset, run_dir=out, progress=progress,
-                        callback=callback, handle_signals=handle_signals, fresh=True))
+                        callback=callback, handle_signals=handle_signals, fresh=True, resume_hint=resume_hint))
 
 
 def _run(trainer: Trainer) -> TrainResult:
@@ -1085,7 +1088,7 @@ RESUME_OVERRIDES = ("epochs", "max_steps", "device", "workers", "compile", "log_
 
 def resume(run_dir: str | Path, *, dataset=None, val_dataset=None, progress: bool | None = True,
            callback: Callable[[dict], bool | None] | None = None, handle_signals: bool = True,
-           **overrides) -> TrainResult:
+           resume_hint: bool = True, **overrides) -> TrainResult:
     """Continue the run in ``run_dir`` from its ``last`` checkpoint, with the same config.
 
     A few settings that do not change what is computed may be overridden (``RESUME_OVERRIDES``, e.g.
@@ -1110,4 +1113,5 @@ def resume(run_dir: str | Path, *, dataset=None, val_dataset=None, progress: boo
         raise UserError(f"cannot change {', '.join(bad)} when resuming (only {', '.join(RESUME_OVERRIDES)})")
     config = TrainConfig.from_dict({**state["config"], "out": str(run_dir), **overrides})
     return _run(Trainer(config, dataset=dataset, val_dataset=val_dataset, run_dir=run_dir, state=state,
-                        progress=progress, callback=callback, handle_signals=handle_signals))
+                        progress=progress, callback=callback, handle_signals=handle_signals,
+                        resume_hint=resume_hint))
