@@ -508,3 +508,45 @@ def test_a_deep_member_path_costs_no_more_than_its_length(tmp_path):
     tracemalloc.stop()
     assert len(listing) == 3 and peak < 5_000_000, peak              # the prefixes alone were 25 MB
     assert [m.problem for m in listing if m.problem] == ["link to a folder"]
+
+
+def test_a_thin_strip_is_refused_before_its_scaling_takes_the_memory(tmp_path):
+    """A hostile-input audit: a 473-byte 1x100000 PNG made prepare grow to 23.6 GB (its shorter side scaled
+    to 256: 256x25,600,000 pixels) and be killed; predict took 12.9 GB for a 1x1,000,000 one."""
+    from alexnet.data.images import BadImage, preprocess
+
+    src = tmp_path / "src" / "a"
+    src.mkdir(parents=True)
+    Image.new("RGB", (1, 100_000), "white").save(src / "strip.png")
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(src / "good.png")
+    with pytest.raises(BadImage, match=r"image too thin: 1x100000 would be 256x25600000 pixels"):
+        preprocess((src / "strip.png").read_bytes(), 256)
+    ds = prepare_dataset(tmp_path / "src", tmp_path / "out", size=64, workers=1, progress=False)
+    assert len(ds) == 1 and "image too thin" in json.dumps(ds.meta["skipped"])  # 64x6,400,000
+    # a squashed strip (--warp) is fine
+    assert preprocess((src / "strip.png").read_bytes(), 256, warp=True).shape == (256, 256, 3)
+
+
+def test_a_file_over_the_size_limit_is_skipped_unread(tmp_path, monkeypatch):
+    """A hostile-input audit: a 3 MB tar.gz holding a 'JPEG' of 3 GiB of zeros took 6.8 GB to read."""
+    import tarfile
+
+    from alexnet.data import sources
+
+    src = tmp_path / "src"
+    for cls in ("a", "b"):
+        (src / cls).mkdir(parents=True)
+        Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(src / cls / "good.png")
+    (src / "a" / "big.jpg").write_bytes(b"\0" * 5000)
+    monkeypatch.setattr(sources, "MAX_FILE_BYTES", 4000)  # (the PNGs are a few hundred bytes)
+    for name, mode in (("folder", None), ("set.tar", "w"), ("set.tar.gz", "w:gz")):
+        given = src
+        if mode:
+            given = tmp_path / name
+            with tarfile.open(given, mode) as tf:
+                tf.add(src, arcname="set")
+        ds = prepare_dataset(given, tmp_path / f"out-{name}", size=32, workers=1, progress=False)
+        assert len(ds) == 2, name
+        (skipped,) = ds.meta["skipped"]
+        assert skipped["path"].endswith("big.jpg") and skipped["reason"] == \
+            "file too large: 5,000 bytes, over the limit of 4,000", (name, skipped)

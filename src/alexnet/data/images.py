@@ -20,7 +20,8 @@ The rules, where the paper says nothing (docs/PAPER.md, "Data"):
   antialiased (it differs from a full decode by about 1/255 per pixel), and a 4000x3000 photo decodes
   many times faster with a fraction of the memory. Only images whose shorter side is at least 4N (1024
   for 256) are affected.
-- At most ``ALEXNET_MAX_IMAGE_PIXELS`` (250 million) pixels are decoded from one image, after draft.
+- At most ``ALEXNET_MAX_IMAGE_PIXELS`` (250 million) pixels are decoded from one image, after draft, and
+  at most as many once its shorter side is scaled (a 1x100000 strip would be 256x25,600,000).
 """
 
 from __future__ import annotations
@@ -154,8 +155,13 @@ def square(img: Image.Image, size: int, warp: bool = False) -> np.ndarray:
     if warp:
         out = img.resize((size, size), RESAMPLE)
     else:
+        scaled = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+        if scaled[0] * scaled[1] > max_image_pixels():  # a thin strip (1x100000 -> 256x25,600,000)
+            raise BadImage(f"image too thin: {w}x{h} would be {scaled[0]}x{scaled[1]} pixels with its shorter "
+                           f"side scaled to {size}, over the limit of {max_image_pixels():,} "
+                           "(ALEXNET_MAX_IMAGE_PIXELS; --warp squashes it instead)")
         if min(w, h) != size:  # torchvision's Resize(int): the longer side truncated, as int() does
-            img = img.resize((size, int(size * h / w)) if w <= h else (int(size * w / h), size), RESAMPLE)
+            img = img.resize(scaled, RESAMPLE)
         w, h = img.size
         left, top = center_offset(w, size), center_offset(h, size)
         out = img.crop((left, top, left + size, top + size))

@@ -107,7 +107,8 @@ class Source:
                         continue
                     try:
                         f = tf.extractfile(m) if m.isreg() else None
-                        data = f.read() if f is not None else OSError("not a regular file")
+                        data = OSError("not a regular file") if f is None else \
+                            OSError(_too_large(m.size)) if m.size > MAX_FILE_BYTES else f.read()
                     except (OSError, tarfile.TarError) as e:
                         data = OSError(f"cannot read from archive: {e}")
                     for c, pos in wanted.pop(number):
@@ -126,6 +127,15 @@ class Source:
 
 # --------------------------------------------------------------------------- reading (in workers)
 
+MAX_FILE_BYTES = 512 << 20
+"""The largest image file read (512 MiB; a photo at the pixel limit, 250 million, is far smaller as a
+JPEG): a bigger one is skipped unread (a 3 MB tar.gz can hold a "file" of 3 GiB of zeros)."""
+
+
+def _too_large(size: int) -> str:
+    return f"file too large: {size:,} bytes, over the limit of {MAX_FILE_BYTES:,}"
+
+
 def read_items(reader: tuple) -> Iterator[bytes | OSError]:
     """Yield the bytes of each file a :meth:`Source.reader` recipe names (an ``OSError`` if unreadable)."""
     kind = reader[0]
@@ -133,13 +143,18 @@ def read_items(reader: tuple) -> Iterator[bytes | OSError]:
         for path in reader[1]:
             try:
                 with open(path, "rb") as f:
-                    yield f.read()
+                    size = os.fstat(f.fileno()).st_size
+                    data = f.read(MAX_FILE_BYTES + 1) if size <= MAX_FILE_BYTES else b""
+                    yield data if 0 < len(data) <= MAX_FILE_BYTES or size == 0 else OSError(_too_large(max(size, len(data))))
             except OSError as e:
                 yield OSError(f"cannot read: {e.strerror or e}")
     elif kind == "ranges":
         _, archive, offsets, lengths = reader
         with open(archive, "rb") as f:
             for off, n in zip(offsets, lengths, strict=True):
+                if n > MAX_FILE_BYTES:
+                    yield OSError(_too_large(n))
+                    continue
                 try:
                     data = os.pread(f.fileno(), n, off)
                     yield data if len(data) == n else OSError("archive ends inside this file (truncated)")
