@@ -550,3 +550,58 @@ def test_a_file_over_the_size_limit_is_skipped_unread(tmp_path, monkeypatch):
         (skipped,) = ds.meta["skipped"]
         assert skipped["path"].endswith("big.jpg") and skipped["reason"] == \
             "file too large: 5,000 bytes, over the limit of 4,000", (name, skipped)
+
+
+@pytest.mark.parametrize("name", ["meta.json", "labels.npy", "mean.npy", "index.npz"])
+@pytest.mark.parametrize("kind", ["link out", "fifo"])
+def test_a_dataset_file_that_is_a_link_out_or_a_fifo_is_refused(good, tmp_path, name, kind):
+    """A hostile-input audit: labels.npy as a FIFO hung evaluate forever; each of these files could be a
+    symlink to a file outside the dataset (shards were already checked)."""
+    import os
+
+    bad = _copy(good, tmp_path)
+    outside = tmp_path / f"elsewhere-{name}"
+    shutil.copyfile(bad / name, outside)  # the same bytes: only where they lie is wrong
+    (bad / name).unlink()
+    if kind == "fifo":
+        os.mkfifo(bad / name)
+    else:
+        (bad / name).symlink_to(outside)
+    if name == "meta.json" and kind == "fifo":  # (no meta.json file: not a dataset at all)
+        with pytest.raises(UserError, match="is not a prepared dataset"):
+            PreparedDataset(bad)
+        return
+    _refused(bad, f"{name} is not a file inside the dataset directory")
+
+
+def test_files_txt_out_of_the_dataset_is_not_read(good, tmp_path):
+    bad = _copy(good, tmp_path)
+    (bad / "files.txt").unlink()
+    (bad / "files.txt").symlink_to("/etc/passwd")
+    with pytest.raises(UserError, match="files.txt is not a file inside the dataset directory"):
+        PreparedDataset(bad).path_of(0)
+
+
+def test_arrays_are_checked_by_their_headers_before_they_are_read(good, tmp_path):
+    """A hostile-input audit: a 5.8 MB index.npz with an extra member of 6 GB of zeros was inflated whole
+    (6.4 GB); a labels.npy declaring 10**11 entries ended in a MemoryError."""
+    import zipfile
+
+    bad = _copy(good, tmp_path)
+    with zipfile.ZipFile(bad / "index.npz", "a", compression=zipfile.ZIP_DEFLATED) as z:
+        with z.open("junk.npy", "w", force_zip64=True) as f:  # a member no reader needs: never inflated
+            header = {"descr": "<i4", "fortran_order": False, "shape": (200_000_000,)}
+            np.lib.format.write_array_header_1_0(f, header)
+            for _ in range(100):
+                f.write(b"\0" * 8_000_000)
+    assert (bad / "index.npz").stat().st_size < 5_000_000
+    ds = PreparedDataset(bad)  # opens: only the index's own arrays are read
+    assert len(ds) == 6
+    header = {"descr": "<i8", "fortran_order": False, "shape": (10**11,)}
+    with open(bad / "labels.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(b"\0" * 48)
+    _refused(bad, "labels.npy must hold 6 numbers, its header says 100000000000 of int64")
+    np.save(bad / "labels.npy", np.zeros(6, np.int64))
+    np.save(bad / "mean.npy", np.zeros((32, 32, 3), np.complex64))
+    _refused(bad, "mean.npy must hold 32x32x3 numbers")

@@ -119,6 +119,39 @@ def _check_meta(meta: dict, root: Path) -> None:
             raise ValueError(f"shard {sh['file']!r} lies outside the dataset directory")
 
 
+def _npy_shape(f, name: str, shape: tuple) -> None:
+    """Read a .npy header from ``f`` and refuse (ValueError) another shape or a dtype of objects, before
+    any of its data is read (a header may declare 10**11 entries)."""
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    found, _, dtype = read(f)
+    if tuple(found) != tuple(shape) or dtype.hasobject or dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold {'x'.join(map(str, shape)) or 'one'} numbers, "
+                         f"its header says {'x'.join(map(str, found))} of {dtype}")
+
+
+def _load_npy(path: Path, shape: tuple) -> np.ndarray:
+    with open(path, "rb") as f:
+        _npy_shape(f, path.name, shape)
+    return np.load(path, allow_pickle=False)
+
+
+def _load_npz(path: Path, keys: Sequence[str], shape: tuple) -> dict[str, np.ndarray]:
+    """Only the arrays ``keys`` of an .npz, each checked by its header before it is decompressed (another
+    member, or a header declaring more, is never inflated: a 6 MB file can hold 6 GB of zeros)."""
+    out = {}
+    with zipfile.ZipFile(path) as z:
+        names = set(z.namelist())
+        for key in keys:
+            if f"{key}.npy" not in names:
+                raise ValueError(f"{path.name} must hold {'x'.join(map(str, shape))} integers '{key}'")
+            with z.open(f"{key}.npy") as f:
+                _npy_shape(f, f"{path.name}'s {key!r}", shape)
+            with z.open(f"{key}.npy") as f:
+                out[key] = np.lib.format.read_array(f, allow_pickle=False)
+    return out
+
+
 def _check_arrays(meta: dict, root: Path, labels: np.ndarray, mean_image: np.ndarray, index: dict) -> None:
     """The arrays beside meta.json: labels in range, the mean image's shape, every index entry inside
     its shard (raw: the image exists; jpeg: the byte range lies within the shard file)."""
@@ -235,6 +268,7 @@ class PreparedDataset(ImageItems):
             raise UserError(f"{self.path} is not a prepared dataset (no {META}); make one with: "
                             f"{_prepare_hint(self.path)}")
         try:
+            self._member(META)
             self.meta = json.loads(meta_path.read_text())
             if not isinstance(self.meta, dict):
                 raise ValueError("meta.json is not a mapping")
@@ -242,10 +276,11 @@ class PreparedDataset(ImageItems):
                 raise UserError(f"{self.path}: dataset format version {self.meta.get('format_version')} "
                                 f"is not supported (this alexnet reads version {FORMAT_VERSION})")
             _check_meta(self.meta, self.path)
-            self.labels = np.load(self.path / LABELS)
-            self.mean_image = np.load(self.path / MEAN).astype(np.float32, copy=False)
-            with np.load(self.path / INDEX) as idx:
-                self._index = {k: idx[k] for k in idx.files}
+            count, size = self.meta["count"], self.meta["size"]
+            self.labels = _load_npy(self._member(LABELS), (count,))
+            self.mean_image = _load_npy(self._member(MEAN), (size, size, 3)).astype(np.float32, copy=False)
+            keys = ("shard", "local") if self.meta["format"] == "raw" else ("shard", "offset", "length")
+            self._index = _load_npz(self._member(INDEX), keys, (count,))
             _check_arrays(self.meta, self.path, self.labels, self.mean_image, self._index)
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as e:
             # EOFError: an empty .npy; BadZipFile, zlib.error: a truncated or altered index.npz
@@ -325,11 +360,20 @@ class PreparedDataset(ImageItems):
             return self.pixels(index).numpy().copy()
         return decode_stored(self, [index], self.size)[0].permute(1, 2, 0).numpy().copy()
 
+    def _member(self, name: str) -> Path:
+        """``name`` in the dataset's folder, if it is a regular file there (not a link out of it, not a FIFO,
+        whose opening would wait forever), else ValueError."""
+        path = self.path / name
+        real = path.resolve()
+        if not real.is_relative_to(self.path.resolve()) or not real.is_file():
+            raise ValueError(f"{name} is not a file inside the dataset directory")
+        return path
+
     def path_of(self, index: int) -> str:
         """The source path (relative to SRC) that image ``index`` was made from."""
         if self._keys is None:
             try:
-                self._keys = (self.path / FILES).read_text(encoding="utf-8").split("\n")[:len(self)]
+                self._keys = self._member(FILES).read_text(encoding="utf-8").split("\n")[:len(self)]
             except (OSError, ValueError) as e:
                 raise UserError(f"{self.path}: prepared dataset is damaged (cannot read {FILES}: "
                                 f"{getattr(e, 'strerror', None) or e})") from None
