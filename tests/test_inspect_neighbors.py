@@ -426,3 +426,20 @@ def test_format_distances_has_three_significant_figures_or_more_where_needed():
 
     assert format_distances([0.7123, 45.678, 1234.5, 0.0]) == ["0.712", "45.7", "1234", "0.00"]
     assert format_distances([0.70012, 0.70034, 0.70034]) == ["0.7001", "0.7003", "0.7003"]
+
+
+def test_features_are_written_whole_and_never_through_a_link(tmp_path):
+    """A hostile-input audit: `features --out link.npy` wrote into the file the link pointed at."""
+    import numpy as np
+
+    from alexnet.inspect.features import read_features, save_features
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    for name in ("link.npy", "link.npz"):
+        (tmp_path / name).symlink_to(victim)
+        feats = np.arange(12, dtype=np.float32).reshape(3, 4)
+        out = save_features(tmp_path / name, feats, labels=[0, 1, 2] if name.endswith("z") else None)
+        assert victim.read_text() == "precious" and not out.is_symlink()
+        np.testing.assert_array_equal(read_features(out).features, feats)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.npy", "link.npz", "victim.txt"]  # no temporaries

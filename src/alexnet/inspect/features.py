@@ -132,11 +132,15 @@ def save_features(path: str | os.PathLike, features: np.ndarray, *, labels=None,
                   model: nn.Module | None = None) -> Path:
     """Write features as ``.npz`` (with ``labels``, ``indices`` and, given the ``model`` that computed them,
     its :func:`features_record`) or ``.npy`` (the matrix alone)."""
+    import io
+
+    from alexnet.files import write_atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
+    buf = io.BytesIO()  # then written whole under a temporary name and renamed (never through a link)
     if suffix == ".npy":
-        np.save(path, features.astype(np.float32))
+        np.save(buf, features.astype(np.float32))
     elif suffix == ".npz":
         extra = {}
         if labels is not None:
@@ -145,10 +149,10 @@ def save_features(path: str | os.PathLike, features: np.ndarray, *, labels=None,
             extra["indices"] = np.asarray(indices, dtype=np.int64)
         if model is not None:
             extra.update({k: np.array(v) for k, v in features_record(model).items()})  # 0-d str: no pickle
-        np.savez(path, features=features.astype(np.float32), **extra)
+        np.savez(buf, features=features.astype(np.float32), **extra)
     else:
         raise UserError(f"features file must end in .npy or .npz, got {path.name!r}")
-    return path
+    return write_atomic(path, buf.getbuffer())
 
 
 @dataclass
