@@ -718,3 +718,49 @@ def test_resume_hint_false_leaves_the_continue_line_to_the_caller(tmp_path, tiny
         out = capsys.readouterr().out
         assert r.interrupted == "SIGINT" and "checkpoint saved" in out, out
         assert ("continue it from the program that started it" in out) == hint, out
+
+
+def _hostile(state, change):
+    import copy
+
+    state = copy.deepcopy(state)
+    change(state)
+    return state
+
+
+@pytest.mark.parametrize("change, needle", [
+    # a pickled structure of 10**8 items in a few KB (shared references survive weights_only loading)
+    (lambda s: s.update(history=[[[[[[[[["lol"] * 10] * 10] * 10] * 10] * 10] * 10] * 10] * 10]),
+     "more than 1,000,000 values nested in it"),
+    (lambda s: s["config"].update(name=[[[[[[[["lol"] * 10] * 10] * 10] * 10] * 10] * 10] * 10]),
+     "more than 1,000,000 values nested in it"),
+    (lambda s: next(iter(s["optimizer"]["state"].values())).update(
+        momentum_buffer=torch.zeros(1).expand(2**34)), "stride 0"),
+    (lambda s: s["position"].update(epoch=10**18, step=10**18), "position's epoch must be a whole number"),
+    (lambda s: s.update(meter=[1]), "meter must be 4 finite numbers"),
+    (lambda s: s.update(config=[1, 2]), "config must be a mapping"),
+    (lambda s: s.update(history=["a"]), "history must be a list of mappings"),
+    (lambda s: s.update(threads=-1), "threads must be a whole number >= 1"),
+    (lambda s: s.update(epoch_seconds="abc"), "epoch_seconds must be a finite number"),
+    (lambda s: s.update(version="9"), "not an alexnet training checkpoint"),
+    (lambda s: s["optimizer"]["param_groups"][0].update(lr=float("nan")), "a learning rate of 'nan'"),
+    (lambda s: next(iter(s["optimizer"]["state"].values())).update(momentum_buffer=torch.zeros(3)),
+     "an optimizer momentum_buffer of shape (3,)"),
+    (lambda s: s["model"].update({k: v.to(torch.int32) for k, v in s["model"].items() if k.endswith("bias")}),
+     "holds torch.int32, not torch.float32"),
+])
+def test_a_hostile_checkpoint_is_refused_in_one_line_before_it_costs(tmp_path, tiny, change, needle):
+    """A hostile-input audit: a 9 MB last.pt of shared references took 4.6 GB and 72 s; a stride-0
+    momentum buffer asked for 68 GB; a position of 10**18 epochs 'finished' the run; wrong types crashed."""
+    from alexnet.training import resume
+    from alexnet.training.checkpoint import load_checkpoint
+
+    r = train(_config(tmp_path, epochs=2), dataset=tiny, progress=False, callback=lambda row: True)
+    path = r.run_dir / "last.pt"
+    state = load_checkpoint(path)
+    torch.save(_hostile(state, change), path)
+    with pytest.raises(UserError) as e:
+        resume(r.run_dir, dataset=tiny, progress=False)
+    assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)
+    torch.save(state, path)  # the checkpoint as written resumes
+    assert len(resume(r.run_dir, dataset=tiny, progress=False).history) == 2

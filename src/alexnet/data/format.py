@@ -282,7 +282,8 @@ class PreparedDataset(ImageItems):
             keys = ("shard", "local") if self.meta["format"] == "raw" else ("shard", "offset", "length")
             self._index = _load_npz(self._member(INDEX), keys, (count,))
             _check_arrays(self.meta, self.path, self.labels, self.mean_image, self._index)
-        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        except (OSError, ValueError, KeyError, TypeError, EOFError, RecursionError, zipfile.BadZipFile,
+                zlib.error) as e:
             # EOFError: an empty .npy; BadZipFile, zlib.error: a truncated or altered index.npz
             raise UserError(f"{self.path}: prepared dataset is damaged ({str(e) or type(e).__name__})") from None
         self.classes: list[dict] = self.meta["classes"]

@@ -44,17 +44,22 @@ def read_run_config(run_dir: Path) -> tuple[dict, str | None]:
             if p.suffix == ".json":
                 data = json.loads(text)
             elif p.suffix in (".yaml", ".yml"):
-                import yaml
+                from alexnet.untrusted import load_yaml
 
-                data = yaml.safe_load(text)
+                data = load_yaml(text, str(p))
             else:
                 try:
                     import tomllib
                 except ImportError:  # Python 3.10
                     import tomli as tomllib
                 data = tomllib.loads(text)
+        except UserError:
+            raise
         except Exception as e:  # a broken config file is the user's to fix, not a crash
-            raise UserError(f"{p}: cannot parse ({str(e).splitlines()[0]})") from None
+            raise UserError(f"{p}: cannot parse ({(str(e).splitlines() or [type(e).__name__])[0]})") from None
+        from alexnet.untrusted import check_bounded
+
+        check_bounded(data, str(p), max_items=100_000)
         return (data if isinstance(data, dict) else {"config": data}), name
     return {}, None
 
@@ -70,8 +75,10 @@ def _given_in_memory(run_dir: Path) -> int | None:
     try:
         if not path.is_file() or path.stat().st_size > 1_000_000:
             return None
-        given = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("data_given_in_memory")
-    except (OSError, ValueError, yaml.YAMLError, AttributeError):
+        from alexnet.untrusted import load_yaml
+
+        given = (load_yaml(path.read_text(encoding="utf-8"), str(path)) or {}).get("data_given_in_memory")
+    except (OSError, ValueError, yaml.YAMLError, AttributeError, UserError):
         return None
     n = given.get("train_images") if isinstance(given, dict) else None
     return n if isinstance(n, int) and not isinstance(n, bool) else None

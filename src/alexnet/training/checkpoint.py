@@ -77,9 +77,51 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     state = torch_load_safe(path, what="checkpoint")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path}: not an alexnet training checkpoint")
+    from alexnet.untrusted import check_bounded
+
+    check_bounded(state, str(path))
+    version = state.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise UserError(f"{path}: not an alexnet training checkpoint (version {version!r})")
     if state.get("version", 0) > VERSION:
         raise UserError(f"{path}: checkpoint version {state['version']} is newer than this alexnet supports")
     return state
+
+
+def check_resumable(state: dict, path: str | os.PathLike) -> None:
+    """The fields a resume reads, of the types it reads them as (a one-line refusal, not a crash inside
+    the trainer); position and counts within bounds (a position of 10**18 epochs "finished" a run)."""
+    import math
+
+    def bad(field: str, what: str) -> UserError:
+        return UserError(f"{path}: damaged checkpoint: {field} must be {what}")
+
+    def count(v, top: int) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= top
+
+    for field in ("config", "model", "optimizer", "schedule", "position", "best"):
+        if not isinstance(state.get(field), dict):
+            raise bad(field, "a mapping")
+    history = state.get("history")
+    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+        raise bad("history", "a list of mappings")
+    pos = state["position"]
+    for key, top in (("epoch", 10**6), ("batch", 10**9), ("step", 10**12)):
+        if not count(pos.get(key), top):
+            raise bad(f"position's {key}", f"a whole number in 0..{top:,}")
+    meter = state.get("meter")
+    if not isinstance(meter, (list, tuple)) or len(meter) != 4 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in meter):
+        raise bad("meter", "4 finite numbers >= 0")
+    for key in ("world_size", "threads"):
+        if key in state and not (count(state[key], 1_000_000) and state[key] >= 1):
+            raise bad(key, "a whole number >= 1")
+    for key in ("epoch_seconds", "epoch_train_seconds"):
+        v = state.get(key, 0.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise bad(key, "a finite number of seconds >= 0")
+    if not isinstance(state.get("rng", {}), dict):
+        raise bad("rng", "a mapping")
 
 
 def rng_state() -> dict:

@@ -397,9 +397,9 @@ def load_config_file(path: str | Path) -> dict:
                 import tomli as tomllib
             values = tomllib.loads(text)
         elif path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
+            from alexnet.untrusted import load_yaml
 
-            values = yaml.safe_load(text) or {}
+            values = load_yaml(text, str(path)) or {}
         else:
             raise UserError(f"config file must end in .yaml, .yml or .toml: {path}")
     except UserError:

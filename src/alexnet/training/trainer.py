@@ -322,6 +322,21 @@ class Trainer:
         if cudas and self.device.type == "cuda":
             torch.cuda.set_rng_state(cudas[self.dist.rank % len(cudas)], self.device)
 
+    def _check_optimizer_state(self) -> None:
+        """After ``optimizer.load_state_dict``: each buffer shaped, typed and placed as its parameter, its
+        learning rates finite numbers (torch copies a checkpoint's values in as they are)."""
+        import math
+
+        for group in self.optimizer.param_groups:
+            lr = group.get("lr")
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr):
+                raise ValueError(f"a learning rate of {str(lr)[:40]!r}")
+            for p in group["params"]:
+                for name, buf in self.optimizer.state.get(p, {}).items():
+                    if isinstance(buf, torch.Tensor) and buf.dim() and (buf.shape != p.shape or buf.dtype != p.dtype):
+                        raise ValueError(f"an optimizer {name} of shape {tuple(buf.shape)} {buf.dtype} for a "
+                                         f"parameter of {tuple(p.shape)} {p.dtype}")
+
     def _load_threads(self, threads) -> None:
         """On a CPU, continue with as many operator threads as the run trained with (reductions split over
         threads round differently; the same count continues it bitwise as if never stopped), unless the
@@ -363,8 +378,20 @@ class Trainer:
         })
 
     def _load_state(self, state: dict) -> None:
+        try:
+            self._load_tensors(state)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise UserError(f"the checkpoint does not fit this run's model, optimizer or schedule ({first})") from None
+
+    def _load_tensors(self, state: dict) -> None:
+        own = self.module.state_dict()
+        for k, t in state["model"].items():  # load_state_dict would cast an int32 tensor in silently
+            if k in own and isinstance(t, torch.Tensor) and t.dtype != own[k].dtype:
+                raise ValueError(f"the model's {k} holds {t.dtype}, not {own[k].dtype}")
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self._check_optimizer_state()
         self.schedule.load_state_dict(state["schedule"])
         pos = state["position"]
         self.epoch, self.batch, self.step = int(pos["epoch"]), int(pos["batch"]), int(pos["step"])
@@ -1108,6 +1135,7 @@ def resume(run_dir: str | Path, *, dataset=None, val_dataset=None, progress: boo
         raise UserError(f"{run_dir} has no checkpoint ({rundir.LAST}) to resume from: the run stopped before "
                         "its first one; start it again with the same command (its folder is reused)")
     state = ckpt.load_checkpoint(path)
+    ckpt.check_resumable(state, path)
     bad = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if bad:
         raise UserError(f"cannot change {', '.join(bad)} when resuming (only {', '.join(RESUME_OVERRIDES)})")
