@@ -66,11 +66,22 @@ def test_the_good_dataset_opens(good):
     (lambda m: m.update(num_classes=0), "num_classes"),
     (lambda m: m.update(num_classes="2"), "num_classes"),
     (lambda m: m.update(num_classes=3), "num_classes"),
+    (lambda m: m.update(std_rgb=[-1, 1, 1]), "std_rgb must lie in 0..255"),
+    (lambda m: m.update(pca_eigval=[-1e300, 1e300, 0]), "pca_eigval must lie in"),
+    (lambda m: m.update(mean_rgb=[300, 0, 0]), "mean_rgb must lie in 0..255"),
+    (lambda m: m["classes"][0].update(wnid=["x"]), "wnid must be text or null"),
 ])
 def test_bad_meta_fields_are_refused_in_one_line(good, tmp_path, change, needle):
     bad = _copy(good, tmp_path)
     _edit_meta(bad, change)
     _refused(bad, needle)
+
+
+def test_a_format_version_of_true_is_not_version_1(good, tmp_path):
+    bad = _copy(good, tmp_path)
+    _edit_meta(bad, lambda m: m.update(format_version=True))  # True == 1 in Python
+    with pytest.raises(UserError, match="dataset format version True is not supported"):
+        PreparedDataset(bad)
 
 
 def test_meta_json_that_is_not_a_mapping(good, tmp_path):

@@ -323,3 +323,18 @@ def test_a_config_file_with_yaml_aliases_is_refused_at_once(tmp_path):
     nested.write_text("name: " + "[" * 100 + "]" * 100 + "\n")
     with pytest.raises(UserError, match="nested more than 64 levels deep"):
         load_config_file(nested)
+
+
+@pytest.mark.parametrize("field, value, needle", [
+    ("lr", 1e308, "--lr must be at most 1,000, got 1e+308"),
+    ("warmup_epochs", 1e300, "--warmup-epochs must be at most 1,000,000"),
+    ("lighting", 1e300, "--lighting must be at most 10"),
+    ("epochs", 10**9, "--epochs must be at most 1,000,000"),
+])
+def test_values_far_past_any_recipe_are_refused(field, value, needle):
+    """A hostile-input audit: --lr 1e308 overflowed inside torch, --warmup-epochs 1e300 kept the lr at 0,
+    --lighting 1e300 ended as 'loss is not finite ... Try a lower --lr'."""
+    import re
+
+    with pytest.raises(BadOptionError, match=re.escape(needle)):
+        TrainConfig(**{field: value})

@@ -182,6 +182,14 @@ def good_weights(small_paper_net, tmp_path_factory):
     (lambda m: m["preprocess"].update(mean="both"), "mean must be"),
     (lambda m: m.update(format_version=99), "format version 99: this alexnet reads versions 1..1"),
     (lambda m: m.update(classes=m["classes"][:2]), "2 classes named for"),
+    # a hostile-input audit: each loaded, then gave nan% predictions, 100% error with exit 0, raw terminal
+    # escapes, or a TypeError
+    (lambda m: m["preprocess"].update(std_rgb=[1e-300] * 3), "std_rgb must be 3 numbers in 0.001..10000"),
+    (lambda m: m["preprocess"].update(mean_rgb=[1e300] * 3), "mean_rgb must be 3 numbers in -1000..1000"),
+    (lambda m: m["classes"][0].pop("name"), "classes must be a list of objects with a name"),
+    (lambda m: m["classes"][0].update(name="\x1b[31mred\x1b[0m"), "printable text"),
+    (lambda m: m["classes"][0].update(wnid=["n0"]), "a wnid or null"),
+    (lambda m: m["model_options"].update(num_classes=5), "model_options must not hold num_classes"),
 ])
 def test_bad_weights_metadata_is_refused_in_one_line(good_weights, tmp_path, capsys, change, needle):
     bad = _with_metadata(good_weights, tmp_path / "bad.safetensors", change)

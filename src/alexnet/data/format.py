@@ -106,6 +106,15 @@ def _check_meta(meta: dict, root: Path) -> None:
     for key, shape in (("mean_rgb", (3,)), ("std_rgb", (3,)), ("pca_eigval", (3,)), ("pca_eigvec", (3, 3))):
         if not _finite_numbers(meta.get(key), shape):
             raise ValueError(f"{key} must be {'x'.join(map(str, shape))} finite numbers")
+    # Statistics of pixels: means and stds in 0..255, PCA eigenvalues of the covariance of values in 0..1
+    # (at most 0.75); a huge eigenvalue would make the lighting noise the whole image
+    for key, low, high in (("mean_rgb", 0.0, 255.0), ("std_rgb", 0.0, 255.0), ("pca_eigval", -1e-6, 1.0)):
+        values = np.asarray(meta[key], np.float64)
+        if not ((values >= low) & (values <= high)).all():
+            raise ValueError(f"{key} must lie in {low:g}..{high:g}")
+    for c in classes:
+        if not isinstance(c.get("wnid"), (str, type(None))) or not _is_int(c.get("index", 0)):
+            raise ValueError("each class's wnid must be text or null, its index an integer")
     if not isinstance(shards, list) or not all(
             isinstance(sh, dict) and isinstance(sh.get("file"), str) and _is_int(sh.get("count"))
             and sh["count"] >= 0 for sh in shards):
@@ -272,7 +281,8 @@ class PreparedDataset(ImageItems):
             self.meta = json.loads(meta_path.read_text())
             if not isinstance(self.meta, dict):
                 raise ValueError("meta.json is not a mapping")
-            if self.meta.get("format_version") != FORMAT_VERSION:
+            version = self.meta.get("format_version")
+            if version != FORMAT_VERSION or isinstance(version, bool):
                 raise UserError(f"{self.path}: dataset format version {self.meta.get('format_version')} "
                                 f"is not supported (this alexnet reads version {FORMAT_VERSION})")
             _check_meta(self.meta, self.path)

@@ -274,6 +274,10 @@ def evaluate(model: nn.Module, dataset, *, crops: int = 1, batch_size: int = 64,
     if not bool((seen_cpu == 1).all()):  # a sharding bug must never pass as a result
         raise RuntimeError(f"evaluation counted {int((seen_cpu == 0).sum())} images 0 times and "
                            f"{int((seen_cpu > 1).sum())} more than once")
+    loss = tally.summary()["loss"]
+    if sum(tally.counts[0].tolist()) and not math.isfinite(loss):  # NaN logits rank arbitrarily: no result
+        raise UserError("the model's outputs are not finite numbers (NaN or infinite): its weights or their "
+                        "preprocessing (mean, std) are broken; no error rate to report")
     n, t1, t5 = tally.counts.cpu().tolist()
     per_class = []
     for j in range(len(class_map)):
@@ -282,7 +286,7 @@ def evaluate(model: nn.Module, dataset, *, crops: int = 1, batch_size: int = 64,
                           "images": n[j], "top1_correct": t1[j], "top5_correct": t5[j]})
     return EvalResult(images=sum(n), crops=crops, top1_correct=sum(t1), top5_correct=sum(t5), topk=tally.topk,
                       per_class=per_class, seconds=time.perf_counter() - start, world_size=world_size,
-                      loss=tally.summary()["loss"])
+                      loss=loss)
 
 
 def _iter_positions(dataset, all_indices: np.ndarray, positions: np.ndarray, batch_size: int, workers: int | None):

@@ -129,11 +129,19 @@ def _check_metadata(meta) -> None:
         if not isinstance(meta.get(key, kind()), kind):
             raise ValueError(f"{key} must be a JSON {'object' if kind is dict else 'list'}")
     classes = meta.get("classes", [])
-    if len(classes) > MAX_CLASSES or not all(isinstance(c, dict) and isinstance(c.get("name", ""), str)
-                                             for c in classes):
-        raise ValueError("classes must be a list of objects with a name")
+    if len(classes) > MAX_CLASSES or not all(isinstance(c, dict) and _text(c.get("name"), 1000)
+                                             and (c.get("wnid") is None or _text(c["wnid"], 100)) for c in classes):
+        raise ValueError("classes must be a list of objects with a name (and a wnid or null), printable text")
+    if "num_classes" in meta.get("model_options", {}):
+        raise ValueError("model_options must not hold num_classes (it is a field of its own)")
     if classes and len(classes) != n:
         raise ValueError(f"{len(classes)} classes named for {n} outputs")
+
+
+def _text(value, limit: int) -> bool:
+    """A string a terminal shows as it is: printable (no escape sequences, newlines), at most ``limit``
+    characters."""
+    return isinstance(value, str) and len(value) <= limit and value.isprintable()
 
 
 def _infer_num_classes(tensors: dict[str, torch.Tensor]) -> int:

@@ -95,12 +95,14 @@ def check_preprocess_metadata(meta: dict, mean_image: np.ndarray | None = None) 
     def bad(what: str):
         raise UserError(f"weights metadata: preprocess.{what}")
 
-    def number_list(v, positive=False) -> bool:
+    def number_list(v, positive=False) -> bool:  # 0..255 pixel units: a mean in -1000..1000, a std in 1e-3..1e4
         try:
             a = np.asarray(v, dtype=np.float64)
         except (TypeError, ValueError):
             return False
-        return a.shape == (3,) and bool(np.isfinite(a).all()) and (not positive or bool((a > 0).all()))
+        if a.shape != (3,) or not bool(np.isfinite(a).all()):
+            return False
+        return bool(((a >= 1e-3) & (a <= 1e4)).all()) if positive else bool((np.abs(a) <= 1000).all())
 
     def is_int(v) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
@@ -112,17 +114,18 @@ def check_preprocess_metadata(meta: dict, mean_image: np.ndarray | None = None) 
     if crop is not None and (not is_int(crop) or not 1 <= crop <= resize):
         bad(f"crop_size must be an integer in 1..resize ({resize}), got {crop!r}")
     if meta.get("mean_rgb") is not None and not number_list(meta["mean_rgb"]):
-        bad("mean_rgb must be 3 finite numbers")
+        bad("mean_rgb must be 3 numbers in -1000..1000 (0..255 pixel units)")
     if meta.get("std_rgb") is not None and not number_list(meta["std_rgb"], positive=True):
-        bad("std_rgb must be 3 positive numbers, or null")
+        bad("std_rgb must be 3 numbers in 0.001..10000 (0..255 pixel units), or null")
     if meta.get("mean", "image") not in ("image", "channel"):
         bad(f"mean must be 'image' or 'channel', got {meta.get('mean')!r}")
     if not isinstance(meta.get("warp", False), bool):
         bad(f"warp must be true or false, got {meta.get('warp')!r}")
     if mean_image is not None:
         shape = tuple(np.shape(mean_image))
-        if shape != (resize, resize, 3) or not np.isfinite(np.asarray(mean_image, np.float64)).all():
-            bad(f"the mean image must be {resize}x{resize}x3 finite numbers, got shape {shape}")
+        values = np.asarray(mean_image, np.float64)
+        if shape != (resize, resize, 3) or not np.isfinite(values).all() or np.abs(values).max(initial=0) > 1000:
+            bad(f"the mean image must be {resize}x{resize}x3 numbers in -1000..1000, got shape {shape}")
 
 
 @dataclass
