@@ -187,7 +187,6 @@ def good_weights(small_paper_net, tmp_path_factory):
     (lambda m: m["preprocess"].update(std_rgb=[1e-300] * 3), "std_rgb must be 3 numbers in 0.001..10000"),
     (lambda m: m["preprocess"].update(mean_rgb=[1e300] * 3), "mean_rgb must be 3 numbers in -1000..1000"),
     (lambda m: m["classes"][0].pop("name"), "classes must be a list of objects with a name"),
-    (lambda m: m["classes"][0].update(name="\x1b[31mred\x1b[0m"), "printable text"),
     (lambda m: m["classes"][0].update(wnid=["n0"]), "a wnid or null"),
     (lambda m: m["model_options"].update(num_classes=5), "model_options must not hold num_classes"),
 ])
@@ -348,3 +347,12 @@ def test_preprocess_and_model_meta_compare_by_value_mean_image_included():
     assert twin.meta == model.meta  # was: ValueError, the truth value of an array is ambiguous
     twin.meta.preprocess.mean_image[0, 0, 0] = 0
     assert twin.meta != model.meta
+
+
+def test_class_names_that_are_not_printable_are_shown_with_question_marks(good_weights, tmp_path, capsys):
+    """A hostile-input audit: a class name holding an escape sequence reached the terminal as it was."""
+    bad = _with_metadata(good_weights, tmp_path / "esc.safetensors",
+                         lambda m: m["classes"][0].update(name="\x1b[31mred\nline"))
+    model = alexnet.load(bad)
+    assert model.meta.classes[0]["name"] == "?[31mred?line"
+    assert alexnet.load(good_weights).meta.classes[1] == model.meta.classes[1]

@@ -131,7 +131,7 @@ def _check_metadata(meta) -> None:
     classes = meta.get("classes", [])
     if len(classes) > MAX_CLASSES or not all(isinstance(c, dict) and _text(c.get("name"), 1000)
                                              and (c.get("wnid") is None or _text(c["wnid"], 100)) for c in classes):
-        raise ValueError("classes must be a list of objects with a name (and a wnid or null), printable text")
+        raise ValueError("classes must be a list of objects with a name (and a wnid or null) of text")
     if "num_classes" in meta.get("model_options", {}):
         raise ValueError("model_options must not hold num_classes (it is a field of its own)")
     if classes and len(classes) != n:
@@ -139,9 +139,18 @@ def _check_metadata(meta) -> None:
 
 
 def _text(value, limit: int) -> bool:
-    """A string a terminal shows as it is: printable (no escape sequences, newlines), at most ``limit``
-    characters."""
-    return isinstance(value, str) and len(value) <= limit and value.isprintable()
+    return isinstance(value, str) and len(value) <= limit
+
+
+def _printable_classes(classes: list[dict]) -> list[dict]:
+    """Class names and wnids as a terminal may show them: a character that is not printable (an escape
+    sequence's ESC, a newline) becomes "?" (such names are kept, not refused: they may come from folder
+    names a run was trained on)."""
+    def clean(v):
+        return v if not isinstance(v, str) or v.isprintable() else "".join(ch if ch.isprintable() else "?" for ch in v)
+
+    return [{**c, "name": clean(c.get("name")), "wnid": clean(c.get("wnid"))} if any(
+        isinstance(c.get(k), str) and not c[k].isprintable() for k in ("name", "wnid")) else c for c in classes]
 
 
 def _infer_num_classes(tensors: dict[str, torch.Tensor]) -> int:
@@ -161,7 +170,7 @@ def _parsed_metadata(path: Path, raw: str) -> dict:
 def _weights_file(meta: dict, state_dict: dict, mean: torch.Tensor | None) -> WeightsFile:
     return WeightsFile(
         arch=meta["arch"], state_dict=state_dict, num_classes=int(meta["num_classes"]),
-        model_options=meta.get("model_options", {}), classes=meta.get("classes", []),
+        model_options=meta.get("model_options", {}), classes=_printable_classes(meta.get("classes", [])),
         preprocess=meta.get("preprocess", {}), mean_image=None if mean is None else mean.float().numpy(),
         extra=meta.get("extra", {}))
 
