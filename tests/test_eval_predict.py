@@ -402,3 +402,20 @@ def test_bad_counts_and_num_classes_in_the_python_api_are_value_errors(model, we
             alexnet.predict(model, images["real"][0], **kw)
     with pytest.raises(ValueError, match=r"reset_classifier\(num_classes\)"):
         alexnet.load(weights, num_classes=10)  # was: TypeError, multiple values for num_classes
+
+
+def test_printed_ranks_line_up_and_a_name_is_not_repeated_as_its_wnid(tmp_path, capsys):
+    """A teacher's walkthrough: '  10.   0.00%' stood one character right of the rows above it, and the
+    demo's classes printed as 'triangle (triangle)'."""
+    from alexnet.weights import save_weights
+
+    names = [f"shape{i}" for i in range(12)]
+    w = save_weights(tmp_path / "w.safetensors", alexnet.create_model("cifar_4layer", num_classes=12),
+                     classes=[{"index": i, "wnid": n, "name": n} for i, n in enumerate(names)])
+    img = tmp_path / "x.png"
+    Image.fromarray(np.full((40, 40, 3), 90, np.uint8)).save(img)
+    assert main(["predict", "--weights", str(w), str(img), "--topk", "10"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert len(rows) == 10 and len({row.index("%") for row in rows}) == 1, rows  # one column
+    assert rows[0].startswith("   1. ") and rows[9].startswith("  10. ")
+    assert not any(f"{n} ({n})" in row for row in rows for n in names)

@@ -326,7 +326,7 @@ def test_a_config_file_with_yaml_aliases_is_refused_at_once(tmp_path):
 
 
 @pytest.mark.parametrize("field, value, needle", [
-    ("lr", 1e308, "--lr must be at most 1,000, got 1e+308"),
+    ("lr", 1e308, "--lr must be at most 1e+30, got 1e+308"),
     ("warmup_epochs", 1e300, "--warmup-epochs must be at most 1,000,000"),
     ("lighting", 1e300, "--lighting must be at most 10"),
     ("epochs", 10**9, "--epochs must be at most 1,000,000"),

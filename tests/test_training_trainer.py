@@ -132,6 +132,7 @@ def test_printed_lines_show_the_history_in_percent(tmp_path, capsys, monkeypatch
         five = f", top-5 error {100 * f[key + '_top5_err']:.2f}%" if top5 else "\n"
         assert f"final validation, {what} top-1 error {100 * f[key + '_top1_err']:.2f}%{five}" in out, out
     assert ("top-5" in out) == top5
+    assert f"training cifar_4layer on {16 * num_classes} images given in memory:" in out  # was the repr
     assert WallClock.describe(f["time"]) + "\n" in out, out
 
 
@@ -764,3 +765,5 @@ def test_a_hostile_checkpoint_is_refused_in_one_line_before_it_costs(tmp_path, t
     assert needle in str(e.value) and "\n" not in str(e.value), str(e.value)
     torch.save(state, path)  # the checkpoint as written resumes
     assert len(resume(r.run_dir, dataset=tiny, progress=False).history) == 2
+    summary = json.loads((r.run_dir / "summary.json").read_text())
+    assert summary["resumed_at_step"] == 3 and "resumed_at_step" not in summary["time"]

@@ -172,7 +172,7 @@ def run_weights(args) -> int:
     pre = preprocess_of(wf)  # the preprocessing metadata's checks (sizes, finite numbers, mean image)
 
     names = [_printable(c.get("name", ""), 40) for c in wf.classes[:SHOWN_CLASSES]]
-    classes = f"{wf.num_classes:,}" + (f": {', '.join(names)}{', ...' if wf.num_classes > len(names) else ''}"
+    classes = f"{wf.num_classes:,}" + (f": {'; '.join(names)}{'; ...' if wf.num_classes > len(names) else ''}"
                                        if any(names) else "")
     options_text = ", ".join(f"{_printable(k, 40)}={_printable(v, 40)}" for k, v in sorted(wf.model_options.items()))
     if pre.uses_mean_image:

@@ -84,9 +84,10 @@ def run(args) -> int:
                 shown.append((sq, Prediction(path, top[:5])))
             if not args.json:
                 print(path)
+                width = len(str(len(pred.top)))  # "  9." and " 10." line up
                 for rank, t in enumerate(pred.top, 1):
-                    wnid = f" ({t['wnid']})" if t.get("wnid") else ""
-                    print(f"  {rank}. {100 * t['probability']:6.2f}%  {t['name']}{wnid}")
+                    wnid = f" ({t['wnid']})" if t.get("wnid") and t["wnid"] != t.get("name") else ""
+                    print(f"  {rank:>{width}}. {100 * t['probability']:6.2f}%  {t['name']}{wnid}")
                 sys.stdout.flush()
 
     batch = []

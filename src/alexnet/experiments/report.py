@@ -108,14 +108,15 @@ def read_time(run_dir: Path) -> tuple[list[tuple[str, float]], float | None, str
     """The phases of the run's time from ``summary.json`` (written by ``alexnet train``): ``[(phase,
     seconds)]`` largest first, the total, and a note when there is nothing to show (no file, an older run,
     or a file that does not hold what train writes: only known phases with finite, non-negative seconds
-    are read)."""
+    are read); with phases, the note says when the run was resumed (its time is since then), else None."""
     import math
 
     from alexnet.training.metrics import PHASES
     from alexnet.training.rundir import read_summary
 
     try:
-        spent = read_summary(run_dir / "summary.json").get("time")
+        summary = read_summary(run_dir / "summary.json")
+        spent, resumed = summary.get("time"), summary.get("resumed_at_step")
     except (FileNotFoundError, IsADirectoryError):
         return [], None, "no summary.json in the run directory (the run did not finish)"
     except ValueError as e:
@@ -139,7 +140,9 @@ def read_time(run_dir: Path) -> tuple[list[tuple[str, float]], float | None, str
     # the phases are parts of the total (rounded to ms each): anything else is not a run's time
     if not total or not rows or sum(v for _, v in rows) > total * 1.01 + 0.01:
         return [], None, "summary.json's time does not hold seconds per phase"
-    return rows, total, None
+    since = (f"; the run was resumed at step {resumed:,}: its time since then"
+             if isinstance(resumed, int) and not isinstance(resumed, bool) and resumed > 0 else None)
+    return rows, total, since
 
 
 def _flatten(d: dict, prefix: str = "") -> list[tuple[str, object]]:
@@ -326,8 +329,8 @@ def build_report(run_dir: str | os.PathLike, *, out: str | os.PathLike | None = 
     if phases:
         sections.append("<h2>Where the time went</h2>" + H.table(
             ["phase", "seconds", "share"], [(k, f"{v:.1f}", f"{100 * v / max(total, 1e-9):.0f}%") for k, v in phases],
-            numeric=[False, True, True]) + f'<p class="note">{total:.1f} s in all, from summary.json (a resumed '
-            "run's: since its resume)</p>")
+            numeric=[False, True, True]) + f'<p class="note">{total:.1f} s in all, from summary.json'
+            f"{H.esc(note or '')}</p>")
     else:
         sections.append(f'<h2>Where the time went</h2><p class="note">{H.esc(note)}</p>')
 

@@ -215,11 +215,12 @@ class TrainConfig:
         # Upper bounds far past any recipe: a value beyond them is a typo (1e300), not a setting; found by
         # a hostile-input audit (--lr 1e308 overflowed inside torch; --warmup-epochs 1e300 kept the lr at 0;
         # --lighting 1e300 ended in "loss is not finite ... lower --lr").
-        for name, top in (("lr", 1e3), ("bias_lr_factor", 1e3), ("warmup_epochs", 1e6), ("epochs", 1e6),
-                          ("lighting", 10.0), ("weight_decay", 1.0), ("min_lr", 1e3)):
+        # (lrs up to 1e30: a float32 holds 3.4e38, and the tests diverge a run with lr 1e12 on purpose)
+        for name, top in (("lr", 1e30), ("bias_lr_factor", 1e3), ("warmup_epochs", 1e6), ("epochs", 1e6),
+                          ("lighting", 10.0), ("weight_decay", 1.0), ("min_lr", 1e30)):
             value = getattr(self, name)
             if value is not None and value > top:
-                shown = f"{int(top):,}" if top >= 1 and top == int(top) else f"{top:g}"
+                shown = f"{int(top):,}" if 1 <= top < 1e7 and top == int(top) else f"{top:g}"
                 raise BadOptionError(f"{_flag(name)} must be at most {shown}, got {value:g}")
         if self.seed > MAX_SEED:  # torch.manual_seed takes 64-bit seeds; ours are added to the rank
             raise BadOptionError(f"--seed must be below 2**63, got {self.seed}")

@@ -76,7 +76,8 @@ def run_datasets(c: TrainConfig, dataset=None, val_dataset=None, *, relative_to:
     for given, name in ((dataset, "dataset"), (val_dataset, "val_dataset")):
         _check_dataset(given, name)
     if dataset is not None:
-        train_desc = f"{c.data} ({dataset!r})" if c.data else repr(dataset)  # e.g. an in-memory subset of it
+        given = f"{len(dataset)} images given in memory"  # e.g. an experiment's subset of c.data
+        train_desc = f"{given} from {c.data}" if c.data else given
     elif c.data is not None:
         dataset, train_desc = _open(c.data, relative_to), f"{c.data}"
     else:
@@ -101,7 +102,7 @@ def run_datasets(c: TrainConfig, dataset=None, val_dataset=None, *, relative_to:
         if c.mean == "image" and val_dataset.size != dataset.size:
             raise UserError(f"validation images are {val_dataset.size}px, training images {dataset.size}px: "
                             "the mean image does not fit (prepare both at one size, or --mean channel)")
-        val_desc = str(c.val) if c.val is not None else type(val_dataset).__name__
+        val_desc = str(c.val) if c.val is not None else f"{len(val_dataset)} images given in memory"
         val_dataset = WithStats(val_dataset, dataset, label_map)
     elif c.val_split > 0:
         train_idx, val_idx = split_indices(len(dataset), c.val_split, c.seed)

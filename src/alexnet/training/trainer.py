@@ -184,6 +184,7 @@ class Trainer:
         self.epoch_seconds = self.epoch_train_seconds = 0.0
         if state is not None:
             self._load_state(state)
+        self.started_at_step = self.step  # a resumed run's clock starts here (summary.json says so)
         self.tb = None
         self.writes = BackgroundWriter()  # rank 0's files, written while training goes on
         self._stall_reported: set[str] = set()  # "dead" / "plateau": each said once
@@ -944,6 +945,8 @@ class Trainer:
                 self.writes.wait()
             result.final["time"] = self.clock.summary()
             result.final["seconds"] = result.final["time"]["total_s"]
+            if self.started_at_step:  # the time is this session's
+                result.final["resumed_at_step"] = self.started_at_step
             self.progress.log(WallClock.describe(result.final["time"]))
             if self.main and self.run_dir is not None:
                 result.weights = self.run_dir / rundir.WEIGHTS

@@ -42,8 +42,10 @@ def torch_load_safe(path: str | os.PathLike, what: str = "PyTorch file"):
             raise UnsafeFileError(_refusal(path, lines)) from None
         raise UserError(f"{path}: not a readable {what} ({lines[0] if lines else 'bad pickle'})") from None
     except Exception as e:  # noqa: BLE001  (torch.load raises anything on a damaged file: its fault, not ours)
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path}: not a readable {what} ({msg})") from None
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if len(msg) < 16:  # "101" (the key of a KeyError inside torch.load) tells a user nothing
+            msg = "torch.load cannot read it"
+        raise UserError(f"{path}: not a readable {what} ({msg[:200]})") from None
 
 
 def _refusal(path: Path, lines: list[str]) -> str:
