@@ -195,7 +195,7 @@ def test_info_of_a_weights_file_reads_its_metadata_not_its_tensors(trained_weigh
         rows = info_lines(capsys, source)
         assert rows["weights"] == f"{trained_weights / 'weights.safetensors'} (alexnet weights file)"
         assert rows["model"] == "cifar_4layer"
-        assert rows["classes"] == "10: airplane, automobile, bird, cat, deer, ..."
+        assert rows["classes"] == "10: airplane; automobile; bird; cat; deer; ..."
         assert rows["preprocess"] == ("shorter side 32, centre square, crop 32, mean image (32x32, per-channel "
                                       "[125.3, 122.6, 113.3]), no std")
         assert rows["training"] == "alexnet train, 15 epochs, 525 steps"
@@ -212,7 +212,7 @@ def test_info_of_a_state_dict_and_a_checkpoint(tmp_path, capsys):
     torch.save(model.state_dict(), tmp_path / "sd.pth")
     rows = info_lines(capsys, tmp_path / "sd.pth")
     assert "state dict without alexnet metadata" in rows["weights"]
-    assert rows["model"] == "alexnet (towers=1)" and rows["classes"].startswith("10: class_0, class_1")
+    assert rows["model"] == "alexnet (towers=1)" and rows["classes"].startswith("10: class_0; class_1")
     assert rows["parameters"] == "55,742,282" and "training" not in rows
     run_dir = tmp_path / "interrupted"
     run_dir.mkdir()

@@ -534,6 +534,17 @@ def test_a_thin_strip_is_refused_before_its_scaling_takes_the_memory(tmp_path):
         preprocess((src / "strip.png").read_bytes(), 256)
     ds = prepare_dataset(tmp_path / "src", tmp_path / "out", size=64, workers=1, progress=False)
     assert len(ds) == 1 and "image too thin" in json.dumps(ds.meta["skipped"])  # 64x6,400,000
+    # predict: one unreadable image among the others (the review of this fix: it was an "unexpected" error)
+    import alexnet
+
+    model = alexnet.create_model("cifar_4layer").eval()
+    with pytest.raises(UserError, match=r"strip.png: image too thin"):
+        alexnet.predict(model, src / "strip.png")
+    from alexnet.weights import save_weights
+
+    w = save_weights(tmp_path / "w.safetensors", model, classes=[{"index": i, "wnid": None, "name": f"c{i}"}
+                                                                for i in range(10)])
+    assert main(["predict", "--weights", str(w), str(src), "--json"]) == 1
     # a squashed strip (--warp) is fine
     assert preprocess((src / "strip.png").read_bytes(), 256, warp=True).shape == (256, 256, 3)
 

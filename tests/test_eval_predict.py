@@ -362,6 +362,9 @@ def test_a_wrapped_model_keeps_its_preprocessing_and_saves_it(model, images, tmp
     theirs, = alexnet.predict(wrapped, images["real"][0], topk=3)
     assert theirs.top == ours.top  # was: ImageNet's mean for the wrapper, other probabilities
     assert alexnet.models.meta_of(torch.compile(wrapped)) is mine.meta
+    wrapped.meta = alexnet.models.ModelMeta(preprocess=Preprocess(crop_size=200))  # set on the wrapper: wins
+    assert alexnet.models.meta_of(wrapped).preprocess.crop_size == 200
+    del wrapped.meta
     saved = read_weights(save_loaded(wrapped, tmp_path / "w.safetensors"))
     assert saved.preprocess["mean_rgb"] == [10.0, 20.0, 30.0] and saved.preprocess["std_rgb"] is None
 

@@ -443,3 +443,13 @@ def test_features_are_written_whole_and_never_through_a_link(tmp_path):
         assert victim.read_text() == "precious" and not out.is_symlink()
         np.testing.assert_array_equal(read_features(out).features, feats)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.npy", "link.npz", "victim.txt"]  # no temporaries
+
+
+def test_queries_of_one_file_name_are_told_apart_by_their_folders():
+    """A teacher's walkthrough: three CIFAR queries were all titled '0006.jpg'."""
+    from alexnet.cli.neighbors import distinct_names
+
+    assert distinct_names(["q/cifar/cat/0006.jpg", "q/cifar/ship/0006.jpg", "x/cat.jpg"]) == \
+        ["cat/0006.jpg", "ship/0006.jpg", "cat.jpg"]
+    assert distinct_names(["a/b/x.png", "c/b/x.png"]) == ["a/b/x.png", "c/b/x.png"]
+    assert distinct_names(["x.png", "x.png"]) == ["x.png", "x.png"]  # the same file twice: nothing to add

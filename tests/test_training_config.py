@@ -320,9 +320,10 @@ def test_a_config_file_with_yaml_aliases_is_refused_at_once(tmp_path):
     with pytest.raises(UserError, match=r"YAML aliases \(\*l0\) are not accepted here"):
         load_config_file(bomb)  # refused while parsing, before anything is built
     nested = tmp_path / "deep.yaml"
-    nested.write_text("name: " + "[" * 100 + "]" * 100 + "\n")
-    with pytest.raises(UserError, match="nested more than 64 levels deep"):
-        load_config_file(nested)
+    for depth in (100, 5000):  # (5000: deeper than the YAML parser's recursion)
+        nested.write_text("name: " + "[" * depth + "]" * depth + "\n")
+        with pytest.raises(UserError, match="nested more than 64 levels deep"):
+            load_config_file(nested)
 
 
 @pytest.mark.parametrize("field, value, needle", [

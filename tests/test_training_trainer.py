@@ -739,6 +739,7 @@ def _hostile(state, change):
         momentum_buffer=torch.zeros(1).expand(2**34)), "stride 0"),
     (lambda s: s["position"].update(epoch=10**18, step=10**18), "position's epoch must be a whole number"),
     (lambda s: s.update(meter=[1]), "meter must be 4 finite numbers"),
+    (lambda s: s.update(best={}), "best must be a validation error"),  # (crashed after the epoch)
     (lambda s: s.update(config=[1, 2]), "config must be a mapping"),
     (lambda s: s.update(history=["a"]), "history must be a list of mappings"),
     (lambda s: s.update(threads=-1), "threads must be a whole number >= 1"),

@@ -186,7 +186,7 @@ def good_weights(small_paper_net, tmp_path_factory):
     # escapes, or a TypeError
     (lambda m: m["preprocess"].update(std_rgb=[1e-300] * 3), "std_rgb must be 3 numbers in 0.001..10000"),
     (lambda m: m["preprocess"].update(mean_rgb=[1e300] * 3), "mean_rgb must be 3 numbers in -1000..1000"),
-    (lambda m: m["classes"][0].pop("name"), "classes must be a list of objects with a name"),
+    (lambda m: m["classes"][0].update(name=["x"]), "classes must be a list of objects with a name"),
     (lambda m: m["classes"][0].update(wnid=["n0"]), "a wnid or null"),
     (lambda m: m["model_options"].update(num_classes=5), "model_options must not hold num_classes"),
 ])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -56,11 +57,22 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     """Write ``data`` to ``path`` under a temporary name in the same folder, flush it to disk and rename
     it into place: a reader (or a user after a crash or a full disk) sees the whole file or none. The
     folder is created; the temporary file is removed if the write fails."""
+    with atomic_file(path) as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike):
+    """``with atomic_file(path) as f: ...``: a binary file at a temporary name beside ``path``, flushed to
+    disk and renamed into place when the block ends without an error (removed otherwise); for writers that
+    stream (``np.save``), so that nothing is held whole in memory first. A link at ``path`` is replaced,
+    never written through."""
     path = output_file(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -68,4 +80,3 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
         raise OSError(e.errno, e.strerror or str(e), str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
-    return path

@@ -49,9 +49,12 @@ def load_yaml(text: str, what: str):
     structure over :func:`check_bounded`'s limits. YAML errors propagate (the caller words them)."""
     import yaml
 
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, yaml.AliasEvent):
-            raise UserError(f"{what}: YAML aliases (*{event.anchor}) are not accepted here")
-    value = yaml.safe_load(text)
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise UserError(f"{what}: YAML aliases (*{event.anchor}) are not accepted here")
+        value = yaml.safe_load(text)
+    except RecursionError:
+        raise UserError(f"{what}: nested more than {MAX_DEPTH} levels deep: refused") from None
     check_bounded(value, what, max_items=100_000)
     return value

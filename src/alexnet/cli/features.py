@@ -1,4 +1,5 @@
-"""``alexnet features``: the 4096-d fc7 activations of every image of a prepared dataset."""
+"""``alexnet features``: the activations at the classifier's input (fc7, 4096-d, for the ImageNet nets) of
+every image of a prepared dataset."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from alexnet.cli.weights_args import (
 
 
 def register(sub) -> None:
-    p = sub.add_parser("features", help="fc7 activations (4096-d) of every image of a prepared dataset",
-                       description="Write the fc7 activations (after ReLU; 4096 per image for the ImageNet "
-                                   "models) of every image, centre crop, the weights' preprocessing. "
+    p = sub.add_parser("features", help="fc7 activations (4096-d; cifar_4layer: 1024-d) of every image of "
+                                        "a prepared dataset",
+                       description="Write the activations at the classifier's input (fc7 after ReLU, 4096 per "
+                                   "image, for the ImageNet models; cifar_4layer's 1024 pooled conv3 "
+                                   "values) of every image, centre crop, the weights' preprocessing. "
                                    ".npz: features, labels, indices and a fingerprint of the weights, "
                                    "arch and layer, so that 'alexnet neighbors --features' can refuse "
                                    "stale features; .npy: the (N, D) matrix alone.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -18,6 +17,20 @@ from alexnet.cli.weights_args import (
     load_from_args,
     os_errors_as_user_errors,
 )
+
+
+def distinct_names(paths: list[str]) -> list[str]:
+    """Each path's file name, with as many of its folders as tell it apart from the others
+    (``cat/0006.jpg``, ``ship/0006.jpg``: a teacher's queries were all titled ``0006.jpg``)."""
+    parts = [Path(p).parts for p in paths]
+    names = []
+    for i, mine in enumerate(parts):
+        for k in range(1, len(mine) + 1):
+            name = "/".join(mine[-k:])
+            if all(j == i or "/".join(other[-k:]) != name for j, other in enumerate(parts)):
+                break
+        names.append(name)
+    return names
 
 
 def register(sub) -> None:
@@ -131,7 +144,7 @@ def run(args) -> int:
     rows = len(squares)
     shown = idx[:rows, :drawn]  # only the drawn neighbours' images are decoded
     out = plot_neighbors(squares, [[dataset.get_uint8(int(i)) for i in row] for row in shown], args.out,
-                         distances=dist[:rows, :drawn], query_titles=[os.path.basename(f) for f in files[:rows]],
+                         distances=dist[:rows, :drawn], query_titles=distinct_names(files[:rows]),
                          neighbour_titles=[[short_class_name(name(int(i))) for i in row] for row in shown],
                          query_classes=[query_class(f) for f in files[:rows]], weights=str(args.weights),
                          feature_dims=int(feats.shape[1]), data=str(args.data))

@@ -159,7 +159,7 @@ def square(img: Image.Image, size: int, warp: bool = False) -> np.ndarray:
         if scaled[0] * scaled[1] > max_image_pixels():  # a thin strip (1x100000 -> 256x25,600,000)
             raise BadImage(f"image too thin: {w}x{h} would be {scaled[0]}x{scaled[1]} pixels with its shorter "
                            f"side scaled to {size}, over the limit of {max_image_pixels():,} "
-                           "(ALEXNET_MAX_IMAGE_PIXELS; --warp squashes it instead)")
+                           "(ALEXNET_MAX_IMAGE_PIXELS)")
         if min(w, h) != size:  # torchvision's Resize(int): the longer side truncated, as int() does
             img = img.resize(scaled, RESAMPLE)
         w, h = img.size

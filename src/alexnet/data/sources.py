@@ -144,8 +144,13 @@ def read_items(reader: tuple) -> Iterator[bytes | OSError]:
             try:
                 with open(path, "rb") as f:
                     size = os.fstat(f.fileno()).st_size
-                    data = f.read(MAX_FILE_BYTES + 1) if size <= MAX_FILE_BYTES else b""
-                    yield data if 0 < len(data) <= MAX_FILE_BYTES or size == 0 else OSError(_too_large(max(size, len(data))))
+                    if size > MAX_FILE_BYTES:
+                        yield OSError(_too_large(size))
+                        continue
+                    data = f.read(size + 1)  # (read(n) reserves n bytes first: never the limit itself)
+                    if len(data) > size:  # it grew since: read on, up to the limit
+                        data += f.read(MAX_FILE_BYTES + 1 - len(data))
+                    yield data if len(data) <= MAX_FILE_BYTES else OSError(_too_large(len(data)))
             except OSError as e:
                 yield OSError(f"cannot read: {e.strerror or e}")
     elif kind == "ranges":

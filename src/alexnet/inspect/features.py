@@ -132,16 +132,21 @@ def save_features(path: str | os.PathLike, features: np.ndarray, *, labels=None,
                   model: nn.Module | None = None) -> Path:
     """Write features as ``.npz`` (with ``labels``, ``indices`` and, given the ``model`` that computed them,
     its :func:`features_record`) or ``.npy`` (the matrix alone)."""
-    import io
-
-    from alexnet.files import write_atomic
+    from alexnet.files import atomic_file
 
     path = Path(path)
     suffix = path.suffix.lower()
-    buf = io.BytesIO()  # then written whole under a temporary name and renamed (never through a link)
+    if suffix not in (".npy", ".npz"):
+        raise UserError(f"features file must end in .npy or .npz, got {path.name!r}")
+    with atomic_file(path) as f:  # a temporary name, then renamed (never written through a link)
+        _write_features(f, suffix, features, labels=labels, indices=indices, model=model)
+    return path
+
+
+def _write_features(f, suffix: str, features: np.ndarray, *, labels, indices, model) -> None:
     if suffix == ".npy":
-        np.save(buf, features.astype(np.float32))
-    elif suffix == ".npz":
+        np.save(f, features.astype(np.float32))
+    else:
         extra = {}
         if labels is not None:
             extra["labels"] = np.asarray(labels, dtype=np.int64)
@@ -149,10 +154,7 @@ def save_features(path: str | os.PathLike, features: np.ndarray, *, labels=None,
             extra["indices"] = np.asarray(indices, dtype=np.int64)
         if model is not None:
             extra.update({k: np.array(v) for k, v in features_record(model).items()})  # 0-d str: no pickle
-        np.savez(buf, features=features.astype(np.float32), **extra)
-    else:
-        raise UserError(f"features file must end in .npy or .npz, got {path.name!r}")
-    return write_atomic(path, buf.getbuffer())
+        np.savez(f, features=features.astype(np.float32), **extra)
 
 
 @dataclass

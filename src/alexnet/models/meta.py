@@ -42,8 +42,10 @@ def meta_of(model: nn.Module) -> ModelMeta:
     A class list that no longer matches the model's outputs (its last layer replaced by hand, e.g.
     ``model.fc8 = nn.Linear(4096, 5)``) is left out of the answer (a copy with ``classes=None``): those
     names are not the new outputs' (``reset_classifier`` clears them itself)."""
+    meta = getattr(model, "meta", None)  # one set on the wrapper itself wins
     model = unwrap(model)
-    meta = getattr(model, "meta", None)
+    if not isinstance(meta, ModelMeta):
+        meta = getattr(model, "meta", None)
     if not isinstance(meta, ModelMeta):
         return ModelMeta()
     n = getattr(model, "num_classes", None)

@@ -114,12 +114,18 @@ def check_resumable(state: dict, path: str | os.PathLike) -> None:
             isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in meter):
         raise bad("meter", "4 finite numbers >= 0")
     for key in ("world_size", "threads"):
-        if key in state and not (count(state[key], 1_000_000) and state[key] >= 1):
+        if state.get(key) is not None and not (count(state[key], 1_000_000) and state[key] >= 1):
             raise bad(key, "a whole number >= 1")
     for key in ("epoch_seconds", "epoch_train_seconds"):
         v = state.get(key, 0.0)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise bad(key, "a finite number of seconds >= 0")
+    best = state["best"]
+    err, epoch = best.get("val_top1_err"), best.get("epoch")
+    if not {"val_top1_err", "epoch"} <= set(best) or not (
+            err is None or (isinstance(err, (int, float)) and not isinstance(err, bool) and math.isfinite(err))) \
+            or not (epoch is None or count(epoch, 10**6)):
+        raise bad("best", "a validation error (a finite number or null) and an epoch (a whole number or null)")
     if not isinstance(state.get("rng", {}), dict):
         raise bad("rng", "a mapping")
 

@@ -346,7 +346,7 @@ class Trainer:
                 or threads == self.resolved.threads or threads < 1:
             return
         given = "OMP_NUM_THREADS" in os.environ
-        if not given and threads <= (os.cpu_count() or 1):
+        if not given and threads <= runtime.cpus():
             self.resolved = dataclasses.replace(self.resolved, threads=threads)
             apply_resolved(self.resolved)
             self.progress.log(f"continuing with {count(threads, 'thread')}, as the run trained (--threads N "
@@ -371,7 +371,8 @@ class Trainer:
             "history": self.history,
             "best": self.best,
             "world_size": self.dist.world_size,
-            "threads": torch.get_num_threads(),  # a CPU's sums round by it: a resume takes the same (_load_threads)
+            # a CPU's sums round by the threads: a resume takes the same (_load_threads)
+            "threads": torch.get_num_threads() if self.device.type == "cpu" else None,
             "rng": self._gather_rng(),
             "arch": self.config.arch,
             "model_options": dict(self.config.model_options),

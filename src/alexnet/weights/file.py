@@ -129,7 +129,7 @@ def _check_metadata(meta) -> None:
         if not isinstance(meta.get(key, kind()), kind):
             raise ValueError(f"{key} must be a JSON {'object' if kind is dict else 'list'}")
     classes = meta.get("classes", [])
-    if len(classes) > MAX_CLASSES or not all(isinstance(c, dict) and _text(c.get("name"), 1000)
+    if len(classes) > MAX_CLASSES or not all(isinstance(c, dict) and _text(c.get("name", ""), 1000)
                                              and (c.get("wnid") is None or _text(c["wnid"], 100)) for c in classes):
         raise ValueError("classes must be a list of objects with a name (and a wnid or null) of text")
     if "num_classes" in meta.get("model_options", {}):

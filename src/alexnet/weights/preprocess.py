@@ -16,6 +16,7 @@ Caffe's weights were trained on images *warped* to 256x256 (``warp=True``) inste
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -187,7 +188,12 @@ class Preprocess:
     # --- images -> squares -> crops --------------------------------------------------------------------
     def square(self, image) -> np.ndarray:
         """The ``resize`` x ``resize`` uint8 RGB square of an image, as ``prepare_dataset`` stores it."""
-        return square(load_image(image, min_size=self.resize, warp=self.warp), self.resize, self.warp)
+        img = load_image(image, min_size=self.resize, warp=self.warp)
+        try:
+            return square(img, self.resize, self.warp)
+        except BadImage as e:  # a strip too thin to scale: unreadable, as load_image says of the others
+            name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else "image"
+            raise UserError(f"{name}: {e}") from None
 
     def _normalizers(self, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The mean to subtract, (3, size, size) or (3, 1, 1), and the std to divide by, (3, 1, 1) or None,
