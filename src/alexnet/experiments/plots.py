@@ -80,7 +80,8 @@ def relu_vs_tanh_figure(result, *, show_sweep: bool = True):
         title += (f": epochs to {target:g}%, tanh / ReLU "
                   f"{'>= ' if result.ratio_is_lower_bound else '= '}{ratio:.1f}x")
     fig.suptitle(title, fontsize=9)
-    ax.set_title(f"{result.images} images, batch {cfg.batch_size}, no regularisation", fontsize=7, color="0.35")
+    ax.set_title(f"{result.images} images, batch {cfg.batch_size}, no regularisation\na curve ends once it "
+                 "reaches the target (or at the epoch budget)", fontsize=7, color="0.35")
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3), fontsize=8, frameon=False)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
