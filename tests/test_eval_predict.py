@@ -162,9 +162,15 @@ def test_cli_predicts_the_rest_and_exits_nonzero_on_bad_files(weights, images, c
     assert out.count("  1. ") == len(good) and out.count("  3. ") == len(good) and "  4. " not in out
 
 
-def test_cli_json_and_plot(weights, images, tmp_path, capsys):
+def test_cli_json_and_plot(weights, images, tmp_path, capsys, monkeypatch):
+    from alexnet.evaluation import plots
+
+    titles, real = [], plots.predictions_figure
+    monkeypatch.setattr(plots, "predictions_figure", lambda *a, **kw: titles.append(kw.get("title")) or real(*a, **kw))
     plot = tmp_path / "fig4.png"
     code = main(["predict", "--weights", str(weights), *map(str, images["real"]), "--json", "--plot", str(plot)])
+    # the figure says what it shows (a teacher's walkthrough: no title, nothing said of the bold labels)
+    assert titles and titles[0].startswith(f"{weights.name}: the most probable classes"), titles
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
     assert len(doc["images"]) == 2 and doc["failed"] == 0

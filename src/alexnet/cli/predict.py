@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -109,8 +110,11 @@ def run(args) -> int:
                           "failed": len(failures), "errors": failures}, indent=2))
     if args.plot and shown:
         labels = [guess_label(p.source, classes) for _, p in shown]
+        known = any(lab is not None for lab in labels)
+        title = (f"{os.path.basename(os.path.normpath(str(args.weights)))}: the most probable classes"
+                 + ("; under an image in a <wnid> folder its true class, whose bar is red" if known else ""))
         out = plot_predictions([sq for sq, _ in shown], [p for _, p in shown], args.plot,
-                               labels=labels if any(lab is not None for lab in labels) else None, classes=classes)
+                               labels=labels if known else None, classes=classes, title=title)
         print(f"wrote {out}", file=sys.stderr)
         if len(results) > len(shown):  # on stderr: stdout stays the predictions (and valid JSON)
             print(f"alexnet predict: the plot shows the first {len(shown)} of {len(results)} images, in the order "
