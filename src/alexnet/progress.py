@@ -5,7 +5,8 @@
 - :class:`TrainingProgress`: a training run. The bar (stderr) shows the epoch's progress with loss, top-1
   error, images/s and tqdm's ETA, updated once per log interval, when the trainer reads its metrics from
   the device anyway, and at least every 2 s. Without a terminal (a log file, CI, a notebook's captured
-  output) one line per log interval (and after 10 s, then at least every 30 s) and per epoch goes to stdout. Errors arrive as fractions and are shown in percent.
+  output) one line per log interval (and after 10 s, then at least every 30 s) and per epoch goes to
+  stdout. Errors arrive as fractions and are shown in percent.
 """
 
 from __future__ import annotations

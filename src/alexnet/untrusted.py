@@ -14,6 +14,12 @@ MAX_ITEMS = 1_000_000  # a checkpoint of 10,000 epochs' history holds about 150,
 MAX_DEPTH = 64
 
 
+def repeats_one_value(t) -> bool:
+    """A tensor that repeats one stored value along a dimension (stride 0, as ``torch.expand`` makes): a few
+    bytes of file declaring gigabytes; nothing trained or saved by this project looks so."""
+    return any(stride == 0 and size > 1 for stride, size in zip(t.stride(), t.shape, strict=True))
+
+
 def check_bounded(value, what: str, *, max_items: int = MAX_ITEMS, max_depth: int = MAX_DEPTH) -> None:
     """Refuse (one-line UserError naming ``what``) a nested structure of dicts, lists and tuples with more
     than ``max_items`` items in all, nested deeper than ``max_depth``, or holding a tensor that repeats one
@@ -32,8 +38,7 @@ def check_bounded(value, what: str, *, max_items: int = MAX_ITEMS, max_depth: in
         elif isinstance(item, (list, tuple, set, frozenset)):
             children = list(item)
         else:
-            if isinstance(item, torch.Tensor) and any(
-                    stride == 0 and size > 1 for stride, size in zip(item.stride(), item.shape, strict=True)):
+            if isinstance(item, torch.Tensor) and repeats_one_value(item):
                 raise UserError(f"{what}: a tensor repeats one stored value along a dimension (stride 0): "
                                 "refused")
             continue

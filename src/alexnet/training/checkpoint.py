@@ -83,8 +83,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     version = state.get("version", 0)
     if isinstance(version, bool) or not isinstance(version, int):
         raise UserError(f"{path}: not an alexnet training checkpoint (version {version!r})")
-    if state.get("version", 0) > VERSION:
-        raise UserError(f"{path}: checkpoint version {state['version']} is newer than this alexnet supports")
+    if version > VERSION:
+        raise UserError(f"{path}: checkpoint version {version} is newer than this alexnet supports")
     return state
 
 
@@ -99,6 +99,9 @@ def check_resumable(state: dict, path: str | os.PathLike) -> None:
     def count(v, top: int) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= top
 
+    def finite(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
     for field in ("config", "model", "optimizer", "schedule", "position", "best"):
         if not isinstance(state.get(field), dict):
             raise bad(field, "a mapping")
@@ -110,20 +113,18 @@ def check_resumable(state: dict, path: str | os.PathLike) -> None:
         if not count(pos.get(key), top):
             raise bad(f"position's {key}", f"a whole number in 0..{top:,}")
     meter = state.get("meter")
-    if not isinstance(meter, (list, tuple)) or len(meter) != 4 or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in meter):
+    if not isinstance(meter, (list, tuple)) or len(meter) != 4 or not all(finite(v) and v >= 0 for v in meter):
         raise bad("meter", "4 finite numbers >= 0")
     for key in ("world_size", "threads"):
         if state.get(key) is not None and not (count(state[key], 1_000_000) and state[key] >= 1):
             raise bad(key, "a whole number >= 1")
     for key in ("epoch_seconds", "epoch_train_seconds"):
         v = state.get(key, 0.0)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        if not finite(v) or v < 0:
             raise bad(key, "a finite number of seconds >= 0")
     best = state["best"]
     err, epoch = best.get("val_top1_err"), best.get("epoch")
-    if not {"val_top1_err", "epoch"} <= set(best) or not (
-            err is None or (isinstance(err, (int, float)) and not isinstance(err, bool) and math.isfinite(err))) \
+    if not {"val_top1_err", "epoch"} <= set(best) or not (err is None or finite(err)) \
             or not (epoch is None or count(epoch, 10**6)):
         raise bad("best", "a validation error (a finite number or null) and an epoch (a whole number or null)")
     if not isinstance(state.get("rng", {}), dict):

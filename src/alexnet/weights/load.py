@@ -35,6 +35,7 @@ from alexnet import models
 from alexnet.errors import BadOptionError, UserError
 from alexnet.models import ModelMeta, meta_of, model_info
 from alexnet.models.meta import unwrap
+from alexnet.untrusted import repeats_one_value
 from alexnet.weights.classes import read_class_file
 from alexnet.weights.file import WeightsFile, read_weights
 from alexnet.weights.preprocess import IMAGENET_STD_RGB, Preprocess
@@ -167,9 +168,7 @@ def _check_tensors(wf: WeightsFile, source) -> None:
     silently, and a NaN makes every prediction NaN (a diverged run's weights, or a damaged file)."""
     where = source if not isinstance(source, WeightsFile) else "the weights"
     for name, t in wf.state_dict.items():
-        if any(stride == 0 and size > 1 for stride, size in zip(t.stride(), t.shape, strict=True)):
-            # one stored value repeated (torch.expand): no trained weight looks so, and checking its values
-            # would allocate the whole extent a few bytes of file declare
+        if repeats_one_value(t):  # checking its values would allocate the whole extent the file declares
             raise UserError(f"{where}: tensor {name} repeats one stored value along a dimension (stride 0): "
                             "not trained weights")
         if not t.is_floating_point():
